@@ -1,0 +1,135 @@
+//! Golden bytes: the encoding of one message of each kind, pinned so that a
+//! change to the wire format fails here first. `PROTOCOL.md` shows the same
+//! bytes.
+
+use crate::frame::{decode, encode};
+use crate::*;
+
+fn check<T>(msg: T, bytes: &[u8])
+where
+    T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let frame = encode(&msg).unwrap();
+    assert_eq!(&frame[4..], bytes, "encoding of {msg:?}");
+    assert_eq!(
+        u32::from_le_bytes(frame[..4].try_into().unwrap()) as usize,
+        bytes.len()
+    );
+    assert_eq!(decode::<T>(bytes).unwrap(), msg);
+}
+
+#[test]
+fn hello() {
+    check(Hello::new(Role::Instance), b"ally\x01\x00");
+    check(Hello::new(Role::Control), b"ally\x01\x01");
+}
+
+#[test]
+fn hello_reply() {
+    check(
+        HelloReply::Welcome {
+            version: 1,
+            master_pid: 300,
+        },
+        &[0, 1, 0xac, 0x02],
+    );
+    check(
+        HelloReply::Refused(Failure::new(ErrorCode::VersionMismatch, "v")),
+        &[1, 1, 1, b'v'],
+    );
+}
+
+#[test]
+fn listen() {
+    check(
+        InstanceRequest::Listen(ListenSpec {
+            network: Network::Tcp,
+            address: "127.0.0.1:0".into(),
+            mode: None,
+        }),
+        b"\x00\x00\x0b127.0.0.1:0\x00",
+    );
+    check(
+        InstanceRequest::Listen(ListenSpec {
+            network: Network::Unix,
+            address: "/s".into(),
+            mode: Some(0o660),
+        }),
+        b"\x00\x02\x02/s\x01\xb0\x03",
+    );
+}
+
+#[test]
+fn instance_requests() {
+    check(InstanceRequest::Ready, &[2]);
+    check(InstanceRequest::Reload, &[4]);
+    check(InstanceRequest::Info, &[5]);
+    check(
+        InstanceRequest::Report(Report {
+            tasks: Some(3),
+            ..Report::default()
+        }),
+        &[3, 1, 3, 0, 0, 0],
+    );
+}
+
+#[test]
+fn instance_responses() {
+    check(
+        InstanceResponse::Listening {
+            fds: 1,
+            local: "1.2.3.4:5".into(),
+        },
+        b"\x00\x01\x091.2.3.4:5",
+    );
+    check(InstanceResponse::Done, &[1]);
+    check(InstanceResponse::ReloadStarted { instance: 2 }, &[3, 2]);
+    check(
+        InstanceResponse::Error(Failure::new(ErrorCode::NotPermitted, "no")),
+        b"\x04\x02\x02no",
+    );
+}
+
+#[test]
+fn control() {
+    check(ControlRequest::List, &[0]);
+    check(
+        ControlRequest::Reload {
+            app: "web".into(),
+            wait: true,
+        },
+        b"\x01\x03web\x01",
+    );
+    check(
+        ControlResponse::ReloadDone {
+            app: "web".into(),
+            instance: 7,
+        },
+        b"\x02\x03web\x07",
+    );
+    check(
+        ControlResponse::Apps(vec![AppStatus {
+            name: "a".into(),
+            main: Some(1),
+            reloading: None,
+            queued_reloads: 0,
+            last_error: None,
+            instances: vec![InstanceStatus {
+                id: 1,
+                pid: 9,
+                state: InstanceState::Main,
+                started_unix_ms: 1,
+                listeners: 1,
+                deadline_unix_ms: None,
+            }],
+        }]),
+        &[0, 1, 1, b'a', 1, 1, 0, 0, 0, 1, 1, 9, 1, 1, 1, 0],
+    );
+}
+
+#[test]
+fn bad_magic_or_variant_is_an_error_not_a_panic() {
+    assert!(decode::<InstanceRequest>(&[200]).is_err());
+    assert!(decode::<Hello>(b"ally").is_err());
+    assert!(decode::<ControlRequest>(&[]).is_err());
+}
