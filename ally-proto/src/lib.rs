@@ -26,6 +26,7 @@ mod error;
 pub mod frame;
 mod hello;
 mod instance;
+pub mod paths;
 
 pub use addr::{AddrError, ListenAddr, MAX_UNIX_PATH, Network};
 pub use control::{AppStatus, ControlRequest, ControlResponse, InstanceState, InstanceStatus};
