@@ -1,0 +1,93 @@
+//! The config file as written: the TOML shape, with every unknown key
+//! refused. [`super::parse`] turns it into a [`super::Config`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use toml::Spanned;
+
+use super::value::{AppName, Command, EnvName, EnvValue, PathValue, StopSignal, Timeout};
+
+/// How to declare an app, shown when none is.
+pub const APP_EXAMPLE: &str =
+    "declare one with an [[app]] table: name = \"web\" and command = [\"./server\"]";
+
+/// The whole file.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `[master]`.
+    #[serde(default)]
+    pub master: RawMaster,
+    /// `[[app]]` tables, in order.
+    pub app: Option<Apps>,
+}
+
+/// The `[master]` table.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RawMaster {
+    /// `socket`.
+    pub socket: Option<Spanned<PathValue>>,
+}
+
+/// One `[[app]]` table.
+#[derive(Deserialize, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct RawApp {
+    /// `name`, spanned to point at a duplicate; required.
+    pub name: Option<Spanned<AppName>>,
+    /// `command`; required.
+    pub command: Option<Command>,
+    /// `cwd`.
+    pub cwd: Option<PathValue>,
+    /// `env`.
+    #[serde(default)]
+    pub env: BTreeMap<EnvName, EnvValue>,
+    /// `ready_timeout`.
+    pub ready_timeout: Option<Timeout>,
+    /// `stop_timeout`.
+    pub stop_timeout: Option<Timeout>,
+    /// `stop_signal`.
+    pub stop_signal: Option<StopSignal>,
+}
+
+/// The `app` array of tables: at least one, and `[[app]]` rather than a
+/// single `[app]` table.
+#[derive(Debug)]
+pub struct Apps(pub Vec<Spanned<RawApp>>);
+
+impl<'de> Deserialize<'de> for Apps {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(AppsVisitor)
+    }
+}
+
+struct AppsVisitor;
+
+impl<'de> Visitor<'de> for AppsVisitor {
+    type Value = Apps;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of [[app]] tables")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Apps, A::Error> {
+        let mut apps = Vec::new();
+        while let Some(app) = seq.next_element()? {
+            apps.push(app);
+        }
+        if apps.is_empty() {
+            return Err(de::Error::custom(format!("no app declared: {APP_EXAMPLE}")));
+        }
+        Ok(Apps(apps))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, _map: A) -> Result<Apps, A::Error> {
+        Err(de::Error::custom(
+            "`app` must be an array of tables: write [[app]] (two brackets), not [app]",
+        ))
+    }
+}
