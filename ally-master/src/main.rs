@@ -1,1 +1,104 @@
-fn main() {}
+//! `ally-master --config ally.toml`: owns the listening sockets of the apps
+//! in its config, starts their instances, and reloads them without
+//! dropping a connection.
+
+#![deny(unsafe_code)]
+
+mod app;
+mod config;
+mod conn;
+mod event_loop;
+mod instance;
+mod limits;
+mod listeners;
+mod log;
+mod requests;
+mod runtime;
+mod signals;
+mod sys;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use argh::FromArgs;
+
+/// ally-master: owns listening sockets and gives services zero-downtime
+/// reloads.
+#[derive(FromArgs, Debug)]
+#[argh(
+    example = "ally-master --config /etc/ally/web.toml",
+    note = "Signals: SIGTERM or SIGINT stop every app gracefully, then the master exits 0; \
+            a second one kills the instances at once.",
+    error_code(1, "the master could not run (control socket in use, I/O error)"),
+    error_code(2, "usage error"),
+    error_code(3, "the config file is invalid")
+)]
+struct Args {
+    /// path of the config file
+    #[argh(option)]
+    config: PathBuf,
+    /// path of the control socket (default: <runtime dir>/<config stem>.sock)
+    #[argh(option)]
+    socket: Option<PathBuf>,
+}
+
+/// How the master ended, mapped one to one to exit codes.
+#[derive(Debug)]
+enum Failure {
+    Runtime(String),
+    Usage,
+    Config(String),
+}
+
+impl Failure {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Runtime(_) => 1,
+            Failure::Usage => 2,
+            Failure::Config(_) => 3,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    let args = match Args::from_args(&strs[..1], &strs[1..]) {
+        Ok(args) => args,
+        Err(early) => {
+            if early.status.is_ok() {
+                println!("{}", early.output);
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("{}", early.output);
+            return ExitCode::from(Failure::Usage.exit_code());
+        }
+    };
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            match &failure {
+                Failure::Runtime(m) | Failure::Config(m) => eprintln!("ally-master: {m}"),
+                Failure::Usage => {}
+            }
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), Failure> {
+    let config = config::load(&args.config).map_err(|e| Failure::Config(e.to_string()))?;
+    let socket = runtime::socket_path(
+        args.socket.as_deref().or(config.master.socket.as_deref()),
+        &config.path,
+    )
+    .map_err(|e| Failure::Runtime(e.to_string()))?;
+    // Handlers first: a SIGTERM that arrives while we bind is not lost.
+    let signals = signals::Signals::install()
+        .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
+    let control = runtime::bind(&socket).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let mut master = event_loop::Master::new(config, socket, control, signals);
+    master
+        .run()
+        .map_err(|e| Failure::Runtime(format!("event loop failed: {e}")))
+}

@@ -117,6 +117,10 @@ impl FrameBuf {
     ///
     /// Any framing or decoding error; the stream cannot be resynchronised
     /// after one, so the caller should drop the connection.
+    #[allow(
+        clippy::should_implement_trait,
+        reason = "generic over the message type, so it cannot be an Iterator"
+    )]
     pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, Error> {
         let Some((body, used)) = split(&self.buf)? else {
             return Ok(None);

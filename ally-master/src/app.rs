@@ -1,0 +1,413 @@
+//! One app: its instances and the reload state machine.
+//!
+//! Every start is a reload: a new instance is spawned and becomes main when
+//! it reports ready, at which point every older instance gets the stop
+//! signal. If it exits or misses its ready deadline first it is killed, the
+//! old main keeps serving, and whoever asked is told why. A reload asked
+//! while one runs is queued; queued requests share the next reload.
+//!
+//! The app does no I/O on connections: it returns [`Notice`]s for the event
+//! loop to deliver.
+
+use std::path::Path;
+use std::time::Instant;
+
+use ally_proto::{AppStatus, ErrorCode, Failure, InstanceStatus};
+use rustix::process::{Pid, WaitStatus};
+
+use crate::config::AppConfig;
+use crate::instance::{Instance, State, describe_exit, signal_name, unix_ms};
+use crate::limits::{RESTART_DELAY_MAX, RESTART_DELAY_MIN, STABLE_RUN};
+use crate::listeners::Listeners;
+use crate::log;
+
+/// Who asked for a reload, and so who hears how it went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Waiter {
+    /// A control client; with `wait` it also wants the outcome.
+    Control {
+        /// Connection id.
+        conn: u64,
+        /// Whether to send the outcome.
+        wait: bool,
+    },
+    /// An instance that asked for its own app's reload.
+    Instance {
+        /// Connection id.
+        conn: u64,
+    },
+}
+
+/// Something to tell a waiter.
+#[derive(Debug)]
+pub enum Notice {
+    /// The reload's instance was spawned.
+    Started {
+        /// Who to tell.
+        waiter: Waiter,
+        /// The app's name.
+        app: String,
+        /// The new instance's id.
+        instance: u64,
+    },
+    /// The reload's instance is main.
+    Done {
+        /// Who to tell.
+        waiter: Waiter,
+        /// The app's name.
+        app: String,
+        /// The new main instance's id.
+        instance: u64,
+    },
+    /// The reload failed.
+    Failed {
+        /// Who to tell.
+        waiter: Waiter,
+        /// Why.
+        failure: Failure,
+    },
+}
+
+#[derive(Debug)]
+struct Reload {
+    instance: u64,
+    waiters: Vec<Waiter>,
+}
+
+/// Crash-restart back-off.
+#[derive(Debug, Default)]
+struct Backoff {
+    crashes: u32,
+    at: Option<Instant>,
+}
+
+/// An app from the config and its live instances.
+#[derive(Debug)]
+pub struct App {
+    /// Its settings.
+    pub config: AppConfig,
+    /// Live (not yet reaped) instances, oldest first.
+    pub instances: Vec<Instance>,
+    next_id: u64,
+    reload: Option<Reload>,
+    queued: Vec<Waiter>,
+    last_error: Option<String>,
+    backoff: Backoff,
+    stopping: bool,
+}
+
+impl App {
+    /// An app with no instances yet.
+    pub fn new(config: AppConfig) -> App {
+        App {
+            config,
+            instances: Vec::new(),
+            next_id: 1,
+            reload: None,
+            queued: Vec::new(),
+            last_error: None,
+            backoff: Backoff::default(),
+            stopping: false,
+        }
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Id of the main instance, if one serves.
+    pub fn main(&self) -> Option<u64> {
+        self.instances
+            .iter()
+            .find(|i| i.state == State::Main)
+            .map(|i| i.id)
+    }
+
+    /// Whether the app has stopped for good: shutting down, nothing left.
+    pub fn is_stopped(&self) -> bool {
+        self.stopping && self.instances.is_empty()
+    }
+
+    /// Asks for a reload on behalf of `waiter`.
+    pub fn request_reload(&mut self, waiter: Waiter, socket: &Path, out: &mut Vec<Notice>) {
+        if self.stopping {
+            out.push(Notice::Failed {
+                waiter,
+                failure: Failure::new(ErrorCode::ShuttingDown, "the master is shutting down"),
+            });
+        } else if self.reload.is_some() {
+            self.queued.push(waiter);
+        } else {
+            self.begin(vec![waiter], socket, out);
+        }
+    }
+
+    /// Starts a new instance for `waiters` (none for the first start or a
+    /// crash restart).
+    pub fn begin(&mut self, waiters: Vec<Waiter>, socket: &Path, out: &mut Vec<Notice>) {
+        self.backoff.at = None;
+        let id = self.next_id;
+        self.next_id += 1;
+        match Instance::spawn(&self.config, id, socket) {
+            Ok(instance) => {
+                log!(
+                    "{}#{id}: started, pid {}",
+                    self.name(),
+                    instance.pid.as_raw_nonzero()
+                );
+                self.instances.push(instance);
+                out.extend(waiters.iter().map(|&waiter| Notice::Started {
+                    waiter,
+                    app: self.config.name.clone(),
+                    instance: id,
+                }));
+                // Only `reload --wait` hears the outcome too.
+                let waiters = waiters
+                    .into_iter()
+                    .filter(|w| matches!(w, Waiter::Control { wait: true, .. }))
+                    .collect();
+                self.reload = Some(Reload {
+                    instance: id,
+                    waiters,
+                });
+            }
+            Err(e) => {
+                let message = format!(
+                    "cannot start instance {id} of {}: `{}` in {}: {e}",
+                    self.name(),
+                    self.config.command.join(" "),
+                    self.config.cwd.display()
+                );
+                self.fail(waiters, message, out);
+                self.after_reload(socket, out);
+            }
+        }
+    }
+
+    /// Instance `id` reported ready.
+    pub fn on_ready(&mut self, id: u64, socket: &Path, out: &mut Vec<Notice>) {
+        let Some(instance) = self.instances.iter_mut().find(|i| i.id == id) else {
+            return;
+        };
+        if !matches!(instance.state, State::Starting { .. }) {
+            return;
+        }
+        instance.state = State::Main;
+        log!("{}#{id}: ready, now main", self.config.name);
+        let now = Instant::now();
+        let deadline = now + self.config.stop_timeout;
+        for older in self.instances.iter_mut().filter(|i| i.id < id) {
+            if matches!(older.state, State::Main | State::Starting { .. }) {
+                older.signal(self.config.stop_signal);
+                older.state = State::Draining { deadline };
+                log!(
+                    "{}#{}: sent {}, draining (killed after {:?})",
+                    self.config.name,
+                    older.id,
+                    signal_name(self.config.stop_signal),
+                    self.config.stop_timeout
+                );
+            }
+        }
+        if let Some(reload) = self.reload.take_if(|r| r.instance == id) {
+            self.last_error = None;
+            out.extend(reload.waiters.into_iter().map(|waiter| Notice::Done {
+                waiter,
+                app: self.config.name.clone(),
+                instance: id,
+            }));
+            self.after_reload(socket, out);
+        }
+    }
+
+    /// The process `pid` ended with `status`. Returns `false` if it is not an
+    /// instance of this app.
+    pub fn on_exit(
+        &mut self,
+        pid: Pid,
+        status: WaitStatus,
+        listeners: &mut Listeners,
+        socket: &Path,
+        out: &mut Vec<Notice>,
+    ) -> bool {
+        let Some(index) = self.instances.iter().position(|i| i.pid == pid) else {
+            return false;
+        };
+        let mut instance = self.instances.remove(index);
+        instance.drain_pipes(&self.config.name);
+        listeners.release_instance(&self.config.name, instance.id);
+        let how = describe_exit(status);
+        let id = instance.id;
+        match instance.state {
+            State::Starting { .. } => {
+                let message = format!(
+                    "instance {id} of {} {how} before it was ready; {}",
+                    self.config.name,
+                    instance.stderr_tail()
+                );
+                if let Some(reload) = self.reload.take_if(|r| r.instance == id) {
+                    self.fail(reload.waiters, message, out);
+                    self.after_reload(socket, out);
+                }
+            }
+            State::Main => {
+                let message = format!(
+                    "main instance {id} of {} {how} unexpectedly; {}",
+                    self.config.name,
+                    instance.stderr_tail()
+                );
+                log!("{message}");
+                self.last_error = Some(message);
+                if instance.started.elapsed() >= STABLE_RUN {
+                    self.backoff.crashes = 0;
+                }
+                self.schedule_restart();
+            }
+            State::Draining { .. } | State::Killed => {
+                log!("{}#{id}: {how}", self.config.name);
+            }
+        }
+        true
+    }
+
+    /// Applies deadlines that have passed by `now`.
+    pub fn on_timer(&mut self, now: Instant, socket: &Path, out: &mut Vec<Notice>) {
+        let mut unready = None;
+        for instance in &mut self.instances {
+            match instance.state {
+                State::Starting { deadline } if deadline <= now => {
+                    instance.kill();
+                    instance.drain_pipes(&self.config.name);
+                    unready = Some((instance.id, instance.stderr_tail()));
+                }
+                State::Draining { deadline } if deadline <= now => {
+                    log!(
+                        "{}#{}: still running {:?} after the stop signal; sent SIGKILL",
+                        self.config.name,
+                        instance.id,
+                        self.config.stop_timeout
+                    );
+                    instance.kill();
+                }
+                _ => {}
+            }
+        }
+        if let Some((id, tail)) = unready {
+            let message = format!(
+                "instance {id} of {} was not ready within {:?} and was killed; {tail}",
+                self.config.name, self.config.ready_timeout
+            );
+            match self.reload.take_if(|r| r.instance == id) {
+                Some(reload) => self.fail(reload.waiters, message, out),
+                None => self.fail(Vec::new(), message, out),
+            }
+            self.after_reload(socket, out);
+        }
+        if self.backoff.at.is_some_and(|at| at <= now) && self.reload.is_none() {
+            log!("{}: restarting after a crash", self.config.name);
+            self.begin(Vec::new(), socket, out);
+        }
+    }
+
+    /// The nearest deadline this app has, if any.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.instances
+            .iter()
+            .filter_map(|i| i.state.deadline())
+            .chain(self.backoff.at)
+            .min()
+    }
+
+    /// Stops the app for good: fails pending reloads and sends every
+    /// instance the stop signal.
+    pub fn stop(&mut self, out: &mut Vec<Notice>) {
+        self.stopping = true;
+        self.backoff.at = None;
+        let mut waiters = self.reload.take().map(|r| r.waiters).unwrap_or_default();
+        waiters.append(&mut self.queued);
+        for waiter in waiters {
+            out.push(Notice::Failed {
+                waiter,
+                failure: Failure::new(ErrorCode::ShuttingDown, "the master is shutting down"),
+            });
+        }
+        let deadline = Instant::now() + self.config.stop_timeout;
+        for instance in &mut self.instances {
+            if matches!(instance.state, State::Main | State::Starting { .. }) {
+                instance.signal(self.config.stop_signal);
+                instance.state = State::Draining { deadline };
+            }
+        }
+    }
+
+    /// Kills every instance at once (a second shutdown signal).
+    pub fn kill_all(&mut self) {
+        for instance in &mut self.instances {
+            instance.kill();
+        }
+    }
+
+    /// The app as `ally-ctl list` shows it.
+    pub fn status(&self, listeners: &Listeners) -> AppStatus {
+        let now = Instant::now();
+        let wall = std::time::SystemTime::now();
+        AppStatus {
+            name: self.config.name.clone(),
+            main: self.main(),
+            reloading: self.reload.as_ref().map(|r| r.instance),
+            queued_reloads: u32::try_from(self.queued.len()).unwrap_or(u32::MAX),
+            last_error: self.last_error.clone(),
+            instances: self
+                .instances
+                .iter()
+                .map(|i| InstanceStatus {
+                    id: i.id,
+                    pid: i.pid.as_raw_nonzero().get() as u32,
+                    state: i.state.wire(),
+                    started_unix_ms: i.started_unix_ms,
+                    listeners: listeners.held_by(&self.config.name, i.id),
+                    deadline_unix_ms: i
+                        .state
+                        .deadline()
+                        .map(|d| unix_ms(wall + d.saturating_duration_since(now))),
+                })
+                .collect(),
+        }
+    }
+
+    fn fail(&mut self, waiters: Vec<Waiter>, message: String, out: &mut Vec<Notice>) {
+        log!("{}: reload failed: {message}", self.config.name);
+        out.extend(waiters.into_iter().map(|waiter| Notice::Failed {
+            waiter,
+            failure: Failure::new(ErrorCode::ReloadFailed, message.clone()),
+        }));
+        self.last_error = Some(message);
+        if self.main().is_none() {
+            self.schedule_restart();
+        }
+    }
+
+    /// After a reload ends: start the queued one, if any.
+    fn after_reload(&mut self, socket: &Path, out: &mut Vec<Notice>) {
+        if self.reload.is_none() && !self.queued.is_empty() && !self.stopping {
+            let waiters = std::mem::take(&mut self.queued);
+            self.begin(waiters, socket, out);
+        }
+    }
+
+    fn schedule_restart(&mut self) {
+        if self.stopping || self.reload.is_some() || self.main().is_some() {
+            return;
+        }
+        let delay = RESTART_DELAY_MIN
+            .saturating_mul(1u32 << self.backoff.crashes.min(16))
+            .min(RESTART_DELAY_MAX);
+        self.backoff.crashes = self.backoff.crashes.saturating_add(1);
+        self.backoff.at = Some(Instant::now() + delay);
+        log!(
+            "{}: no main instance; restarting in {delay:?}",
+            self.config.name
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! One client connection: non-blocking, with its own input and output
+//! buffers, so no client can stall the master.
+
+use std::collections::VecDeque;
+use std::io::{self, IoSlice, Read};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+use ally_proto::frame::{self, FrameBuf};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, UCred};
+use serde::Serialize;
+
+use crate::limits::{MAX_PENDING_OUTPUT, READ_CHUNK, READS_PER_WAKE};
+
+/// What the peer turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Peer {
+    /// Has not said hello yet; closed if it does not by `deadline`.
+    Unknown {
+        /// Hello deadline.
+        deadline: Instant,
+    },
+    /// An instance of app `app` (index into the master's apps) with id `id`.
+    Instance {
+        /// Name of its app.
+        app: String,
+        /// Its instance id.
+        id: u64,
+    },
+    /// A control client.
+    Control,
+    /// Refused or broken: flush what is queued, then close by `deadline`.
+    Closing {
+        /// When to close even if output is still queued.
+        deadline: Instant,
+    },
+}
+
+/// A frame waiting to be sent, with the fds that ride on its first byte.
+#[derive(Debug)]
+struct Outgoing {
+    bytes: Vec<u8>,
+    sent: usize,
+    fds: Vec<OwnedFd>,
+}
+
+/// A client connection.
+#[derive(Debug)]
+pub struct Conn {
+    stream: UnixStream,
+    /// Who the kernel says the peer is.
+    pub cred: UCred,
+    /// What the peer is to the master.
+    pub peer: Peer,
+    input: FrameBuf,
+    output: VecDeque<Outgoing>,
+    pending: usize,
+}
+
+/// Why a connection must be closed now.
+#[derive(Debug)]
+pub enum Broken {
+    /// The peer closed or the socket failed.
+    Gone,
+    /// The peer sent bytes that are not a valid frame.
+    Malformed(ally_proto::Error),
+    /// The peer does not read its replies.
+    Overflow,
+}
+
+impl Conn {
+    /// Wraps an accepted stream (already non-blocking and close-on-exec).
+    pub fn new(stream: UnixStream, cred: UCred, deadline: Instant) -> Conn {
+        Conn {
+            stream,
+            cred,
+            peer: Peer::Unknown { deadline },
+            input: FrameBuf::new(),
+            output: VecDeque::new(),
+            pending: 0,
+        }
+    }
+
+    /// Whether output is waiting for the socket to become writable.
+    pub fn wants_write(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// Reads what is available into the input buffer: at most
+    /// [`READS_PER_WAKE`] chunks, so one fast sender cannot starve the
+    /// others (poll is level-triggered and reports the rest next time).
+    pub fn read_ready(&mut self) -> Result<(), Broken> {
+        let mut chunk = vec![0u8; READ_CHUNK];
+        for _ in 0..READS_PER_WAKE {
+            match (&self.stream).read(&mut chunk) {
+                Ok(0) => return Err(Broken::Gone),
+                Ok(n) => self.input.extend(&chunk[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Err(Broken::Gone),
+            }
+        }
+        Ok(())
+    }
+
+    /// The next complete message received, if any.
+    pub fn next<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, Broken> {
+        self.input.next().map_err(Broken::Malformed)
+    }
+
+    /// Queues `msg`, with `fds` attached to its first byte.
+    pub fn send<T: Serialize>(&mut self, msg: &T, fds: Vec<OwnedFd>) -> Result<(), Broken> {
+        let bytes = frame::encode(msg).map_err(Broken::Malformed)?;
+        self.pending += bytes.len();
+        if self.pending > MAX_PENDING_OUTPUT {
+            return Err(Broken::Overflow);
+        }
+        self.output.push_back(Outgoing {
+            bytes,
+            sent: 0,
+            fds,
+        });
+        Ok(())
+    }
+
+    /// Writes queued output until done or the socket is full.
+    pub fn write_ready(&mut self) -> Result<(), Broken> {
+        while let Some(out) = self.output.front_mut() {
+            let iov = [IoSlice::new(&out.bytes[out.sent..])];
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut control = SendAncillaryBuffer::new(&mut space);
+            let borrowed: Vec<BorrowedFd<'_>> = out.fds.iter().map(AsFd::as_fd).collect();
+            if !borrowed.is_empty() && !control.push(SendAncillaryMessage::ScmRights(&borrowed)) {
+                return Err(Broken::Gone);
+            }
+            match rustix::net::sendmsg(&self.stream, &iov, &mut control, SendFlags::NOSIGNAL) {
+                Ok(n) => {
+                    drop(borrowed);
+                    // The kernel took the fds with the first byte it took.
+                    out.fds.clear();
+                    out.sent += n;
+                    self.pending -= n;
+                    if out.sent == out.bytes.len() {
+                        self.output.pop_front();
+                    }
+                }
+                Err(rustix::io::Errno::AGAIN) => return Ok(()),
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return Err(Broken::Gone),
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AsFd for Conn {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}

@@ -1,0 +1,407 @@
+//! The master's single-threaded poll loop.
+//!
+//! Each turn: compute the nearest deadline (none when idle, so an idle
+//! master never wakes); poll the signal pipe, the control socket (only
+//! under the connection cap), every connection (writable only with output
+//! pending) and every instance's output pipes; then handle signals, timers,
+//! writes, reads and accepts, in that order.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ally_proto::{ControlResponse, InstanceResponse};
+use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::process::{Uid, WaitOptions};
+
+use crate::app::{App, Notice, Waiter};
+use crate::config::Config;
+use crate::conn::{Broken, Conn, Peer};
+use crate::limits::{HELLO_TIMEOUT, MAX_CONNECTIONS};
+use crate::listeners::Listeners;
+use crate::log;
+use crate::signals::Signals;
+
+/// Whether the master is stopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shutdown {
+    Running,
+    /// Instances were sent their stop signal; exit when all are gone.
+    Graceful,
+    /// A second signal: instances were killed.
+    Forced,
+}
+
+/// What a ready poll entry belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Token {
+    Signals,
+    Control,
+    Conn(u64),
+    Output { app: usize, instance: u64 },
+}
+
+/// The master's whole state.
+#[derive(Debug)]
+pub struct Master {
+    pub(crate) socket: PathBuf,
+    control: UnixListener,
+    signals: Signals,
+    pub(crate) apps: Vec<App>,
+    pub(crate) listeners: Listeners,
+    pub(crate) conns: BTreeMap<u64, Conn>,
+    next_conn: u64,
+    shutdown: Shutdown,
+    pub(crate) uid: Uid,
+}
+
+impl Master {
+    /// A master for `config`, serving its control socket on `control`.
+    pub fn new(config: Config, socket: PathBuf, control: UnixListener, signals: Signals) -> Master {
+        Master {
+            socket,
+            control,
+            signals,
+            apps: config.apps.into_iter().map(App::new).collect(),
+            listeners: Listeners::default(),
+            conns: BTreeMap::new(),
+            next_conn: 1,
+            shutdown: Shutdown::Running,
+            uid: rustix::process::geteuid(),
+        }
+    }
+
+    /// Starts every app and serves until a shutdown completes.
+    ///
+    /// # Errors
+    ///
+    /// Only if polling itself fails.
+    pub fn run(&mut self) -> io::Result<()> {
+        log!(
+            "pid {} serving {} app(s) on {}",
+            std::process::id(),
+            self.apps.len(),
+            self.socket.display()
+        );
+        let mut notices = Vec::new();
+        for app in &mut self.apps {
+            app.begin(Vec::new(), &self.socket, &mut notices);
+        }
+        self.deliver(notices);
+        while !(self.shutdown != Shutdown::Running && self.apps.iter().all(App::is_stopped)) {
+            let ready = self.poll()?;
+            self.turn(&ready);
+        }
+        for conn in self.conns.values_mut() {
+            let _ = conn.write_ready();
+        }
+        let _ = std::fs::remove_file(&self.socket);
+        log!("all apps stopped; exiting");
+        Ok(())
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        let conns = self.conns.values().filter_map(|c| match c.peer {
+            Peer::Unknown { deadline } | Peer::Closing { deadline } => Some(deadline),
+            _ => None,
+        });
+        self.apps
+            .iter()
+            .filter_map(App::next_deadline)
+            .chain(conns)
+            .min()
+    }
+
+    /// Polls everything once; returns what is ready.
+    fn poll(&self) -> io::Result<Vec<(Token, PollFlags)>> {
+        let mut tokens = vec![Token::Signals];
+        let mut fds = vec![PollFd::new(&self.signals, PollFlags::IN)];
+        if self.conns.len() < MAX_CONNECTIONS {
+            tokens.push(Token::Control);
+            fds.push(PollFd::new(&self.control, PollFlags::IN));
+        }
+        for (&id, conn) in &self.conns {
+            let mut flags = PollFlags::IN;
+            if conn.wants_write() {
+                flags |= PollFlags::OUT;
+            }
+            tokens.push(Token::Conn(id));
+            fds.push(PollFd::new(conn, flags));
+        }
+        for (index, app) in self.apps.iter().enumerate() {
+            for instance in &app.instances {
+                for pipe in &instance.pipes {
+                    tokens.push(Token::Output {
+                        app: index,
+                        instance: instance.id,
+                    });
+                    fds.push(PollFd::new(pipe, PollFlags::IN));
+                }
+            }
+        }
+        let timeout = self.next_deadline().map(|deadline| {
+            let wait = deadline.saturating_duration_since(Instant::now());
+            // Round up so the deadline has passed when we wake.
+            let wait = wait + Duration::from_millis(1);
+            Timespec {
+                tv_sec: i64::try_from(wait.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(wait.subsec_nanos()),
+            }
+        });
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(tokens
+            .into_iter()
+            .zip(fds.iter().map(PollFd::revents))
+            .filter(|(_, revents)| !revents.is_empty())
+            .collect())
+    }
+
+    /// Handles one poll result: signals, timers, writes, reads, accepts.
+    fn turn(&mut self, ready: &[(Token, PollFlags)]) {
+        if ready.iter().any(|(t, _)| matches!(t, Token::Signals)) {
+            self.on_signals();
+        }
+        self.on_timers();
+        for &(token, revents) in ready {
+            if let Token::Conn(id) = token
+                && revents.contains(PollFlags::OUT)
+            {
+                self.flush(id);
+            }
+        }
+        for &(token, revents) in ready {
+            match token {
+                Token::Conn(id)
+                    if revents.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) =>
+                {
+                    self.on_readable(id);
+                }
+                Token::Output { app, instance } => {
+                    let app = &mut self.apps[app];
+                    let name = app.config.name.clone();
+                    if let Some(i) = app.instances.iter_mut().find(|i| i.id == instance) {
+                        i.drain_pipes(&name);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if ready.iter().any(|(t, _)| matches!(t, Token::Control)) {
+            self.accept();
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let pending = self.signals.take();
+        if pending.child {
+            self.reap();
+        }
+        if pending.terminate {
+            match self.shutdown {
+                Shutdown::Running => {
+                    log!("shutting down: stopping every app (send the signal again to kill them)");
+                    self.shutdown = Shutdown::Graceful;
+                    let mut notices = Vec::new();
+                    for app in &mut self.apps {
+                        app.stop(&mut notices);
+                    }
+                    self.deliver(notices);
+                }
+                Shutdown::Graceful | Shutdown::Forced => {
+                    log!("second shutdown signal: killing every instance");
+                    self.shutdown = Shutdown::Forced;
+                    for app in &mut self.apps {
+                        app.kill_all();
+                    }
+                }
+            }
+        }
+        if pending.hangup {
+            log!("SIGHUP received; nothing to reopen yet");
+        }
+    }
+
+    /// Reaps every child that has exited, instances and (as PID 1) orphans.
+    fn reap(&mut self) {
+        let mut notices = Vec::new();
+        while let Ok(Some((pid, status))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+            let socket = &self.socket;
+            let listeners = &mut self.listeners;
+            let _ = self
+                .apps
+                .iter_mut()
+                .any(|app| app.on_exit(pid, status, listeners, socket, &mut notices));
+        }
+        self.deliver(notices);
+    }
+
+    fn on_timers(&mut self) {
+        let now = Instant::now();
+        let mut notices = Vec::new();
+        for app in &mut self.apps {
+            app.on_timer(now, &self.socket, &mut notices);
+        }
+        self.deliver(notices);
+        let expired: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| match c.peer {
+                Peer::Unknown { deadline } | Peer::Closing { deadline } => deadline <= now,
+                _ => false,
+            })
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            if let Some(conn) = self.conns.remove(&id)
+                && matches!(conn.peer, Peer::Unknown { .. })
+            {
+                log!(
+                    "closed connection from pid {}: no hello within {HELLO_TIMEOUT:?}",
+                    conn.cred.pid.as_raw_nonzero()
+                );
+            }
+        }
+    }
+
+    fn accept(&mut self) {
+        while self.conns.len() < MAX_CONNECTIONS {
+            let stream = match self.control.accept() {
+                Ok((stream, _)) => stream,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // EMFILE and the like: leave the rest queued for later.
+                    log!("cannot accept a connection: {e}");
+                    return;
+                }
+            };
+            let Ok(cred) = rustix::net::sockopt::socket_peercred(&stream) else {
+                continue;
+            };
+            if stream.set_nonblocking(true).is_err() {
+                continue;
+            }
+            let id = self.next_conn;
+            self.next_conn += 1;
+            let deadline = Instant::now() + HELLO_TIMEOUT;
+            self.conns.insert(id, Conn::new(stream, cred, deadline));
+        }
+    }
+
+    fn flush(&mut self, id: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let closing = matches!(conn.peer, Peer::Closing { .. });
+        match conn.write_ready() {
+            Ok(()) if closing && !conn.wants_write() => {
+                self.conns.remove(&id);
+            }
+            Ok(()) => {}
+            Err(broken) => self.drop_conn(id, &broken),
+        }
+    }
+
+    fn on_readable(&mut self, id: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let read = conn.read_ready();
+        if matches!(conn.peer, Peer::Closing { .. }) {
+            if read.is_err() {
+                self.conns.remove(&id);
+            }
+            return;
+        }
+        // Handle what arrived before the peer closed, then close.
+        self.handle_input(id);
+        if let Err(broken) = read {
+            self.drop_conn(id, &broken);
+        }
+    }
+
+    /// Closes connection `id`, logging why if the peer misbehaved.
+    pub(crate) fn drop_conn(&mut self, id: u64, why: &Broken) {
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
+        let pid = conn.cred.pid.as_raw_nonzero();
+        match why {
+            Broken::Gone => {}
+            Broken::Malformed(e) => log!("closed connection from pid {pid}: {e}"),
+            Broken::Overflow => {
+                log!("closed connection from pid {pid}: it does not read its replies")
+            }
+        }
+    }
+
+    /// Queues `msg` on connection `id`, closing it if that fails.
+    pub(crate) fn send<T: serde::Serialize>(
+        &mut self,
+        id: u64,
+        msg: &T,
+        fds: Vec<std::os::fd::OwnedFd>,
+    ) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let sent = conn.send(msg, fds).and_then(|()| conn.write_ready());
+        if let Err(broken) = sent {
+            self.drop_conn(id, &broken);
+        }
+    }
+
+    /// Tells waiters how their reloads went.
+    pub(crate) fn deliver(&mut self, notices: Vec<Notice>) {
+        for notice in notices {
+            match notice {
+                Notice::Started {
+                    waiter,
+                    app,
+                    instance,
+                } => match waiter {
+                    Waiter::Control { conn, .. } => {
+                        self.send(
+                            conn,
+                            &ControlResponse::ReloadStarted { app, instance },
+                            Vec::new(),
+                        );
+                    }
+                    Waiter::Instance { conn } => {
+                        self.send(
+                            conn,
+                            &InstanceResponse::ReloadStarted { instance },
+                            Vec::new(),
+                        );
+                    }
+                },
+                Notice::Done {
+                    waiter,
+                    app,
+                    instance,
+                } => {
+                    if let Waiter::Control { conn, wait: true } = waiter {
+                        self.send(
+                            conn,
+                            &ControlResponse::ReloadDone { app, instance },
+                            Vec::new(),
+                        );
+                    }
+                }
+                Notice::Failed { waiter, failure } => match waiter {
+                    Waiter::Control { conn, .. } => {
+                        self.send(conn, &ControlResponse::Error(failure), Vec::new());
+                    }
+                    Waiter::Instance { conn } => {
+                        self.send(conn, &InstanceResponse::Error(failure), Vec::new());
+                    }
+                },
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+//! One start of an app: its process, life-cycle state, status report, and
+//! the output it writes.
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use ally_proto::{InstanceState, Report, env};
+use rustix::process::{Pid, Signal};
+
+use crate::config::{self, AppConfig};
+use crate::limits::{MAX_LOG_LINE, READ_CHUNK, STDERR_TAIL_LINES};
+use crate::sys;
+
+/// Where an instance is in its life, with the deadline that applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Started; killed if not ready by `deadline`.
+    Starting {
+        /// Ready-timeout deadline.
+        deadline: Instant,
+    },
+    /// Ready and the app's main instance.
+    Main,
+    /// Asked to stop; killed if still alive at `deadline`.
+    Draining {
+        /// Stop-timeout deadline.
+        deadline: Instant,
+    },
+    /// SIGKILL sent; waiting to reap it.
+    Killed,
+}
+
+impl State {
+    /// The wire form of this state.
+    pub fn wire(self) -> InstanceState {
+        match self {
+            State::Starting { .. } => InstanceState::Starting,
+            State::Main => InstanceState::Main,
+            State::Draining { .. } => InstanceState::Draining,
+            State::Killed => InstanceState::Killed,
+        }
+    }
+
+    /// The deadline of this state, if it has one.
+    pub fn deadline(self) -> Option<Instant> {
+        match self {
+            State::Starting { deadline } | State::Draining { deadline } => Some(deadline),
+            State::Main | State::Killed => None,
+        }
+    }
+}
+
+/// Which output stream a pipe carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// The instance's stdout.
+    Stdout,
+    /// The instance's stderr; its last lines are kept for failure reports.
+    Stderr,
+}
+
+/// The master's read end of an instance's stdout or stderr.
+#[derive(Debug)]
+pub struct OutputPipe {
+    fd: OwnedFd,
+    stream: Stream,
+    partial: Vec<u8>,
+}
+
+impl AsFd for OutputPipe {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// A running (or not yet reaped) instance.
+#[derive(Debug)]
+pub struct Instance {
+    /// Id within the app, from 1.
+    pub id: u64,
+    /// Its process id; also its process group and session id.
+    pub pid: Pid,
+    /// Life-cycle state.
+    pub state: State,
+    /// When it was started.
+    pub started: Instant,
+    /// When it was started, milliseconds since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// What it last reported about itself.
+    pub report: Report,
+    /// Its stdout and stderr pipes, until they reach end of file.
+    pub pipes: Vec<OutputPipe>,
+    tail: VecDeque<String>,
+}
+
+/// Milliseconds since the Unix epoch for `t`.
+pub fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+impl Instance {
+    /// Starts instance `id` of `app`, reading its command from disk anew.
+    ///
+    /// The child gets its own session, stdin from `/dev/null`, stdout and
+    /// stderr on pipes to the master, the app's environment, and the `ALLY_*`
+    /// variables that tell the library where its master is.
+    ///
+    /// # Errors
+    ///
+    /// If the command cannot be executed (missing, not executable, bad cwd).
+    pub fn spawn(app: &AppConfig, id: u64, socket: &Path) -> io::Result<Instance> {
+        let (program, args) = app
+            .command
+            .split_first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(&app.cwd)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for var in env::ALL {
+            cmd.env_remove(var);
+        }
+        cmd.envs(&app.env)
+            .env(env::SOCKET, socket)
+            .env(env::MASTER_PID, std::process::id().to_string())
+            .env(env::APP, &app.name)
+            .env(env::INSTANCE, id.to_string())
+            .env(env::STOP_SIGNAL, signal_name(app.stop_signal));
+        sys::new_session(&mut cmd);
+        let mut child = cmd.spawn()?;
+        let started = Instant::now();
+        let pid =
+            Pid::from_raw(child.id() as i32).ok_or_else(|| io::Error::other("child has pid 0"))?;
+        let mut pipes = Vec::with_capacity(2);
+        if let Some(out) = child.stdout.take() {
+            pipes.push(OutputPipe::new(out.into(), Stream::Stdout)?);
+        }
+        if let Some(err) = child.stderr.take() {
+            pipes.push(OutputPipe::new(err.into(), Stream::Stderr)?);
+        }
+        // The master reaps every child itself with waitpid; `Child` holds
+        // nothing else, so dropping it is fine.
+        drop(child);
+        Ok(Instance {
+            id,
+            pid,
+            state: State::Starting {
+                deadline: started + app.ready_timeout,
+            },
+            started,
+            started_unix_ms: unix_ms(SystemTime::now()),
+            report: Report::default(),
+            pipes,
+            tail: VecDeque::new(),
+        })
+    }
+
+    /// Sends `signal` to the instance's process.
+    pub fn signal(&self, signal: Signal) {
+        let _ = rustix::process::kill_process(self.pid, signal);
+    }
+
+    /// Sends SIGKILL to the instance's whole process group, so helpers it
+    /// started die with it, and marks it killed.
+    pub fn kill(&mut self) {
+        if rustix::process::kill_process_group(self.pid, Signal::KILL).is_err() {
+            self.signal(Signal::KILL);
+        }
+        self.state = State::Killed;
+    }
+
+    /// Reads what pipe `index` has, forwarding whole lines to the master's
+    /// stderr as `[app#id] line`. Returns `false` once the pipe is at end of
+    /// file and has been removed.
+    pub fn read_pipe(&mut self, index: usize, app: &str) -> bool {
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let pipe = &mut self.pipes[index];
+            match rustix::io::read(&pipe.fd, &mut buf) {
+                Ok(0) => {
+                    let rest = std::mem::take(&mut pipe.partial);
+                    let stream = pipe.stream;
+                    if !rest.is_empty() {
+                        self.emit_line(app, stream, &rest);
+                    }
+                    self.pipes.remove(index);
+                    return false;
+                }
+                Ok(n) => {
+                    pipe.partial.extend_from_slice(&buf[..n]);
+                    self.emit_lines(index, app);
+                }
+                Err(rustix::io::Errno::INTR) => {}
+                Err(_) => return true,
+            }
+        }
+    }
+
+    /// Reads whatever is left in the pipes without blocking, so the stderr
+    /// tail is complete when the instance's exit is reported.
+    pub fn drain_pipes(&mut self, app: &str) {
+        let mut index = 0;
+        while index < self.pipes.len() {
+            if self.read_pipe(index, app) {
+                index += 1;
+            }
+        }
+    }
+
+    fn emit_lines(&mut self, index: usize, app: &str) {
+        let pipe = &mut self.pipes[index];
+        let stream = pipe.stream;
+        let mut lines = Vec::new();
+        while let Some(end) = pipe.partial.iter().position(|&b| b == b'\n') {
+            lines.push(pipe.partial.drain(..=end).collect::<Vec<u8>>());
+        }
+        if pipe.partial.len() > MAX_LOG_LINE {
+            lines.push(std::mem::take(&mut pipe.partial));
+        }
+        for line in lines {
+            self.emit_line(app, stream, &line);
+        }
+    }
+
+    fn emit_line(&mut self, app: &str, stream: Stream, line: &[u8]) {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let mut text = String::from_utf8_lossy(&line[..line.len().min(MAX_LOG_LINE)]).into_owned();
+        if line.len() > MAX_LOG_LINE {
+            text.push('…');
+        }
+        let _ = writeln!(io::stderr().lock(), "[{app}#{}] {text}", self.id);
+        if stream == Stream::Stderr {
+            if self.tail.len() == STDERR_TAIL_LINES {
+                self.tail.pop_front();
+            }
+            self.tail.push_back(text);
+        }
+    }
+
+    /// The last lines the instance wrote to stderr, for failure reports.
+    pub fn stderr_tail(&self) -> String {
+        if self.tail.is_empty() {
+            return "(its stderr was empty)".to_owned();
+        }
+        let mut out = String::from("last lines of its stderr:");
+        for line in &self.tail {
+            out.push_str("\n  ");
+            out.push_str(line);
+        }
+        out
+    }
+}
+
+impl OutputPipe {
+    fn new(fd: OwnedFd, stream: Stream) -> io::Result<OutputPipe> {
+        // Our own end of a fresh pipe: making it non-blocking affects no one
+        // else.
+        let flags = rustix::fs::fcntl_getfl(&fd)?;
+        rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK)?;
+        Ok(OutputPipe {
+            fd,
+            stream,
+            partial: Vec::new(),
+        })
+    }
+}
+
+/// The conventional name of `signal`, such as `SIGTERM`.
+pub fn signal_name(signal: Signal) -> String {
+    if signal == Signal::KILL {
+        return "SIGKILL".to_owned();
+    }
+    config::signal_name(signal).map_or_else(|| format!("signal {}", signal.as_raw()), str::to_owned)
+}
+
+/// Explains how a process ended, from its wait status.
+pub fn describe_exit(status: rustix::process::WaitStatus) -> String {
+    if let Some(code) = status.exit_status() {
+        format!("exited with status {code}")
+    } else if let Some(sig) = status.terminating_signal() {
+        let name = Signal::from_named_raw(sig).map_or_else(|| format!("signal {sig}"), signal_name);
+        format!("was killed by {name}")
+    } else {
+        "ended".to_owned()
+    }
+}

@@ -1,0 +1,47 @@
+//! Every limit the master enforces, named, with why it has the value it has.
+
+use std::time::Duration;
+
+/// Most client connections (instances and control tools) open at once. At
+/// the cap the master stops accepting until one closes, so a flood cannot
+/// exhaust its file descriptors.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// How long a new connection may take to send its hello before it is
+/// closed: a client that connects and says nothing does not hold a slot.
+pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most bytes queued for one client that does not read its replies. Past
+/// this the connection is closed rather than buffering without bound.
+pub const MAX_PENDING_OUTPUT: usize = 8 << 20;
+
+/// Bytes read from a socket or pipe per `read` call.
+pub const READ_CHUNK: usize = 64 << 10;
+
+/// Most reads from one connection per wake-up, for fairness between
+/// clients.
+pub const READS_PER_WAKE: usize = 4;
+
+/// Listen backlog for stream sockets the master binds; the kernel caps it
+/// at `net.core.somaxconn`.
+pub const LISTEN_BACKLOG: i32 = 4096;
+
+/// Lines of an instance's stderr kept for failure reports.
+pub const STDERR_TAIL_LINES: usize = 20;
+
+/// Longest line kept in the stderr tail or forwarded as one log line; the
+/// rest of a longer line is cut, marked with `…`.
+pub const MAX_LOG_LINE: usize = 4096;
+
+/// Delay before restarting an app whose main instance died unexpectedly,
+/// doubled at each consecutive crash.
+pub const RESTART_DELAY_MIN: Duration = Duration::from_millis(500);
+
+/// Longest delay between crash restarts.
+pub const RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
+
+/// A main instance that ran this long before dying resets the back-off.
+pub const STABLE_RUN: Duration = Duration::from_secs(60);
+
+/// How long a connection being closed after a refusal may take to read it.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(1);

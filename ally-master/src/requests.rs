@@ -1,0 +1,240 @@
+//! What the master does with each message a client sends: the hello and
+//! its credential checks, instance requests, control requests.
+
+use std::time::Instant;
+
+use ally_proto::{
+    ControlRequest, ControlResponse, ErrorCode, Failure, Hello, HelloReply, InstanceInfo,
+    InstanceRequest, InstanceResponse, MAGIC, PROTOCOL_VERSION, Role,
+};
+
+use crate::app::Waiter;
+use crate::conn::{Broken, Peer};
+use crate::event_loop::Master;
+use crate::limits::CLOSE_LINGER;
+use crate::log;
+
+impl Master {
+    /// Handles every complete message connection `id` has buffered.
+    pub(crate) fn handle_input(&mut self, id: u64) {
+        loop {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                return;
+            };
+            let step = match conn.peer.clone() {
+                Peer::Unknown { .. } => conn
+                    .next::<Hello>()
+                    .map(|m| m.map(|h| self.on_hello(id, h))),
+                Peer::Instance { app, id: instance } => conn
+                    .next::<InstanceRequest>()
+                    .map(|m| m.map(|r| self.on_instance_request(id, &app, instance, r))),
+                Peer::Control => conn
+                    .next::<ControlRequest>()
+                    .map(|m| m.map(|r| self.on_control_request(id, r))),
+                Peer::Closing { .. } => return,
+            };
+            match step {
+                Ok(Some(())) => {}
+                Ok(None) => return,
+                Err(broken) => {
+                    self.drop_conn(id, &broken);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_hello(&mut self, id: u64, hello: Hello) {
+        let Some(conn) = self.conns.get(&id) else {
+            return;
+        };
+        let cred = conn.cred;
+        if hello.magic != MAGIC {
+            self.drop_conn(
+                id,
+                &Broken::Malformed(ally_proto::Error::TrailingBytes { extra: 0 }),
+            );
+            return;
+        }
+        let peer = if hello.version != PROTOCOL_VERSION {
+            Err(Failure::new(
+                ErrorCode::VersionMismatch,
+                format!(
+                    "this master speaks protocol {PROTOCOL_VERSION}, the client speaks {}; \
+                     use ally-ctl and the ally library from the same release as the master",
+                    hello.version
+                ),
+            ))
+        } else {
+            match hello.role {
+                Role::Control if cred.uid.is_root() || cred.uid == self.uid => Ok(Peer::Control),
+                Role::Control => Err(Failure::new(
+                    ErrorCode::NotPermitted,
+                    format!(
+                        "uid {} may not control this master (it runs as uid {}); \
+                         run ally-ctl as that user or as root",
+                        cred.uid.as_raw(),
+                        self.uid.as_raw()
+                    ),
+                )),
+                Role::Instance => self.instance_of_pid(cred.pid).ok_or_else(|| {
+                    Failure::new(
+                        ErrorCode::NotPermitted,
+                        format!(
+                            "pid {} is not an instance started by this master",
+                            cred.pid.as_raw_nonzero()
+                        ),
+                    )
+                }),
+            }
+        };
+        match peer {
+            Ok(peer) => {
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.peer = peer;
+                }
+                let welcome = HelloReply::Welcome {
+                    version: PROTOCOL_VERSION,
+                    master_pid: std::process::id(),
+                };
+                self.send(id, &welcome, Vec::new());
+            }
+            Err(failure) => {
+                log!(
+                    "refused connection from pid {} uid {}: {}",
+                    cred.pid.as_raw_nonzero(),
+                    cred.uid.as_raw(),
+                    failure.message
+                );
+                self.send(id, &HelloReply::Refused(failure), Vec::new());
+                if let Some(conn) = self.conns.get_mut(&id) {
+                    conn.peer = Peer::Closing {
+                        deadline: Instant::now() + CLOSE_LINGER,
+                    };
+                    if !conn.wants_write() {
+                        self.conns.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn instance_of_pid(&self, pid: rustix::process::Pid) -> Option<Peer> {
+        self.apps.iter().find_map(|app| {
+            app.instances
+                .iter()
+                .find(|i| i.pid == pid)
+                .map(|i| Peer::Instance {
+                    app: app.config.name.clone(),
+                    id: i.id,
+                })
+        })
+    }
+
+    fn on_instance_request(&mut self, conn: u64, app_name: &str, id: u64, req: InstanceRequest) {
+        let Some(app_index) = self.apps.iter().position(|a| a.config.name == app_name) else {
+            return;
+        };
+        let live = self.apps[app_index].instances.iter().any(|i| i.id == id);
+        if !live {
+            let failure = Failure::new(
+                ErrorCode::NotPermitted,
+                format!("instance {id} of {app_name} is no longer live"),
+            );
+            self.send(conn, &InstanceResponse::Error(failure), Vec::new());
+            return;
+        }
+        let (reply, fds) = match req {
+            InstanceRequest::Listen(spec) => match self.listeners.acquire(app_name, id, &spec) {
+                Ok((fd, local)) => (InstanceResponse::Listening { fds: 1, local }, vec![fd]),
+                Err(failure) => {
+                    log!("{app_name}#{id}: {}", failure.message);
+                    (InstanceResponse::Error(failure), Vec::new())
+                }
+            },
+            InstanceRequest::Unlisten(spec) => match self.listeners.release(app_name, id, &spec) {
+                Ok(()) => (InstanceResponse::Done, Vec::new()),
+                Err(failure) => (InstanceResponse::Error(failure), Vec::new()),
+            },
+            InstanceRequest::Ready => {
+                let mut notices = Vec::new();
+                self.apps[app_index].on_ready(id, &self.socket, &mut notices);
+                self.send(conn, &InstanceResponse::Done, Vec::new());
+                self.deliver(notices);
+                return;
+            }
+            InstanceRequest::Report(report) => {
+                if let Some(i) = self.apps[app_index]
+                    .instances
+                    .iter_mut()
+                    .find(|i| i.id == id)
+                {
+                    i.report = report;
+                }
+                (InstanceResponse::Done, Vec::new())
+            }
+            InstanceRequest::Reload => {
+                let mut notices = Vec::new();
+                self.apps[app_index].request_reload(
+                    Waiter::Instance { conn },
+                    &self.socket,
+                    &mut notices,
+                );
+                self.deliver(notices);
+                return;
+            }
+            InstanceRequest::Info => {
+                let app = &self.apps[app_index];
+                let started_unix_ms = app
+                    .instances
+                    .iter()
+                    .find(|i| i.id == id)
+                    .map_or(0, |i| i.started_unix_ms);
+                (
+                    InstanceResponse::Info(InstanceInfo {
+                        app: app_name.to_owned(),
+                        instance: id,
+                        started_unix_ms,
+                    }),
+                    Vec::new(),
+                )
+            }
+        };
+        self.send(conn, &reply, fds);
+    }
+
+    fn on_control_request(&mut self, conn: u64, req: ControlRequest) {
+        match req {
+            ControlRequest::List => {
+                let apps = self
+                    .apps
+                    .iter()
+                    .map(|a| a.status(&self.listeners))
+                    .collect();
+                self.send(conn, &ControlResponse::Apps(apps), Vec::new());
+            }
+            ControlRequest::Reload { app, wait } => {
+                let Some(index) = self.apps.iter().position(|a| a.config.name == app) else {
+                    let known: Vec<&str> = self.apps.iter().map(|a| a.name()).collect();
+                    let failure = Failure::new(
+                        ErrorCode::UnknownApp,
+                        format!(
+                            "no app named `{app}`; this master runs: {}",
+                            known.join(", ")
+                        ),
+                    );
+                    self.send(conn, &ControlResponse::Error(failure), Vec::new());
+                    return;
+                };
+                log!("{app}: reload asked");
+                let mut notices = Vec::new();
+                self.apps[index].request_reload(
+                    Waiter::Control { conn, wait },
+                    &self.socket,
+                    &mut notices,
+                );
+                self.deliver(notices);
+            }
+        }
+    }
+}
