@@ -1,1 +1,140 @@
-//! placeholder
+//! Zero-downtime restart and binary upgrade for network services on Linux.
+//!
+//! A service linked with `ally` asks for its listening sockets instead of
+//! binding them. Under `ally-master` the master binds each socket once and
+//! hands every instance the same kernel socket, so a reload starts the new
+//! binary, lets it accept on the very sockets the old one uses, and only
+//! then asks the old one to drain: no connection is refused, none is
+//! dropped. Run from a shell, the same calls bind locally ("simulate mode").
+//!
+//! ```no_run
+//! use std::io::Write;
+//!
+//! fn main() -> std::io::Result<()> {
+//!     let stop = ally::stop_signal()?;                  // SIGTERM: time to drain
+//!     let listener = ally::listen_tcp("127.0.0.1:8080")?; // from the master, or bound here
+//!     ally::ready()?;                                   // old instances may now stop
+//!     while let Some((mut conn, _)) = ally::drain::accept(&listener, &stop)? {
+//!         let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi\n");
+//!     }
+//!     Ok(()) // the new instance serves everything from here on
+//! }
+//! ```
+//!
+//! # Listening
+//!
+//! [`listen_tcp`], [`listen_udp`], [`listen_unix`] and [`listen_unixgram`]
+//! return std socket types; [`listen_fd`] returns an [`OwnedFd`] of any
+//! [`Network`] for other socket types; [`ListenOptions`] sets the file mode
+//! of a unix socket. Addresses are `IP:PORT`, `[IPv6]:PORT` or `:PORT`
+//! (host names are refused, so the master's key for a socket never depends
+//! on DNS), and for unix sockets a path (a relative one is made absolute
+//! against the current directory) or `@name` for an abstract socket. An
+//! address is checked here before anything is sent or bound.
+//!
+//! Under a master, each socket received is checked against the request
+//! (type, family, address, listening) and rejected if it does not match.
+//! Port 0 is bound once by the master, and every later request of the same
+//! app for the same `…:0` address gets the same socket: a reloaded instance
+//! finds the port it had. [`unlisten`] tells the master this instance no
+//! longer holds a socket.
+//!
+//! # Socket mode
+//!
+//! **Every socket this crate returns is non-blocking**, with and without a
+//! master. The kernel keeps `O_NONBLOCK` in the open file description that
+//! all instances holding a socket share, so the master binds them
+//! non-blocking and never changes the flag; a blocking `accept` could also
+//! not be interrupted when an instance must stop accepting. For std users
+//! this means:
+//!
+//! - accept with [`drain::accept`] (it polls the listener and the stop
+//!   signal and returns blocking streams), or from an event loop; a bare
+//!   `listener.accept()` returns [`WouldBlock`](std::io::ErrorKind::WouldBlock)
+//!   when no connection is waiting, including when another instance took it;
+//! - async runtimes take the sockets as they are (tokio's
+//!   `TcpListener::from_std`, for example, requires non-blocking);
+//! - **never call `set_nonblocking(false)` on a socket from a master**: it
+//!   would switch the socket to blocking in every other instance too, and a
+//!   reload would hang in `accept`.
+//!
+//! Streams accepted from a listener are sockets of their own; making those
+//! blocking (as [`drain::accept`] does) concerns no one else.
+//!
+//! # Readiness
+//!
+//! A reload does not stop the old instance until the new one calls
+//! [`ready`]; a new version that fails to start never takes traffic. Call it
+//! once every listener is open, after [`stop_signal`]. [`report`] records
+//! status that `ally-ctl list` shows, [`reload`] asks the master to replace
+//! this instance with a fresh start of the binary, and [`instance`] says who
+//! this process is.
+//!
+//! # Draining
+//!
+//! The master asks old instances to stop with a signal (`SIGTERM` unless the
+//! app's config says otherwise). [`stop_signal`] installs the handler and
+//! returns a [`StopSignal`] to wait on or to poll (it implements
+//! [`AsFd`](std::os::fd::AsFd)). Then: stop accepting, finish what is in
+//! flight, answer the next request on each idle keep-alive connection with
+//! `Connection: close` instead of closing under the client, and exit. The
+//! [`drain`] module has the helpers ([`drain::accept`], [`drain::Drain`])
+//! and the full pattern; the `demo` example is a complete HTTP/1.1 server
+//! that loses no request across reloads.
+//!
+//! # Running without a master
+//!
+//! Without `ALLY_SOCKET` in the environment the process runs in simulate
+//! mode: `listen_*` bind the socket here, the same way the master would
+//! (non-blocking, close-on-exec, `SO_REUSEADDR` for TCP, a backlog of 1024,
+//! a stale unix socket file replaced); [`ready`] and [`report`] do nothing;
+//! [`reload`] is an error; [`instance`] reports id 0; `SIGTERM` and `SIGINT`
+//! are stop signals. So the same binary runs from a shell, in tests, or
+//! under another supervisor.
+//!
+//! When `ALLY_SOCKET` *is* set, the process must be a child of the master
+//! named by `ALLY_MASTER_PID`, and the peer of the socket must be that
+//! process; otherwise every call fails with an error saying so. The crate
+//! never falls back to simulate mode when the environment says it is
+//! managed.
+//!
+//! # What this crate does not do
+//!
+//! - It does not restart or supervise anything: that is `ally-master`.
+//! - It does not close connections or exit for you: the stop signal is a
+//!   request, and draining is the service's job (with the helpers above).
+//! - No async runtime, no threads of its own, no global state to set up;
+//!   every function may be called from any thread.
+//! - It does not take sockets from systemd's `LISTEN_FDS` (yet).
+//! - Linux only.
+//!
+//! # Errors
+//!
+//! Functions return [`std::io::Result`]; the [`io::Error`](std::io::Error)
+//! wraps an [`Error`] (reach it with `get_ref` and `downcast_ref`) whose
+//! message says what went wrong and what to do.
+//!
+//! [`OwnedFd`]: std::os::fd::OwnedFd
+
+#![deny(unsafe_code)]
+#![deny(rustdoc::broken_intra_doc_links)]
+
+mod bind;
+mod client;
+mod control;
+pub mod drain;
+mod error;
+mod instance;
+mod listen;
+mod mode;
+mod stop;
+mod verify;
+
+pub use ally_proto::Network;
+pub use control::{Report, ready, reload, report};
+pub use error::Error;
+pub use instance::{Instance, instance};
+pub use listen::{
+    ListenOptions, listen_fd, listen_tcp, listen_udp, listen_unix, listen_unixgram, unlisten,
+};
+pub use stop::{FORCED_EXIT_STATUS, StopSignal, stop_signal};

@@ -1,0 +1,96 @@
+//! Telling the master about this instance: ready, status reports, and
+//! self-triggered reloads.
+
+use std::io;
+
+use ally_proto::{InstanceRequest, InstanceResponse};
+
+pub use ally_proto::Report;
+
+use crate::client;
+use crate::error::Error;
+use crate::listen::unexpected;
+use crate::mode;
+
+/// Tells the master this instance serves: it becomes the app's main
+/// instance and the master asks older instances to stop.
+///
+/// Call it once every listener is open and the service can take traffic,
+/// and after [`stop_signal`](crate::stop_signal) (so the stop signal never
+/// finds the process without a handler). Until then a reload keeps the old
+/// instance serving; an instance that never calls it is killed after the
+/// app's ready timeout. In simulate mode it does nothing.
+///
+/// # Errors
+///
+/// When managed: a missing or untrusted master, a broken connection, or the
+/// master's refusal.
+pub fn ready() -> io::Result<()> {
+    done(InstanceRequest::Ready, "mark the instance ready")
+}
+
+/// Records what this instance reports about itself (tasks in flight,
+/// version, commit, free text), shown by `ally-ctl list`. Fields left
+/// `None` are shown as unknown. In simulate mode it does nothing.
+///
+/// ```no_run
+/// # fn main() -> std::io::Result<()> {
+/// ally::report(ally::Report {
+///     tasks: Some(12),
+///     version: Some(env!("CARGO_PKG_VERSION").into()),
+///     ..Default::default()
+/// })?;
+/// # Ok(()) }
+/// ```
+///
+/// # Errors
+///
+/// As [`ready`].
+pub fn report(report: Report) -> io::Result<()> {
+    done(InstanceRequest::Report(report), "record the report")
+}
+
+/// Asks the master to reload this instance's app: it starts a new instance
+/// from the binary on disk and, once that one is ready, sends this one the
+/// stop signal. Returns the new instance's id as soon as it is started.
+///
+/// # Errors
+///
+/// In simulate mode, always (there is no master to start a successor).
+/// When managed, the master's refusal or a connection error.
+pub fn reload() -> io::Result<u64> {
+    let Some(m) = mode::managed()? else {
+        return Err(Error::NoMaster {
+            operation: "reload",
+        }
+        .into());
+    };
+    let what = "reload the app";
+    let reply = client::request(m, &InstanceRequest::Reload, what)?;
+    match reply.response {
+        InstanceResponse::ReloadStarted { instance } => Ok(instance),
+        InstanceResponse::Error(failure) => Err(Error::Master {
+            request: what.to_owned(),
+            failure,
+        }
+        .into()),
+        other => Err(unexpected(what.to_owned(), &other).into()),
+    }
+}
+
+/// Sends `req` when managed and expects [`InstanceResponse::Done`].
+fn done(req: InstanceRequest, what: &str) -> io::Result<()> {
+    let Some(m) = mode::managed()? else {
+        return Ok(());
+    };
+    let reply = client::request(m, &req, what)?;
+    match reply.response {
+        InstanceResponse::Done => Ok(()),
+        InstanceResponse::Error(failure) => Err(Error::Master {
+            request: what.to_owned(),
+            failure,
+        }
+        .into()),
+        other => Err(unexpected(what.to_owned(), &other).into()),
+    }
+}

@@ -1,0 +1,331 @@
+//! The crate's error type.
+//!
+//! Public functions return [`std::io::Result`] so they slot into std code;
+//! the [`io::Error`] they return wraps an [`Error`] from this module, which a
+//! caller can inspect with [`io::Error::get_ref`] and
+//! [`downcast_ref`](std::error::Error#method.downcast_ref).
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+use ally_proto::{AddrError, ErrorCode, Failure, Network};
+
+/// What went wrong, and what to do about it.
+///
+/// Converted into an [`io::Error`] whose [`kind`](io::Error::kind) follows
+/// the cause (for example [`io::ErrorKind::AddrInUse`] when a simulate-mode
+/// bind fails because the port is taken).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// `ALLY_SOCKET` is set, but another `ALLY_*` variable is missing or
+    /// malformed.
+    BadEnv {
+        /// The variable's name.
+        var: &'static str,
+        /// Its value, `None` when unset.
+        value: Option<String>,
+        /// What it should look like.
+        expected: &'static str,
+    },
+    /// `ALLY_SOCKET` is set, but the parent process is not the master that
+    /// `ALLY_MASTER_PID` names (the process was started by something else,
+    /// or the master died and the process was re-parented).
+    NotMasterChild {
+        /// This process's parent pid, `None` if it has none.
+        parent: Option<u32>,
+        /// The pid in `ALLY_MASTER_PID`.
+        master: u32,
+    },
+    /// Connecting to the master's socket failed.
+    Connect {
+        /// The socket path from `ALLY_SOCKET`.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The process at the other end of `ALLY_SOCKET` is not the master.
+    WrongPeer {
+        /// The socket path from `ALLY_SOCKET`.
+        path: PathBuf,
+        /// The pid in `ALLY_MASTER_PID`.
+        expected: u32,
+        /// The pid the kernel or the master reported.
+        found: u32,
+    },
+    /// The master speaks another protocol version.
+    Version {
+        /// The master's version.
+        master: u32,
+    },
+    /// The master refused this process's connection.
+    Refused(Failure),
+    /// The master could not do what was asked.
+    Master {
+        /// The request, for example `listen tcp 0.0.0.0:80`.
+        request: String,
+        /// The master's reason.
+        failure: Failure,
+    },
+    /// The master sent bytes that are not a valid frame.
+    Frame(ally_proto::Error),
+    /// The master answered with a message that does not fit the request.
+    Unexpected {
+        /// The request.
+        request: String,
+        /// The answer, debug-formatted.
+        response: String,
+    },
+    /// The master announced file descriptors that did not arrive.
+    MissingFds {
+        /// How many were announced.
+        expected: usize,
+        /// How many arrived.
+        got: usize,
+    },
+    /// The kernel truncated the control data carrying file descriptors
+    /// (`MSG_CTRUNC`): descriptors were lost.
+    ControlTruncated,
+    /// The master closed the connection.
+    Disconnected,
+    /// The master did not answer in time.
+    Timeout {
+        /// The request.
+        request: String,
+    },
+    /// An I/O error on the connection to the master.
+    Io(io::Error),
+    /// A listen address was refused before anything was sent or bound.
+    Address(AddrError),
+    /// A unix socket path is not valid UTF-8, which the wire format needs.
+    NonUtf8Path(PathBuf),
+    /// The socket the master sent is not the one asked for; it was closed.
+    SocketMismatch {
+        /// The network asked for.
+        network: Network,
+        /// The address asked for, normalized.
+        address: String,
+        /// What the socket turned out to be.
+        found: String,
+    },
+    /// Binding a socket in simulate mode failed.
+    Bind {
+        /// The network asked for.
+        network: Network,
+        /// The address asked for, normalized.
+        address: String,
+        /// The step that failed (`socket`, `bind`, `listen`, ...).
+        step: &'static str,
+        /// The cause.
+        source: io::Error,
+    },
+    /// The operation needs a master and the process runs without one.
+    NoMaster {
+        /// What was asked, for example `reload`.
+        operation: &'static str,
+    },
+}
+
+impl Error {
+    /// The [`io::ErrorKind`] this error maps to.
+    pub fn kind(&self) -> io::ErrorKind {
+        use io::ErrorKind as K;
+        match self {
+            Error::BadEnv { .. } | Error::Address(_) | Error::NonUtf8Path(_) => K::InvalidInput,
+            Error::NotMasterChild { .. } | Error::WrongPeer { .. } => K::PermissionDenied,
+            Error::Connect { source, .. } | Error::Bind { source, .. } => source.kind(),
+            Error::Io(e) => e.kind(),
+            Error::Refused(f) | Error::Master { failure: f, .. } => match f.code {
+                ErrorCode::NotPermitted => K::PermissionDenied,
+                ErrorCode::BadRequest => K::InvalidInput,
+                _ => K::Other,
+            },
+            Error::Version { .. }
+            | Error::Frame(_)
+            | Error::Unexpected { .. }
+            | Error::MissingFds { .. }
+            | Error::ControlTruncated
+            | Error::SocketMismatch { .. } => K::InvalidData,
+            Error::Disconnected => K::ConnectionAborted,
+            Error::Timeout { .. } => K::TimedOut,
+            Error::NoMaster { .. } => K::Unsupported,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::BadEnv {
+                var,
+                value: Some(v),
+                expected,
+            } => write!(
+                f,
+                "ALLY_SOCKET is set but {var}={v:?} is not {expected}; \
+                 unset ALLY_* to run standalone"
+            ),
+            Error::BadEnv {
+                var,
+                value: None,
+                expected,
+            } => write!(
+                f,
+                "ALLY_SOCKET is set but {var} is not (expected {expected}); \
+                 unset ALLY_* to run standalone"
+            ),
+            Error::NotMasterChild { parent, master } => {
+                let parent = parent.map_or_else(|| "none".to_owned(), |p| p.to_string());
+                write!(
+                    f,
+                    "ALLY_SOCKET is set but the parent process (pid {parent}) is not \
+                     the master (pid {master}); unset ALLY_* to run standalone"
+                )
+            }
+            Error::Connect { path, source } => write!(
+                f,
+                "cannot connect to the ally master at {}: {source}; \
+                 is ally-master running?",
+                path.display()
+            ),
+            Error::WrongPeer {
+                path,
+                expected,
+                found,
+            } => write!(
+                f,
+                "the process behind {} is pid {found}, not the master (pid {expected}); \
+                 refusing to trust it",
+                path.display()
+            ),
+            Error::Version { master } => write!(
+                f,
+                "the ally master speaks protocol version {master}, this library {}; \
+                 rebuild the service against a matching ally version",
+                ally_proto::PROTOCOL_VERSION
+            ),
+            Error::Refused(failure) => {
+                write!(f, "the ally master refused this process: {failure}")
+            }
+            Error::Master { request, failure } => {
+                write!(f, "the ally master could not {request}: {failure}")
+            }
+            Error::Frame(e) => write!(f, "bad frame from the ally master: {e}"),
+            Error::Unexpected { request, response } => write!(
+                f,
+                "the ally master answered {request} with {response}; \
+                 are the master and the library of the same version?"
+            ),
+            Error::MissingFds { expected, got } => write!(
+                f,
+                "the ally master announced {expected} file descriptor(s) but {got} arrived"
+            ),
+            Error::ControlTruncated => f.write_str(
+                "file descriptors from the ally master were truncated (MSG_CTRUNC); \
+                 the process may be at its open-file limit (ulimit -n)",
+            ),
+            Error::Disconnected => f.write_str(
+                "the ally master closed the connection; it may be shutting down or have crashed",
+            ),
+            Error::Timeout { request } => {
+                write!(f, "the ally master did not answer {request} in time")
+            }
+            Error::Io(e) => write!(f, "i/o error talking to the ally master: {e}"),
+            Error::Address(e) => write!(f, "bad listen address: {e}"),
+            Error::NonUtf8Path(p) => write!(
+                f,
+                "unix socket path {} is not valid UTF-8; choose a UTF-8 path",
+                p.display()
+            ),
+            Error::SocketMismatch {
+                network,
+                address,
+                found,
+            } => write!(
+                f,
+                "the ally master sent a socket that is not {network} {address} \
+                 (it is {found}); the socket was closed"
+            ),
+            Error::Bind {
+                network,
+                address,
+                step,
+                source,
+            } => write!(f, "cannot listen on {network} {address}: {step}: {source}"),
+            Error::NoMaster { operation } => write!(
+                f,
+                "cannot {operation}: this process runs without an ally master \
+                 (ALLY_SOCKET is not set); start it with ally-master"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Connect { source, .. } | Error::Bind { source, .. } => Some(source),
+            Error::Io(e) => Some(e),
+            Error::Frame(e) => Some(e),
+            Error::Address(e) => Some(e),
+            Error::Refused(f) | Error::Master { failure: f, .. } => Some(f),
+            _ => None,
+        }
+    }
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        io::Error::new(e.kind(), e)
+    }
+}
+
+impl From<AddrError> for Error {
+    fn from(e: AddrError) -> Self {
+        Error::Address(e)
+    }
+}
+
+impl From<ally_proto::Error> for Error {
+    fn from(e: ally_proto::Error) -> Self {
+        match e {
+            ally_proto::Error::Closed => Error::Disconnected,
+            ally_proto::Error::Io(e) => Error::Io(e),
+            other => Error::Frame(other),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn io_error_keeps_kind_and_inner_error() {
+        let e: io::Error = Error::NotMasterChild {
+            parent: Some(10),
+            master: 20,
+        }
+        .into();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        let msg = e.to_string();
+        assert!(msg.contains("parent process (pid 10)"), "{msg}");
+        assert!(msg.contains("master (pid 20)"), "{msg}");
+        assert!(msg.contains("unset ALLY_*"), "{msg}");
+        let inner = e.get_ref().and_then(|i| i.downcast_ref::<Error>());
+        assert!(matches!(inner, Some(Error::NotMasterChild { .. })));
+    }
+
+    #[test]
+    fn bind_error_keeps_os_kind() {
+        let e: io::Error = Error::Bind {
+            network: Network::Tcp,
+            address: "127.0.0.1:1".into(),
+            step: "bind",
+            source: io::ErrorKind::AddrInUse.into(),
+        }
+        .into();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+    }
+}
