@@ -1,1 +1,28 @@
-//! placeholder
+//! End-to-end tests and benchmarks for ally: the real `ally-master`,
+//! `ally-ctl` and demo service, real sockets, real signals.
+//!
+//! The tests themselves are in `tests/e2e.rs`; this library is what they
+//! share with the `ally-bench` binary:
+//!
+//! - [`bins`] finds the binaries under test in the target directory and
+//!   builds them first;
+//! - [`harness`] gives each test its own directory and a [`harness::Master`]
+//!   guard that stops the master and kills every process the test caused,
+//!   failure or not;
+//! - [`fixture`] is the usual set-up: the demo as app `web`;
+//! - [`service`] writes the app's wrapper script and swaps it to "upgrade
+//!   the binary on disk";
+//! - [`load`] is an HTTP/1.1 load client that counts every failed request;
+//! - [`proc`] reads `/proc` (liveness, socket inodes, listening sockets);
+//! - [`cmd`] runs a command within a time limit and shows what it did.
+//!
+//! Nothing here waits a fixed time for something to happen: every wait polls
+//! a condition until a deadline.
+
+pub mod bins;
+pub mod cmd;
+pub mod fixture;
+pub mod harness;
+pub mod load;
+pub mod proc;
+pub mod service;

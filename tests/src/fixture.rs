@@ -1,0 +1,111 @@
+//! The common set-up: one master running the demo service as app `web`.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::bins::{Bins, bins};
+use crate::harness::{AppConfig, MainInstance, Master, TestDir, config_toml};
+use crate::service::Service;
+
+/// The app name every fixture uses.
+pub const APP: &str = "web";
+
+/// Flags that make the demo listen on an ephemeral loopback port.
+pub const ANY_PORT: [&str; 2] = ["--addr", "127.0.0.1:0"];
+
+/// How long the first instance may take to become main.
+pub const START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// A master running the demo as app [`APP`], its first instance main.
+///
+/// Fields drop in order: the master (and every process of the test) first,
+/// then the script, then the directory.
+#[derive(Debug)]
+pub struct Demo {
+    /// The master.
+    pub master: Master,
+    /// The wrapper script the app runs; swap it to upgrade.
+    pub service: Service,
+    /// Where the first instance listens.
+    pub addr: SocketAddr,
+    /// The first instance.
+    pub first: MainInstance,
+    /// The test's directory.
+    pub dir: TestDir,
+}
+
+impl Demo {
+    /// The demo on an ephemeral port with ready timeout 2 s and stop timeout
+    /// 3 s.
+    pub fn start(test: &str) -> Demo {
+        Demo::start_with(test, &ANY_PORT, |app| app)
+    }
+
+    /// The demo with `flags`; `tune` adjusts the app's config.
+    pub fn start_with(
+        test: &str,
+        flags: &[&str],
+        tune: impl FnOnce(AppConfig) -> AppConfig,
+    ) -> Demo {
+        Demo::start_from(bins(), test, flags, tune)
+    }
+
+    /// Like [`start_with`](Self::start_with) with explicit binaries.
+    pub fn start_from(
+        bins: &Bins,
+        test: &str,
+        flags: &[&str],
+        tune: impl FnOnce(AppConfig) -> AppConfig,
+    ) -> Demo {
+        let dir = TestDir::new(test);
+        let service = Service::new(dir.path(), "service", &bins.demo, flags);
+        let app = tune(
+            AppConfig::new(APP, service.path())
+                .ready_timeout("2s")
+                .stop_timeout("3s")
+                .stop_signal("SIGTERM"),
+        );
+        let master = Master::start_with(bins, &dir, &config_toml(&[app]));
+        let first = master.wait_main(APP, Some(1), START_TIMEOUT);
+        let addr = listening_addr(&master, first.id);
+        Demo {
+            master,
+            service,
+            addr,
+            first,
+            dir,
+        }
+    }
+
+    /// Swaps the script on disk so the next instance runs with `flags`.
+    pub fn set_flags(&self, flags: &[&str]) {
+        self.service.set_flags(flags);
+    }
+}
+
+/// The address instance `id` announced: its log line
+/// `demo: instance ID pid P listening on ADDR`.
+///
+/// # Panics
+///
+/// When the line does not appear within 10 s or holds no address.
+pub fn listening_addr(master: &Master, id: u64) -> SocketAddr {
+    let line = master.wait_for_log(
+        &format!("demo: instance {id} pid "),
+        Duration::from_secs(10),
+    );
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok());
+    addr.unwrap_or_else(|| panic!("no address in the demo's start line {line:?}"))
+}
+
+/// Asks the kernel for a free loopback port (bound, then released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}

@@ -1,0 +1,566 @@
+//! A test's own directory, and a guard around a real `ally-master`.
+//!
+//! Every test gets a [`TestDir`]; its master runs with
+//! `ALLY_RUNTIME_DIR=<dir>/run`, logs to `<dir>/master.log`, and every
+//! instance it starts inherits `ALLY_SOCKET=<dir>/run/ally.sock`. So every
+//! process a test caused — even one orphaned by a killed master — is found by
+//! its environment naming the test directory, and the [`Master`] guard kills
+//! them all on drop, failure or not.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::process::Signal;
+use serde_json::Value;
+
+use crate::bins::{Bins, bins};
+use crate::cmd::{CmdOutput, run, tail};
+use crate::proc::{POLL, kill_all_with_env, signal, wait_until};
+
+/// How long the master may take to answer on its control socket at start.
+pub const MASTER_START_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// How long the guard waits for the master to exit after SIGTERM before it
+/// sends SIGKILL.
+pub const MASTER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Upper bound for one `ally-ctl` run.
+pub const CTL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Lines of `master.log` shown when an assertion fails.
+const LOG_TAIL: usize = 60;
+
+/// A fresh directory for one test, removed on drop — unless the test is
+/// failing, in which case it is kept and its path printed.
+#[derive(Debug)]
+pub struct TestDir {
+    path: PathBuf,
+}
+
+impl TestDir {
+    /// Creates `<tmp>/ally-<pid>-<n>-<name>`; `name` is shortened so that
+    /// the control socket path stays well within `sun_path`.
+    ///
+    /// # Panics
+    ///
+    /// When the directory cannot be created.
+    pub fn new(name: &str) -> TestDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let short: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+            .take(24)
+            .collect();
+        let path = std::env::temp_dir().join(format!("ally-{}-{n}-{short}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TestDir { path }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A string that occurs in the environment of every process the test's
+    /// master started (and of the master itself): the path plus `/`.
+    pub fn env_marker(&self) -> String {
+        format!("{}/", self.path.display())
+    }
+}
+
+impl Drop for TestDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "test directory kept for inspection: {}",
+                self.path.display()
+            );
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// One `[[app]]` of a config.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// The app's name.
+    pub name: String,
+    /// Its argv.
+    pub command: Vec<String>,
+    /// `ready_timeout`, e.g. `"2s"`.
+    pub ready_timeout: Option<String>,
+    /// `stop_timeout`, e.g. `"3s"`.
+    pub stop_timeout: Option<String>,
+    /// `stop_signal`, e.g. `"SIGTERM"`.
+    pub stop_signal: Option<String>,
+}
+
+impl AppConfig {
+    /// An app running `command` (one argument) with the master's defaults.
+    pub fn new(name: &str, command: &Path) -> AppConfig {
+        AppConfig {
+            name: name.into(),
+            command: vec![command.to_string_lossy().into_owned()],
+            ready_timeout: None,
+            stop_timeout: None,
+            stop_signal: None,
+        }
+    }
+
+    /// Sets `ready_timeout`.
+    pub fn ready_timeout(mut self, d: &str) -> AppConfig {
+        self.ready_timeout = Some(d.into());
+        self
+    }
+
+    /// Sets `stop_timeout`.
+    pub fn stop_timeout(mut self, d: &str) -> AppConfig {
+        self.stop_timeout = Some(d.into());
+        self
+    }
+
+    /// Sets `stop_signal`.
+    pub fn stop_signal(mut self, s: &str) -> AppConfig {
+        self.stop_signal = Some(s.into());
+        self
+    }
+
+    /// The app as a TOML `[[app]]` table.
+    pub fn to_toml(&self) -> String {
+        let mut t = format!("[[app]]\nname = {}\n", toml_str(&self.name));
+        let argv: Vec<String> = self.command.iter().map(|a| toml_str(a)).collect();
+        t.push_str(&format!("command = [{}]\n", argv.join(", ")));
+        for (key, value) in [
+            ("ready_timeout", &self.ready_timeout),
+            ("stop_timeout", &self.stop_timeout),
+            ("stop_signal", &self.stop_signal),
+        ] {
+            if let Some(v) = value {
+                t.push_str(&format!("{key} = {}\n", toml_str(v)));
+            }
+        }
+        t
+    }
+}
+
+/// A config file's text for `apps`.
+pub fn config_toml(apps: &[AppConfig]) -> String {
+    apps.iter()
+        .map(AppConfig::to_toml)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// The main instance of an app.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MainInstance {
+    /// Its id.
+    pub id: u64,
+    /// Its pid.
+    pub pid: u32,
+}
+
+/// A running `ally-master`, stopped on drop together with everything it
+/// started.
+#[derive(Debug)]
+pub struct Master {
+    child: Option<Child>,
+    pid: u32,
+    dir: PathBuf,
+    marker: String,
+    socket: PathBuf,
+    log: PathBuf,
+    ctl: PathBuf,
+}
+
+impl Master {
+    /// Writes `<dir>/ally.toml` with `apps` and starts the master built for
+    /// this test run; returns once its control socket answers `list`.
+    pub fn start(dir: &TestDir, apps: &[AppConfig]) -> Master {
+        Master::start_with(bins(), dir, &config_toml(apps))
+    }
+
+    /// Like [`start`](Self::start), with explicit binaries and config text.
+    ///
+    /// # Panics
+    ///
+    /// When the master cannot be started, exits, or does not answer on its
+    /// control socket within [`MASTER_START_TIMEOUT`] (the message carries
+    /// its log).
+    pub fn start_with(bins: &Bins, dir: &TestDir, config: &str) -> Master {
+        let config_path = dir.path().join("ally.toml");
+        std::fs::write(&config_path, config).expect("write ally.toml");
+        let run_dir = dir.path().join("run");
+        let log = dir.path().join("master.log");
+        let log_file = std::fs::File::create(&log).expect("create master.log");
+        let mut cmd = Command::new(&bins.master);
+        cmd.arg("--config")
+            .arg(&config_path)
+            .env(ally_proto::paths::RUNTIME_DIR_VAR, &run_dir)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().expect("dup log fd"))
+            .stderr(log_file);
+        for var in ally_proto::env::ALL {
+            cmd.env_remove(var);
+        }
+        die_with_parent(&mut cmd);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", bins.master.display()));
+        let mut master = Master {
+            pid: child.id(),
+            child: Some(child),
+            dir: dir.path().to_path_buf(),
+            marker: dir.env_marker(),
+            socket: ally_proto::paths::control_socket(&run_dir, &config_path),
+            log,
+            ctl: bins.ctl.clone(),
+        };
+        master.wait_answering();
+        master
+    }
+
+    fn wait_answering(&mut self) {
+        let deadline = Instant::now() + MASTER_START_TIMEOUT;
+        loop {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "ally-master exited with {status} during start-up\n{}",
+                    self.log_tail()
+                );
+            }
+            if self.socket.exists() && self.ctl(&["list", "--json"]).code() == Some(0) {
+                return;
+            }
+            if Instant::now() >= deadline {
+                panic!(
+                    "ally-master did not answer on {} within {MASTER_START_TIMEOUT:?}\n{}",
+                    self.socket.display(),
+                    self.log_tail()
+                );
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// The master's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Its control socket.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// The test directory it runs in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of `master.log` (the master's stderr, with every instance's
+    /// output lines prefixed `[APP#ID] `).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log)
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// The last lines of the log, headed, for failure messages.
+    pub fn log_tail(&self) -> String {
+        format!(
+            "--- {} (last {LOG_TAIL} lines) ---\n{}",
+            self.log.display(),
+            tail(&self.log(), LOG_TAIL)
+        )
+    }
+
+    /// Waits until a log line contains `pattern` and returns that line.
+    ///
+    /// # Panics
+    ///
+    /// When no such line appears within `timeout`.
+    pub fn wait_for_log(&self, pattern: &str, timeout: Duration) -> String {
+        let mut found = None;
+        wait_until(timeout, || {
+            found = self
+                .log()
+                .lines()
+                .find(|l| l.contains(pattern))
+                .map(str::to_string);
+            found.is_some()
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "no line containing {pattern:?} in the master's log within {timeout:?}\n{}",
+                self.log_tail()
+            )
+        })
+    }
+
+    /// Runs `ally-ctl --socket SOCKET ARGS...` to completion (at most
+    /// [`CTL_TIMEOUT`]).
+    pub fn ctl(&self, args: &[&str]) -> CmdOutput {
+        let mut cmd = Command::new(&self.ctl);
+        cmd.arg("--socket").arg(&self.socket).args(args);
+        for var in ally_proto::env::ALL {
+            cmd.env_remove(var);
+        }
+        run(&mut cmd, CTL_TIMEOUT)
+    }
+
+    /// Asserts that `out` exited with `code`, showing the command, its
+    /// output and the master's log otherwise.
+    pub fn assert_exit(&self, out: &CmdOutput, code: i32) {
+        if out.code() != Some(code) {
+            panic!("expected exit code {code}\n{out}\n{}", self.log_tail());
+        }
+    }
+
+    /// Asserts `cond`, showing `what`, the command's output and the
+    /// master's log otherwise.
+    pub fn assert_output(&self, out: &CmdOutput, cond: bool, what: &str) {
+        if !cond {
+            panic!("{what}\n{out}\n{}", self.log_tail());
+        }
+    }
+
+    /// Runs `ally-ctl ARGS...` and asserts it exited with `code`.
+    pub fn ctl_expect(&self, args: &[&str], code: i32) -> CmdOutput {
+        let out = self.ctl(args);
+        self.assert_exit(&out, code);
+        out
+    }
+
+    /// `ally-ctl reload APP --wait --timeout 30`, asserted to exit 0.
+    pub fn reload_ok(&self, app: &str) -> CmdOutput {
+        self.ctl_expect(&["reload", app, "--wait", "--timeout", "30"], 0)
+    }
+
+    /// `ally-ctl list --json`, parsed.
+    ///
+    /// # Panics
+    ///
+    /// When the command fails or prints something that is not JSON.
+    pub fn list_json(&self) -> Value {
+        let out = self.ctl_expect(&["list", "--json"], 0);
+        serde_json::from_str(&out.stdout)
+            .unwrap_or_else(|e| panic!("list --json printed invalid JSON: {e}\n{out}"))
+    }
+
+    /// The app's entry in [`list_json`](Self::list_json).
+    ///
+    /// # Panics
+    ///
+    /// When the listing has no such app.
+    pub fn app(&self, app: &str) -> Value {
+        let list = self.list_json();
+        list["apps"]
+            .as_array()
+            .and_then(|apps| apps.iter().find(|a| a["name"] == app))
+            .cloned()
+            .unwrap_or_else(|| panic!("no app {app:?} in the listing: {list}"))
+    }
+
+    /// The app's live instances, oldest first, as listed.
+    pub fn instances(&self, app: &str) -> Vec<Value> {
+        self.app(app)["instances"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// The pid of instance `id` of `app`, if it is listed.
+    pub fn pid_of(&self, app: &str, id: u64) -> Option<u32> {
+        self.instances(app)
+            .iter()
+            .find(|i| i["id"] == id)
+            .and_then(|i| i["pid"].as_u64())
+            .and_then(|p| u32::try_from(p).ok())
+    }
+
+    /// The app's main instance right now, if any.
+    pub fn main_of(&self, app: &str) -> Option<MainInstance> {
+        main_in(&self.app(app))
+    }
+
+    /// Waits until `app` has a main instance (with id ≥ `min_id` if given)
+    /// and returns it.
+    ///
+    /// # Panics
+    ///
+    /// When that does not happen within `timeout`; the message shows the
+    /// last listing and the log.
+    pub fn wait_main(&self, app: &str, min_id: Option<u64>, timeout: Duration) -> MainInstance {
+        let mut last = Value::Null;
+        let mut found = None;
+        wait_until(timeout, || {
+            last = self.app(app);
+            found = main_in(&last).filter(|m| min_id.is_none_or(|min| m.id >= min));
+            found.is_some()
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "{app} has no main instance{} within {timeout:?}; last listing: {last}\n{}",
+                min_id
+                    .map(|m| format!(" with id >= {m}"))
+                    .unwrap_or_default(),
+                self.log_tail()
+            )
+        })
+    }
+
+    /// Sends SIGTERM and waits for the master to exit.
+    ///
+    /// # Panics
+    ///
+    /// When it has not exited within `timeout` (it is then SIGKILLed).
+    pub fn terminate(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("the master was already stopped");
+        let _ = signal(self.pid, Signal::TERM);
+        let status = wait_child(&mut child, timeout);
+        match status {
+            Some(status) => status,
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "ally-master did not exit within {timeout:?} of SIGTERM\n{}",
+                    self.log_tail()
+                );
+            }
+        }
+    }
+}
+
+fn main_in(app: &Value) -> Option<MainInstance> {
+    let id = app["main"].as_u64()?;
+    let inst = app["instances"]
+        .as_array()?
+        .iter()
+        .find(|i| i["id"] == id)?;
+    if inst["state"] != "main" {
+        return None;
+    }
+    let pid = u32::try_from(inst["pid"].as_u64()?).ok()?;
+    Some(MainInstance { id, pid })
+}
+
+fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
+    let mut status = None;
+    wait_until(timeout, || {
+        status = child.try_wait().ok().flatten();
+        status.is_some()
+    });
+    status
+}
+
+impl Drop for Master {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail());
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = signal(self.pid, Signal::TERM);
+            if wait_child(&mut child, MASTER_STOP_TIMEOUT).is_none() {
+                eprintln!("ally-master {} ignored SIGTERM; killing it", self.pid);
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        let orphans = kill_all_with_env(&self.marker, Duration::from_secs(5));
+        if !orphans.is_empty() {
+            eprintln!(
+                "killed processes left behind by the master of {}: {orphans:?}",
+                self.dir.display()
+            );
+        }
+    }
+}
+
+/// Makes the child receive SIGTERM when the thread that spawned it dies, so
+/// a test runner killed without unwinding does not leave masters behind.
+#[allow(unsafe_code)]
+fn die_with_parent(cmd: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and only makes the
+    // prctl(PR_SET_PDEATHSIG) system call, which is async-signal-safe; it
+    // touches no memory shared with the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::set_parent_process_death_signal(Some(Signal::TERM)).map_err(Into::into)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_is_valid_toml_shape() {
+        let app = AppConfig::new("web", Path::new("/t/a \"b\".sh"))
+            .ready_timeout("1s")
+            .stop_timeout("3s")
+            .stop_signal("SIGTERM");
+        assert_eq!(
+            app.to_toml(),
+            "[[app]]\nname = \"web\"\ncommand = [\"/t/a \\\"b\\\".sh\"]\n\
+             ready_timeout = \"1s\"\nstop_timeout = \"3s\"\nstop_signal = \"SIGTERM\"\n"
+        );
+    }
+
+    #[test]
+    fn main_instance_is_read_from_the_listing() {
+        let app: Value = serde_json::from_str(
+            r#"{"name":"web","main":2,"instances":[
+                {"id":1,"pid":10,"state":"draining"},{"id":2,"pid":20,"state":"main"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(main_in(&app), Some(MainInstance { id: 2, pid: 20 }));
+        let none: Value =
+            serde_json::from_str(r#"{"name":"web","main":null,"instances":[]}"#).unwrap();
+        assert_eq!(main_in(&none), None);
+    }
+
+    #[test]
+    fn test_dirs_are_unique_and_removed() {
+        let a = TestDir::new("same name");
+        let b = TestDir::new("same name");
+        assert_ne!(a.path(), b.path());
+        let path = a.path().to_path_buf();
+        assert!(path.is_dir());
+        drop(a);
+        assert!(!path.exists());
+    }
+}

@@ -1,0 +1,116 @@
+//! The service the master runs: a shell wrapper around the demo binary.
+//!
+//! The app's `command` in the config is `service.sh`, which `exec`s the demo
+//! with the flags the test chose. Replacing the wrapper atomically (write a
+//! temporary file, then `rename`) is how a test "upgrades the binary on disk"
+//! before a reload: the master re-reads the command from disk for every new
+//! instance, exactly as it would pick up a new release.
+
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// An executable wrapper script that runs a program with chosen flags.
+#[derive(Debug)]
+pub struct Service {
+    path: PathBuf,
+    program: PathBuf,
+}
+
+impl Service {
+    /// Writes `<dir>/<name>.sh` running `program` with `flags`.
+    ///
+    /// # Panics
+    ///
+    /// When the file cannot be written.
+    pub fn new(dir: &Path, name: &str, program: &Path, flags: &[&str]) -> Service {
+        let service = Service {
+            path: dir.join(format!("{name}.sh")),
+            program: program.to_path_buf(),
+        };
+        service.set_flags(flags);
+        service
+    }
+
+    /// The script's path: what goes in the app's `command`.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Atomically replaces the script so that the next instance runs the
+    /// program with `flags` (instances already running are unaffected).
+    ///
+    /// # Panics
+    ///
+    /// When the file cannot be written or renamed.
+    pub fn set_flags(&self, flags: &[&str]) {
+        let script = script(&self.program, flags);
+        let tmp = self.path.with_extension("sh.new");
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o755)
+            .open(&tmp)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
+        f.write_all(script.as_bytes())
+            .and_then(|()| f.sync_all())
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
+        // Closed before the rename, so no one can exec a file still open for
+        // writing (ETXTBSY).
+        drop(f);
+        std::fs::rename(&tmp, &self.path).unwrap_or_else(|e| {
+            panic!(
+                "cannot rename {} to {}: {e}",
+                tmp.display(),
+                self.path.display()
+            )
+        });
+    }
+}
+
+/// The wrapper's text: `exec PROGRAM FLAGS... "$@"`, every word quoted.
+fn script(program: &Path, flags: &[&str]) -> String {
+    let mut line = format!("exec {}", quote(&program.to_string_lossy()));
+    for flag in flags {
+        line.push(' ');
+        line.push_str(&quote(flag));
+    }
+    format!("#!/bin/sh\n{line} \"$@\"\n")
+}
+
+/// Single-quotes `word` for the shell.
+fn quote(word: &str) -> String {
+    format!("'{}'", word.replace('\'', r"'\''"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_execs_the_program_with_quoted_flags() {
+        assert_eq!(
+            script(Path::new("/x/demo"), &["--addr", "127.0.0.1:0", "it's"]),
+            "#!/bin/sh\nexec '/x/demo' '--addr' '127.0.0.1:0' 'it'\\''s' \"$@\"\n"
+        );
+    }
+
+    #[test]
+    fn swapped_script_runs_the_new_flags() {
+        let dir = std::env::temp_dir().join(format!("ally-service-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let svc = Service::new(&dir, "echo", Path::new("/bin/echo"), &["one"]);
+        let run = || {
+            let out = std::process::Command::new(svc.path())
+                .arg("x")
+                .output()
+                .unwrap();
+            String::from_utf8(out.stdout).unwrap()
+        };
+        assert_eq!(run(), "one x\n");
+        svc.set_flags(&["two", "a b"]);
+        assert_eq!(run(), "two a b x\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
