@@ -1,0 +1,214 @@
+//! The command line: global options, the subcommands, and how a parse that
+//! stops early (`--help`, a usage error) maps to an exit code.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use argh::{EarlyExit, FromArgs};
+
+use crate::failure::{EXIT_OK, EXIT_USAGE, Failure};
+use crate::{list, reload, version};
+
+/// The program name shown in help and usage messages.
+pub const PROGRAM: &str = "ally-ctl";
+
+/// control a running ally-master: reload apps without downtime, list their
+/// instances
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    example = "ally-ctl reload web --wait\nally-ctl list\nally-ctl --socket /run/ally/web.sock list",
+    note = "without --socket, ally-ctl connects to the one master whose *.sock is in\n\
+            the runtime directory: $ALLY_RUNTIME_DIR, else /run/ally for root, else\n\
+            $XDG_RUNTIME_DIR/ally. --socket goes before the command.\n\
+            Exit status 0 means success.",
+    error_code(
+        1,
+        "the operation failed (e.g. the reload rolled back; the message says why)"
+    ),
+    error_code(2, "usage error"),
+    error_code(
+        3,
+        "cannot reach a master (none running, connection lost, or several and no --socket)"
+    ),
+    error_code(
+        4,
+        "the master refused the request (unknown app, not permitted, version mismatch, bad request)"
+    ),
+    error_code(5, "--timeout elapsed; the operation may still complete"),
+    error_code(6, "protocol error: malformed or unexpected reply")
+)]
+pub struct Cli {
+    /// path of the master's control socket (default: the only *.sock in the
+    /// runtime directory)
+    #[argh(option)]
+    pub socket: Option<PathBuf>,
+    /// what to do
+    #[argh(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand)]
+pub enum Command {
+    /// `reload`.
+    Reload(reload::ReloadArgs),
+    /// `list`.
+    List(list::ListArgs),
+    /// `version`.
+    Version(version::VersionArgs),
+}
+
+/// A parse that ends the program before any command runs.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// Text to show: help on stdout, a usage error on stderr.
+    pub output: String,
+    /// [`EXIT_OK`] for `--help`, [`EXIT_USAGE`] for a usage error.
+    pub code: u8,
+}
+
+/// Parses the arguments after the program name.
+///
+/// # Errors
+///
+/// [`Exit`] for `--help` and for usage errors.
+pub fn parse(args: &[&str]) -> Result<Cli, Exit> {
+    Cli::from_args(&[PROGRAM], args).map_err(|EarlyExit { output, status }| match status {
+        Ok(()) => Exit {
+            output,
+            code: EXIT_OK,
+        },
+        Err(()) => Exit {
+            output: format!(
+                "{}\nRun {PROGRAM} --help for more information.",
+                output.trim_end()
+            ),
+            code: EXIT_USAGE,
+        },
+    })
+}
+
+/// Runs the parsed command.
+///
+/// # Errors
+///
+/// The [`Failure`] that decides the exit code.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    let socket = cli.socket.as_deref();
+    match cli.command {
+        Command::Reload(args) => reload::run(&args, socket),
+        Command::List(args) => list::run(&args, socket),
+        Command::Version(args) => version::run(&args),
+    }
+}
+
+/// Writes `text` and a newline to stdout.
+///
+/// A reader that went away (`ally-ctl list | head -1`) is not an error.
+///
+/// # Errors
+///
+/// [`Failure::Failed`] if stdout cannot be written for another reason.
+pub fn say(text: &str) -> Result<(), Failure> {
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{text}").and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(Failure::Failed(format!("cannot write to stdout: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::failure::{
+        EXIT_FAILED, EXIT_PROTOCOL, EXIT_REFUSED, EXIT_TIMEOUT, EXIT_UNREACHABLE,
+    };
+
+    #[test]
+    fn parses_reload() {
+        let cli = parse(&[
+            "--socket",
+            "/s",
+            "reload",
+            "web",
+            "--wait",
+            "--timeout",
+            "2.5",
+        ])
+        .unwrap();
+        assert_eq!(cli.socket, Some(PathBuf::from("/s")));
+        assert_eq!(
+            cli.command,
+            Command::Reload(reload::ReloadArgs {
+                app: "web".into(),
+                wait: true,
+                timeout: Some(Duration::from_millis(2500)),
+            })
+        );
+        let cli = parse(&["reload", "web"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Reload(reload::ReloadArgs {
+                app: "web".into(),
+                wait: false,
+                timeout: None,
+            })
+        );
+    }
+
+    #[test]
+    fn parses_list_and_version() {
+        let cli = parse(&["list", "--json"]).unwrap();
+        assert_eq!(cli.command, Command::List(list::ListArgs { json: true }));
+        let cli = parse(&["version"]).unwrap();
+        assert_eq!(cli.command, Command::Version(version::VersionArgs {}));
+    }
+
+    #[test]
+    fn usage_errors_exit_2() {
+        for args in [
+            &[][..],
+            &["reload"],
+            &["reload", "web", "extra"],
+            &["reload", "web", "--timeout", "0"],
+            &["reload", "web", "--timeout", "soon"],
+            &["list", "--jsn"],
+            &["frobnicate"],
+            &["--socket"],
+        ] {
+            let exit = parse(args).unwrap_err();
+            assert_eq!(exit.code, EXIT_USAGE, "{args:?}: {}", exit.output);
+        }
+    }
+
+    #[test]
+    fn help_exits_0() {
+        for args in [&["--help"][..], &["reload", "--help"], &["help", "list"]] {
+            let exit = parse(args).unwrap_err();
+            assert_eq!(exit.code, EXIT_OK, "{args:?}: {}", exit.output);
+        }
+    }
+
+    #[test]
+    fn help_lists_every_exit_code() {
+        let help = parse(&["--help"]).unwrap_err().output;
+        for code in [
+            EXIT_FAILED,
+            EXIT_USAGE,
+            EXIT_UNREACHABLE,
+            EXIT_REFUSED,
+            EXIT_TIMEOUT,
+            EXIT_PROTOCOL,
+        ] {
+            assert!(
+                help.contains(&format!("\n  {code} ")),
+                "{code} missing:\n{help}"
+            );
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! Finding the master's control socket and talking to it.
+//!
+//! Blocking I/O on a std [`UnixStream`]; a deadline, when given, becomes the
+//! socket's read and write timeouts before each exchange.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ally_proto::{
+    ControlRequest, ControlResponse, Hello, HelloReply, PROTOCOL_VERSION, Role, frame, paths,
+};
+
+use crate::failure::Failure;
+
+/// A connection to a master that has welcomed us as a control client.
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+    path: PathBuf,
+    deadline: Option<Instant>,
+}
+
+impl Client {
+    /// Connects to the master at `socket`, or to the one master running in
+    /// the runtime directory, and says hello. Every later exchange must end
+    /// by `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// [`Failure::Unreachable`] if no single master answers,
+    /// [`Failure::Refused`] if it refuses us, [`Failure::TimedOut`] past
+    /// the deadline, [`Failure::Protocol`] for a malformed reply.
+    pub fn connect(socket: Option<&Path>, deadline: Option<Instant>) -> Result<Client, Failure> {
+        let (path, stream) = match socket {
+            Some(path) => match UnixStream::connect(path) {
+                Ok(stream) => (path.to_owned(), stream),
+                Err(e) => {
+                    return Err(Failure::Unreachable(format!(
+                        "cannot connect to {}: {e}; is ally-master running?",
+                        path.display()
+                    )));
+                }
+            },
+            None => discover(&runtime_dir()?)?,
+        };
+        let mut client = Client {
+            stream,
+            path,
+            deadline,
+        };
+        client.write(&Hello::new(Role::Control))?;
+        match client.read()? {
+            HelloReply::Welcome { version, .. } if version == PROTOCOL_VERSION => Ok(client),
+            HelloReply::Welcome { version, .. } => Err(Failure::Refused(format!(
+                "the master at {} speaks protocol {version}, this ally-ctl speaks \
+                 {PROTOCOL_VERSION}; use the ally-ctl of the master's release",
+                client.path.display()
+            ))),
+            HelloReply::Refused(f) => Err(Failure::Refused(format!(
+                "the master at {} refused the connection: {f}",
+                client.path.display()
+            ))),
+        }
+    }
+
+    /// Sends one request.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`].
+    pub fn send(&mut self, request: &ControlRequest) -> Result<(), Failure> {
+        self.write(request)
+    }
+
+    /// Waits for the next response.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::connect`].
+    pub fn recv(&mut self) -> Result<ControlResponse, Failure> {
+        self.read()
+    }
+
+    fn write<T: serde::Serialize>(&mut self, msg: &T) -> Result<(), Failure> {
+        let timeout = self.remaining()?;
+        self.stream
+            .set_write_timeout(timeout)
+            .map_err(|e| self.io_failure(ally_proto::Error::Io(e)))?;
+        frame::write_to(&self.stream, msg).map_err(|e| self.io_failure(e))
+    }
+
+    fn read<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Failure> {
+        let timeout = self.remaining()?;
+        self.stream
+            .set_read_timeout(timeout)
+            .map_err(|e| self.io_failure(ally_proto::Error::Io(e)))?;
+        frame::read_from(&self.stream).map_err(|e| self.io_failure(e))
+    }
+
+    /// Time left before the deadline; `None` for no deadline.
+    fn remaining(&self) -> Result<Option<std::time::Duration>, Failure> {
+        let Some(deadline) = self.deadline else {
+            return Ok(None);
+        };
+        match deadline.checked_duration_since(Instant::now()) {
+            Some(left) if !left.is_zero() => Ok(Some(left)),
+            _ => Err(self.timed_out()),
+        }
+    }
+
+    fn timed_out(&self) -> Failure {
+        Failure::TimedOut(format!(
+            "timed out waiting for the master at {}",
+            self.path.display()
+        ))
+    }
+
+    fn io_failure(&self, e: ally_proto::Error) -> Failure {
+        let path = self.path.display();
+        match e {
+            ally_proto::Error::Io(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                self.timed_out()
+            }
+            ally_proto::Error::Closed => Failure::Unreachable(format!(
+                "the master at {path} closed the connection; did it exit?"
+            )),
+            ally_proto::Error::Io(e) => {
+                Failure::Unreachable(format!("lost the connection to the master at {path}: {e}"))
+            }
+            e => Failure::Protocol(format!("bad reply from the master at {path}: {e}")),
+        }
+    }
+}
+
+/// The runtime directory, from the environment.
+fn runtime_dir() -> Result<PathBuf, Failure> {
+    let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+    paths::runtime_dir(
+        var(paths::RUNTIME_DIR_VAR),
+        rustix::process::geteuid().is_root(),
+        var("XDG_RUNTIME_DIR"),
+    )
+    .ok_or_else(|| {
+        Failure::Unreachable(format!(
+            "cannot tell where ally-master keeps its socket: set {} or XDG_RUNTIME_DIR \
+             as the master had it, or pass --socket",
+            paths::RUNTIME_DIR_VAR
+        ))
+    })
+}
+
+/// Connects to the one master whose socket is in `dir`.
+///
+/// Every `*.sock` there is tried: a stale file left by a master that died
+/// refuses the connection and is skipped. Exactly one must accept.
+fn discover(dir: &Path) -> Result<(PathBuf, UnixStream), Failure> {
+    let mut live = Vec::new();
+    let mut dead = Vec::new();
+    for path in sockets_in(dir)? {
+        match UnixStream::connect(&path) {
+            Ok(stream) => live.push((path, stream)),
+            Err(e) => dead.push(format!("{}: {e}", path.display())),
+        }
+    }
+    if live.len() > 1 {
+        let names: Vec<String> = live.iter().map(|(p, _)| p.display().to_string()).collect();
+        return Err(Failure::Unreachable(format!(
+            "several ally-masters are running ({}); pass --socket to choose one",
+            names.join(", ")
+        )));
+    }
+    live.pop().ok_or_else(|| {
+        let mut message = format!(
+            "no ally-master is running (looked for *.sock in {}); start one with \
+             `ally-master --config FILE` or pass --socket",
+            dir.display()
+        );
+        if !dead.is_empty() {
+            message.push_str(&format!(
+                " (found, but cannot connect: {})",
+                dead.join("; ")
+            ));
+        }
+        Failure::Unreachable(message)
+    })
+}
+
+/// The `*.sock` paths in `dir`, sorted; none if `dir` does not exist.
+fn sockets_in(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Failure::Unreachable(format!(
+                "cannot look for a master in {}: {e}; pass --socket",
+                dir.display()
+            )));
+        }
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .filter(|path| {
+            path.extension()
+                .is_some_and(|ext| ext == paths::SOCKET_EXTENSION)
+        })
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ally-ctl-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn discovery_skips_stale_sockets_and_refuses_to_guess() {
+        let dir = temp_dir("discover");
+        let none = discover(&dir).unwrap_err();
+        assert!(
+            none.to_string().starts_with("no ally-master is running"),
+            "{none}"
+        );
+
+        // A socket file nobody listens on any more, and a non-socket name.
+        drop(std::os::unix::net::UnixListener::bind(dir.join("stale.sock")).unwrap());
+        std::fs::write(dir.join("notes.txt"), "").unwrap();
+        let stale = discover(&dir).unwrap_err();
+        assert!(stale.to_string().contains("stale.sock: "), "{stale}");
+
+        let _a = std::os::unix::net::UnixListener::bind(dir.join("a.sock")).unwrap();
+        let (path, _stream) = discover(&dir).unwrap();
+        assert_eq!(path, dir.join("a.sock"));
+
+        let _b = std::os::unix::net::UnixListener::bind(dir.join("b.sock")).unwrap();
+        let several = discover(&dir).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(several.exit_code(), crate::failure::EXIT_UNREACHABLE);
+        assert!(
+            several
+                .to_string()
+                .starts_with("several ally-masters are running"),
+            "{several}"
+        );
+        assert!(several.to_string().contains("pass --socket"), "{several}");
+    }
+
+    #[test]
+    fn missing_runtime_dir_is_no_master() {
+        let dir = temp_dir("missing");
+        let e = discover(&dir.join("nope")).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(e.exit_code(), crate::failure::EXIT_UNREACHABLE);
+    }
+}

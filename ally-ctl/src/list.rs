@@ -1,0 +1,162 @@
+//! `ally-ctl list`: every app of the master and its instances, as a table
+//! or as JSON.
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use argh::FromArgs;
+use serde::Serialize;
+
+use ally_proto::{AppStatus, ControlRequest, ControlResponse, InstanceStatus};
+
+use crate::cli::say;
+use crate::client::Client;
+use crate::failure::Failure;
+use crate::table;
+
+/// show every app of the master and its instances
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(
+    subcommand,
+    name = "list",
+    example = "ally-ctl list\nally-ctl list --json | jq '.apps[] | {{name, main}}'",
+    note = "the table marks the main instance with *; an app's last error and a\n\
+            reload in progress show on the lines below it. --json prints one object:\n\
+            {{\"apps\":[{{\"name\", \"main\", \"reloading\", \"queued_reloads\",\n\
+            \"last_error\", \"instances\":[{{\"id\", \"pid\", \"state\",\n\
+            \"started_unix_ms\", \"deadline_unix_ms\", \"listeners\"}}]}}]}}\n\
+            with times in milliseconds since the Unix epoch and absent values as null."
+)]
+pub struct ListArgs {
+    /// print JSON for scripts instead of a table
+    #[argh(switch)]
+    pub json: bool,
+}
+
+/// Asks the master for its apps and prints them.
+///
+/// # Errors
+///
+/// The connection's failures, or the master's refusal.
+pub fn run(args: &ListArgs, socket: Option<&Path>) -> Result<(), Failure> {
+    let mut client = Client::connect(socket, None)?;
+    client.send(&ControlRequest::List)?;
+    let apps = match client.recv()? {
+        ControlResponse::Apps(apps) => apps,
+        ControlResponse::Error(f) => return Err(Failure::from_master("cannot list apps", &f)),
+        other => {
+            return Err(Failure::Protocol(format!(
+                "unexpected reply from the master: expected Apps, got {other:?}"
+            )));
+        }
+    };
+    if args.json {
+        return say(&json(&apps));
+    }
+    let colour = std::io::stdout().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
+    say(table::render(&apps, now_unix_ms(), colour).trim_end())
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The `--json` document: its own types, so that the output stays the same
+/// when the wire types change.
+#[derive(Serialize)]
+struct Listing<'a> {
+    apps: Vec<App<'a>>,
+}
+
+#[derive(Serialize)]
+struct App<'a> {
+    name: &'a str,
+    main: Option<u64>,
+    reloading: Option<u64>,
+    queued_reloads: u32,
+    last_error: Option<&'a str>,
+    instances: Vec<Instance>,
+}
+
+#[derive(Serialize)]
+struct Instance {
+    id: u64,
+    pid: u32,
+    state: &'static str,
+    started_unix_ms: u64,
+    deadline_unix_ms: Option<u64>,
+    listeners: u32,
+}
+
+/// `apps` as one line of JSON.
+fn json(apps: &[AppStatus]) -> String {
+    let instance = |i: &InstanceStatus| Instance {
+        id: i.id,
+        pid: i.pid,
+        state: i.state.name(),
+        started_unix_ms: i.started_unix_ms,
+        deadline_unix_ms: i.deadline_unix_ms,
+        listeners: i.listeners,
+    };
+    let listing = Listing {
+        apps: apps
+            .iter()
+            .map(|a| App {
+                name: &a.name,
+                main: a.main,
+                reloading: a.reloading,
+                queued_reloads: a.queued_reloads,
+                last_error: a.last_error.as_deref(),
+                instances: a.instances.iter().map(instance).collect(),
+            })
+            .collect(),
+    };
+    // Serializing plain structs of strings and integers cannot fail.
+    serde_json::to_string(&listing).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use ally_proto::InstanceState;
+
+    use super::*;
+
+    #[test]
+    fn json_shape() {
+        let apps = [
+            AppStatus {
+                name: "web".into(),
+                main: Some(3),
+                reloading: None,
+                queued_reloads: 0,
+                last_error: Some("boom \"x\"".into()),
+                instances: vec![InstanceStatus {
+                    id: 3,
+                    pid: 42,
+                    state: InstanceState::Main,
+                    started_unix_ms: 1000,
+                    listeners: 2,
+                    deadline_unix_ms: None,
+                }],
+            },
+            AppStatus {
+                name: "idle".into(),
+                main: None,
+                reloading: None,
+                queued_reloads: 0,
+                last_error: None,
+                instances: vec![],
+            },
+        ];
+        assert_eq!(
+            json(&apps),
+            r#"{"apps":[{"name":"web","main":3,"reloading":null,"queued_reloads":0,"last_error":"boom \"x\"","instances":[{"id":3,"pid":42,"state":"main","started_unix_ms":1000,"deadline_unix_ms":null,"listeners":2}]},{"name":"idle","main":null,"reloading":null,"queued_reloads":0,"last_error":null,"instances":[]}]}"#
+        );
+    }
+}
