@@ -313,8 +313,10 @@ impl Master {
     pub fn wait_for_log(&self, pattern: &str, timeout: Duration) -> String {
         let mut found = None;
         wait_until(timeout, || {
-            found = self
-                .log()
+            let log = self.log();
+            // Only whole lines: the last one may still be being written.
+            let complete = &log[..log.rfind('\n').map_or(0, |i| i + 1)];
+            found = complete
                 .lines()
                 .find(|l| l.contains(pattern))
                 .map(str::to_string);

@@ -307,6 +307,20 @@ impl Worker {
     }
 }
 
+/// One `GET /` with `Connection: close` on a fresh connection: the id of
+/// the instance that answered, or what went wrong.
+///
+/// # Errors
+///
+/// A description of the failure, as the load would record it.
+pub fn get_once(addr: SocketAddr, timeout: Duration) -> Result<u64, String> {
+    let s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(timeout))
+        .and_then(|()| s.set_write_timeout(Some(timeout)))
+        .map_err(|e| format!("set timeouts: {e}"))?;
+    request(&mut BufReader::new(s), false).map(|r| r.instance)
+}
+
 /// A complete 200 response.
 #[derive(Debug, PartialEq, Eq)]
 struct Response {

@@ -1,0 +1,24 @@
+//! End-to-end tests: a real `ally-master` running the demo service, driven
+//! by the real `ally-ctl`, under a real HTTP load.
+//!
+//! Each test gets its own directory and master; the harness stops the
+//! master and kills every process the test caused when the test ends, pass
+//! or fail. The binaries are built first by the harness (see
+//! `ally_tests::bins`), so plain `cargo test` runs these.
+//!
+//! Tests are named after the regression they guard against.
+
+#[path = "e2e/ctl.rs"]
+mod ctl;
+#[path = "e2e/drain.rs"]
+mod drain;
+#[path = "e2e/hostile.rs"]
+mod hostile;
+#[path = "e2e/reload_load.rs"]
+mod reload_load;
+#[path = "e2e/rollback.rs"]
+mod rollback;
+#[path = "e2e/shutdown.rs"]
+mod shutdown;
+#[path = "e2e/sockets.rs"]
+mod sockets;
