@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use argh::{EarlyExit, FromArgs};
 
@@ -103,6 +104,22 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
     }
 }
 
+/// Parses a positive number of seconds, such as `30` or `0.5`: the value
+/// of `--timeout`.
+///
+/// # Errors
+///
+/// A message for argh to show.
+pub fn parse_seconds(s: &str) -> Result<Duration, String> {
+    s.parse::<f64>()
+        .ok()
+        .filter(|secs| *secs > 0.0)
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .ok_or_else(|| {
+            format!("expected a number of seconds above zero, e.g. 30 or 0.5, not {s:?}")
+        })
+}
+
 /// Writes `text` and a newline to stdout.
 ///
 /// A reader that went away (`ally-ctl list | head -1`) is not an error.
@@ -122,8 +139,6 @@ pub fn say(text: &str) -> Result<(), Failure> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
     use crate::failure::{
         EXIT_FAILED, EXIT_PROTOCOL, EXIT_REFUSED, EXIT_TIMEOUT, EXIT_UNREACHABLE,
@@ -164,7 +179,13 @@ mod tests {
     #[test]
     fn parses_list_and_version() {
         let cli = parse(&["list", "--json"]).unwrap();
-        assert_eq!(cli.command, Command::List(list::ListArgs { json: true }));
+        assert_eq!(
+            cli.command,
+            Command::List(list::ListArgs {
+                json: true,
+                timeout: None
+            })
+        );
         let cli = parse(&["version"]).unwrap();
         assert_eq!(cli.command, Command::Version(version::VersionArgs {}));
     }
@@ -183,6 +204,15 @@ mod tests {
         ] {
             let exit = parse(args).unwrap_err();
             assert_eq!(exit.code, EXIT_USAGE, "{args:?}: {}", exit.output);
+        }
+    }
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("30"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        for bad in ["0", "-1", "", "1s", "NaN", "inf", "1e300"] {
+            assert!(parse_seconds(bad).is_err(), "{bad:?} accepted");
         }
     }
 

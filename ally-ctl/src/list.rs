@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argh::FromArgs;
 use serde::Serialize;
@@ -32,6 +32,10 @@ pub struct ListArgs {
     /// print JSON for scripts instead of a table
     #[argh(switch)]
     pub json: bool,
+    /// give up after this many seconds (decimals allowed) and exit 5
+    /// (default: no limit)
+    #[argh(option, from_str_fn(crate::cli::parse_seconds))]
+    pub timeout: Option<Duration>,
 }
 
 /// Asks the master for its apps and prints them.
@@ -40,9 +44,17 @@ pub struct ListArgs {
 ///
 /// The connection's failures, or the master's refusal.
 pub fn run(args: &ListArgs, socket: Option<&Path>) -> Result<(), Failure> {
-    let mut client = Client::connect(socket, None)?;
-    client.send(&ControlRequest::List)?;
-    let apps = match client.recv()? {
+    let deadline = args.timeout.map(|t| Instant::now() + t);
+    let in_time = |failure| match failure {
+        Failure::TimedOut(_) => Failure::TimedOut(format!(
+            "timed out after {:?} waiting for the master's list of apps",
+            args.timeout.unwrap_or_default()
+        )),
+        other => other,
+    };
+    let mut client = Client::connect(socket, deadline).map_err(in_time)?;
+    client.send(&ControlRequest::List).map_err(in_time)?;
+    let apps = match client.recv().map_err(in_time)? {
         ControlResponse::Apps(apps) => apps,
         ControlResponse::Error(f) => return Err(Failure::from_master("cannot list apps", &f)),
         other => {

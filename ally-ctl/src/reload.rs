@@ -32,19 +32,8 @@ pub struct ReloadArgs {
     pub wait: bool,
     /// give up after this many seconds (decimals allowed) and exit 5; the
     /// reload may still complete (default: no limit)
-    #[argh(option, from_str_fn(parse_seconds))]
+    #[argh(option, from_str_fn(crate::cli::parse_seconds))]
     pub timeout: Option<Duration>,
-}
-
-/// Parses a positive number of seconds, such as `30` or `0.5`.
-fn parse_seconds(s: &str) -> Result<Duration, String> {
-    s.parse::<f64>()
-        .ok()
-        .filter(|secs| *secs > 0.0)
-        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
-        .ok_or_else(|| {
-            format!("expected a number of seconds above zero, e.g. 30 or 0.5, not {s:?}")
-        })
 }
 
 /// Asks for the reload and reports its progress.
@@ -58,7 +47,12 @@ pub fn run(args: &ReloadArgs, socket: Option<&Path>) -> Result<(), Failure> {
     let deadline = args.timeout.map(|t| Instant::now() + t);
     let after = args.timeout.unwrap_or_default();
 
-    let mut client = Client::connect(socket, deadline).map_err(in_time(after, "the master"))?;
+    let mut client = Client::connect(socket, deadline).map_err(|failure| match failure {
+        Failure::TimedOut(_) => Failure::TimedOut(format!(
+            "timed out after {after:?} waiting for the master to answer; no reload was asked"
+        )),
+        other => other,
+    })?;
     let request = ControlRequest::Reload {
         app: app.clone(),
         wait: args.wait,
@@ -69,10 +63,7 @@ pub fn run(args: &ReloadArgs, socket: Option<&Path>) -> Result<(), Failure> {
 
     let started = format!("the reload of {app} to start");
     let instance = match client.recv().map_err(in_time(after, &started))? {
-        ControlResponse::ReloadStarted {
-            app: started,
-            instance,
-        } if started == *app => instance,
+        ControlResponse::ReloadStarted { app: got, instance } if got == *app => instance,
         ControlResponse::Error(f) => {
             return Err(Failure::from_master(&format!("reload of {app} failed"), &f));
         }
@@ -85,10 +76,9 @@ pub fn run(args: &ReloadArgs, socket: Option<&Path>) -> Result<(), Failure> {
 
     let done = format!("instance {instance} of {app} to be ready");
     match client.recv().map_err(in_time(after, &done))? {
-        ControlResponse::ReloadDone {
-            app: done,
-            instance,
-        } if done == *app => say(&format!("{app}: instance {instance} is main")),
+        ControlResponse::ReloadDone { app: got, instance } if got == *app => {
+            say(&format!("{app}: instance {instance} is main"))
+        }
         ControlResponse::Error(f) => {
             Err(Failure::from_master(&format!("reload of {app} failed"), &f))
         }
@@ -113,18 +103,4 @@ fn unexpected(got: &ControlResponse, expected: &str) -> Failure {
     Failure::Protocol(format!(
         "unexpected reply from the master: expected {expected}, got {got:?}"
     ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seconds() {
-        assert_eq!(parse_seconds("30"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
-        for bad in ["0", "-1", "", "1s", "NaN", "inf", "1e300"] {
-            assert!(parse_seconds(bad).is_err(), "{bad:?} accepted");
-        }
-    }
 }

@@ -225,6 +225,14 @@ fn timeout_exits_5_and_says_how_to_check() {
 }
 
 #[test]
+fn list_timeout_exits_5() {
+    let master = FakeMaster::start(vec![Step::Hang]);
+    let (stdout, stderr) = expect_code(&ctl(master.dir(), &["list", "--timeout", "0.2"]), 5);
+    assert_eq!(stdout, "");
+    assert!(stderr.contains("timed out after 200ms"), "{stderr}");
+}
+
+#[test]
 fn malformed_reply_exits_6() {
     // A frame announcing one byte that is no ControlResponse variant.
     let master = FakeMaster::start(vec![Step::Raw(vec![1, 0, 0, 0, 0x7f])]);
