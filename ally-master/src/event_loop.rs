@@ -229,7 +229,7 @@ impl Master {
     /// Reaps every child that has exited, instances and (as PID 1) orphans.
     fn reap(&mut self) {
         let mut notices = Vec::new();
-        while let Ok(Some((pid, status))) = rustix::process::waitpid(None, WaitOptions::NOHANG) {
+        while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
             let socket = &self.socket;
             let listeners = &mut self.listeners;
             let _ = self
