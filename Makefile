@@ -1,0 +1,34 @@
+# ally — build, test, demo, bench.
+#
+#   make          release binaries in target/release
+#   make test     every test: unit, integration, end-to-end (real processes)
+#   make demo     run the demo service under ally-master and reload it under load
+#   make bench    the benchmark table (release build)
+#   make lint     rustfmt and clippy, as CI runs them
+
+CARGO ?= cargo
+
+.PHONY: all build test demo bench lint clean
+
+all: build
+
+build:
+	$(CARGO) build --release --workspace --bins --examples
+
+test:
+	$(CARGO) build --workspace --bins --examples
+	$(CARGO) test --workspace
+
+demo: build
+	scripts/demo.sh target/release
+
+bench:
+	$(CARGO) build --release --workspace --bins --examples
+	$(CARGO) run --release -p ally-tests --bin ally-bench
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
