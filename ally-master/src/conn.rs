@@ -68,6 +68,8 @@ pub enum Broken {
     Malformed(ally_proto::Error),
     /// The peer does not read its replies.
     Overflow,
+    /// The first frame is not an ally hello.
+    NotAlly,
 }
 
 impl Conn {

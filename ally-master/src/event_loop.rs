@@ -337,6 +337,7 @@ impl Master {
             Broken::Overflow => {
                 log!("closed connection from pid {pid}: it does not read its replies")
             }
+            Broken::NotAlly => log!("closed connection from pid {pid}: not an ally client"),
         }
     }
 

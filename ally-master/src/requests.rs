@@ -50,10 +50,7 @@ impl Master {
         };
         let cred = conn.cred;
         if hello.magic != MAGIC {
-            self.drop_conn(
-                id,
-                &Broken::Malformed(ally_proto::Error::TrailingBytes { extra: 0 }),
-            );
+            self.drop_conn(id, &Broken::NotAlly);
             return;
         }
         let peer = if hello.version != PROTOCOL_VERSION {
