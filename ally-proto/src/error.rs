@@ -94,6 +94,8 @@ pub enum ErrorCode {
     ShuttingDown,
     /// Something failed inside the master; the message says what.
     Internal,
+    /// An atomic operation would overflow an `i64`; the value is unchanged.
+    Overflow,
 }
 
 impl ErrorCode {
@@ -109,6 +111,7 @@ impl ErrorCode {
             ErrorCode::LimitExceeded => "limit-exceeded",
             ErrorCode::ShuttingDown => "shutting-down",
             ErrorCode::Internal => "internal",
+            ErrorCode::Overflow => "overflow",
         }
     }
 }

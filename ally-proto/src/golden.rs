@@ -133,3 +133,55 @@ fn bad_magic_or_variant_is_an_error_not_a_panic() {
     assert!(decode::<Hello>(b"ally").is_err());
     assert!(decode::<ControlRequest>(&[]).is_err());
 }
+
+#[test]
+fn state_requests() {
+    check(
+        InstanceRequest::CacheSet {
+            ns: "n".into(),
+            key: "k".into(),
+            value: vec![7],
+            ttl_ms: Some(1000),
+        },
+        &[6, 1, b'n', 1, b'k', 1, 7, 1, 0xe8, 0x07],
+    );
+    check(
+        InstanceRequest::AtomicAdd {
+            name: "c".into(),
+            delta: -1,
+        },
+        &[14, 1, b'c', 1],
+    );
+    check(
+        InstanceRequest::Lock {
+            name: "l".into(),
+            mode: LockMode::Shared,
+            timeout_ms: None,
+        },
+        &[19, 1, b'l', 1, 0],
+    );
+    check(
+        InstanceRequest::LockQueue { name: "l".into() },
+        &[21, 1, b'l'],
+    );
+}
+
+#[test]
+fn state_responses() {
+    check(InstanceResponse::Value(Some(vec![1, 2])), &[5, 1, 2, 1, 2]);
+    check(InstanceResponse::Bool(true), &[6, 1]);
+    check(InstanceResponse::Int(-2), &[7, 3]);
+    check(
+        InstanceResponse::Items(vec![("a".into(), vec![9])]),
+        &[10, 1, 1, b'a', 1, 9],
+    );
+    check(
+        InstanceResponse::LockState(LockState {
+            exclusive: true,
+            shared: 0,
+            waiting_exclusive: 1,
+            waiting_shared: 2,
+        }),
+        &[11, 1, 0, 1, 2],
+    );
+}

@@ -49,6 +49,150 @@ pub enum InstanceRequest {
     Reload,
     /// Who am I? Answered by [`InstanceResponse::Info`].
     Info,
+    /// Sets `key` in namespace `ns`, replacing any value; `ttl_ms` makes it
+    /// expire. Answered by [`InstanceResponse::Done`].
+    CacheSet {
+        /// Namespace.
+        ns: String,
+        /// Key.
+        key: String,
+        /// Value.
+        value: Vec<u8>,
+        /// Time to live in milliseconds; `None` keeps it until deleted.
+        ttl_ms: Option<u64>,
+    },
+    /// The live value of `key`. Answered by [`InstanceResponse::Value`].
+    CacheGet {
+        /// Namespace.
+        ns: String,
+        /// Key.
+        key: String,
+    },
+    /// Deletes `key`. Answered by [`InstanceResponse::Bool`]: whether a live
+    /// entry was there.
+    CacheDel {
+        /// Namespace.
+        ns: String,
+        /// Key.
+        key: String,
+    },
+    /// Whether `key` has a live entry. Answered by [`InstanceResponse::Bool`].
+    CacheExists {
+        /// Namespace.
+        ns: String,
+        /// Key.
+        key: String,
+    },
+    /// The live keys of `ns`, sorted. Answered by [`InstanceResponse::Keys`].
+    CacheKeys {
+        /// Namespace.
+        ns: String,
+    },
+    /// How many live entries `ns` has. Answered by [`InstanceResponse::Count`].
+    CacheCount {
+        /// Namespace.
+        ns: String,
+    },
+    /// The live entries of `ns`, sorted by key. Answered by
+    /// [`InstanceResponse::Items`].
+    CacheItems {
+        /// Namespace.
+        ns: String,
+    },
+    /// Removes every entry of `ns`. Answered by [`InstanceResponse::Count`]:
+    /// how many live entries were removed.
+    CacheFlush {
+        /// Namespace.
+        ns: String,
+    },
+    /// Adds `delta` to atomic `name` (created at 0). Answered by
+    /// [`InstanceResponse::Int`] with the new value, or an `Overflow` error
+    /// leaving the value unchanged.
+    AtomicAdd {
+        /// Atomic name.
+        name: String,
+        /// What to add (may be negative).
+        delta: i64,
+    },
+    /// The value of atomic `name` (0 if never set). Answered by
+    /// [`InstanceResponse::Int`].
+    AtomicLoad {
+        /// Atomic name.
+        name: String,
+    },
+    /// Sets atomic `name`. Answered by [`InstanceResponse::Done`].
+    AtomicStore {
+        /// Atomic name.
+        name: String,
+        /// New value.
+        value: i64,
+    },
+    /// Sets atomic `name`, returning the old value in
+    /// [`InstanceResponse::Int`].
+    AtomicSwap {
+        /// Atomic name.
+        name: String,
+        /// New value.
+        value: i64,
+    },
+    /// Sets atomic `name` to `new` if it equals `current`. Answered by
+    /// [`InstanceResponse::Bool`]: whether it swapped.
+    AtomicCas {
+        /// Atomic name.
+        name: String,
+        /// Expected value.
+        current: i64,
+        /// Value to store if it matches.
+        new: i64,
+    },
+    /// Takes lock `name` in `mode`, waiting at most `timeout_ms` (`None`:
+    /// as long as it takes; `Some(0)`: only if free now). Answered by
+    /// [`InstanceResponse::Bool`]: whether it was taken.
+    Lock {
+        /// Lock name.
+        name: String,
+        /// Exclusive (write) or shared (read).
+        mode: LockMode,
+        /// Longest wait in milliseconds.
+        timeout_ms: Option<u64>,
+    },
+    /// Releases one hold of lock `name` in `mode` by this instance.
+    /// Answered by [`InstanceResponse::Done`], or a `BadRequest` error if
+    /// the instance does not hold it so.
+    Unlock {
+        /// Lock name.
+        name: String,
+        /// The mode it was taken in.
+        mode: LockMode,
+    },
+    /// Who holds and waits for lock `name`. Answered by
+    /// [`InstanceResponse::LockState`].
+    LockQueue {
+        /// Lock name.
+        name: String,
+    },
+}
+
+/// How a lock is held.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LockMode {
+    /// One holder at a time (a write lock).
+    Exclusive,
+    /// Any number of holders at once, none exclusive (a read lock).
+    Shared,
+}
+
+/// The state of one lock.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LockState {
+    /// Whether it is held exclusively.
+    pub exclusive: bool,
+    /// Shared holds (an instance holding it twice counts twice).
+    pub shared: u32,
+    /// Requests waiting for an exclusive hold.
+    pub waiting_exclusive: u32,
+    /// Requests waiting for a shared hold.
+    pub waiting_shared: u32,
 }
 
 /// Facts about the asking instance.
@@ -87,4 +231,18 @@ pub enum InstanceResponse {
     },
     /// The request failed.
     Error(Failure),
+    /// A cache value, or `None` when there is no live entry.
+    Value(Option<Vec<u8>>),
+    /// A yes/no answer.
+    Bool(bool),
+    /// An atomic's value.
+    Int(i64),
+    /// A count.
+    Count(u64),
+    /// Cache keys, sorted.
+    Keys(Vec<String>),
+    /// Cache entries, sorted by key.
+    Items(Vec<(String, Vec<u8>)>),
+    /// A lock's holders and waiters.
+    LockState(LockState),
 }

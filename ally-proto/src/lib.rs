@@ -32,7 +32,9 @@ pub use addr::{AddrError, ListenAddr, MAX_UNIX_PATH, Network};
 pub use control::{AppStatus, ControlRequest, ControlResponse, InstanceState, InstanceStatus};
 pub use error::{Error, ErrorCode, Failure};
 pub use hello::{Hello, HelloReply, MAGIC, PROTOCOL_VERSION, Role};
-pub use instance::{InstanceInfo, InstanceRequest, InstanceResponse, ListenSpec, Report};
+pub use instance::{
+    InstanceInfo, InstanceRequest, InstanceResponse, ListenSpec, LockMode, LockState, Report,
+};
 
 #[cfg(test)]
 mod golden;
