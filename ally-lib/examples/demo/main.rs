@@ -27,6 +27,8 @@
 //! Exit status: 0 after a drain (complete or cut by the drain deadline),
 //! 1 on a runtime error, 2 on a usage error, 3 with `--exit-at-start`.
 
+#[cfg(test)]
+mod drain_test;
 mod http;
 
 use std::net::TcpListener;
