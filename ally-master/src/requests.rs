@@ -196,6 +196,13 @@ impl Master {
                     Vec::new(),
                 )
             }
+            other => (
+                InstanceResponse::Error(Failure::new(
+                    ErrorCode::BadRequest,
+                    format!("this master does not handle {other:?}"),
+                )),
+                Vec::new(),
+            ),
         };
         self.send(conn, &reply, fds);
     }
