@@ -27,6 +27,7 @@ pub mod frame;
 mod hello;
 mod instance;
 pub mod paths;
+pub mod state;
 
 pub use addr::{AddrError, ListenAddr, MAX_UNIX_PATH, Network};
 pub use control::{AppStatus, ControlRequest, ControlResponse, InstanceState, InstanceStatus};

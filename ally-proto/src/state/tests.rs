@@ -1,0 +1,1 @@
+//! Tests of [`Store::handle`](super::Store::handle).
