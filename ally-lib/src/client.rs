@@ -35,6 +35,11 @@ use crate::mode::{self, Managed};
 /// call hangs if the master is stopped (`SIGSTOP`) or wedged.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long the master may take to answer a reload: a reload asked while
+/// another runs is answered when that one ends, which takes up to the
+/// app's ready timeout.
+pub(crate) const RELOAD_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// Most descriptors accepted on one read; the master sends one at a time.
 const MAX_FDS_PER_READ: usize = 8;
 
@@ -68,7 +73,11 @@ pub(crate) fn request(m: &Managed, req: &InstanceRequest, what: &str) -> Result<
         Some(conn) => conn,
         empty => empty.insert(Conn::open(m)?),
     };
-    let reply = conn.exchange(req, what);
+    let timeout = match req {
+        InstanceRequest::Reload => RELOAD_TIMEOUT,
+        _ => REQUEST_TIMEOUT,
+    };
+    let reply = conn.exchange(req, what, timeout);
     if reply.is_err() {
         // The stream may be mid-frame: never reuse it.
         *guard = None;
@@ -151,7 +160,15 @@ impl Conn {
         Ok(conn)
     }
 
-    fn exchange(&mut self, req: &InstanceRequest, what: &str) -> Result<Reply, Error> {
+    fn exchange(
+        &mut self,
+        req: &InstanceRequest,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<Reply, Error> {
+        self.stream
+            .set_read_timeout(Some(timeout))
+            .map_err(Error::Io)?;
         self.send(&frame::encode(req)?, what)?;
         let response = self.receive(what, FrameBuf::next::<InstanceResponse>)?;
         let want = match &response {

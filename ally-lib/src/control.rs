@@ -52,7 +52,10 @@ pub fn report(report: Report) -> io::Result<()> {
 
 /// Asks the master to reload this instance's app: it starts a new instance
 /// from the binary on disk and, once that one is ready, sends this one the
-/// stop signal. Returns the new instance's id as soon as it is started.
+/// stop signal. Returns the new instance's id as soon as it is started
+/// (if a reload is already running, the master starts this one when that
+/// one ends, so the call may wait up to the app's ready timeout). Other
+/// calls to the master from this process wait meanwhile.
 ///
 /// # Errors
 ///
