@@ -57,7 +57,9 @@
 //!    destroy the response the client has not read yet.
 //! 5. **Close connections idle longer than the keep-alive timeout**, as in
 //!    normal operation: a client that keeps a connection open but sends
-//!    nothing must not hold the old instance forever.
+//!    nothing must not hold the old instance forever. Keep that timeout
+//!    shorter than the master's stop timeout, or `SIGKILL` closes idle
+//!    connections first, with no grace at all.
 //! 6. **Exit** when [`Drain::wait_idle`] returns true, or when a drain
 //!    deadline passes (shorter than the master's stop timeout, after which
 //!    it sends `SIGKILL`).

@@ -8,16 +8,25 @@
 //! dropped. Run from a shell, the same calls bind locally ("simulate mode").
 //!
 //! ```no_run
-//! use std::io::Write;
+//! use std::io::{BufRead, BufReader, Write};
+//! use std::net::TcpStream;
 //!
 //! fn main() -> std::io::Result<()> {
-//!     let stop = ally::stop_signal()?;                  // SIGTERM: time to drain
+//!     let stop = ally::stop_signal()?;                    // the cue to drain
 //!     let listener = ally::listen_tcp("127.0.0.1:8080")?; // from the master, or bound here
-//!     ally::ready()?;                                   // old instances may now stop
-//!     while let Some((mut conn, _)) = ally::drain::accept(&listener, &stop)? {
-//!         let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi\n");
+//!     ally::ready()?;                                     // older instances may stop now
+//!     while let Some((conn, _)) = ally::drain::accept(&listener, &stop)? {
+//!         let _ = answer(conn);
 //!     }
-//!     Ok(()) // the new instance serves everything from here on
+//!     Ok(()) // stopped: the new instance accepts from here on
+//! }
+//!
+//! fn answer(conn: TcpStream) -> std::io::Result<()> {
+//!     // Read the whole request head first: closing with unread bytes resets.
+//!     for line in BufReader::new(&conn).lines() {
+//!         if line?.is_empty() { break }
+//!     }
+//!     (&conn).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nhi\n")
 //! }
 //! ```
 //!
