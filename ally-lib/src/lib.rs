@@ -96,7 +96,9 @@
 //! Without `ALLY_SOCKET` in the environment the process runs in simulate
 //! mode: `listen_*` bind the socket here, the same way the master would
 //! (non-blocking, close-on-exec, `SO_REUSEADDR` for TCP, a backlog of 1024,
-//! a stale unix socket file replaced); [`ready`] and [`report`] do nothing;
+//! a stale unix socket file replaced), unless systemd's socket activation
+//! (`LISTEN_PID`, `LISTEN_FDS`) passed a socket of the same type and address,
+//! which is then used instead; [`ready`] and [`report`] do nothing;
 //! [`reload`] is an error; [`instance`] reports id 0; `SIGTERM` and `SIGINT`
 //! are stop signals. So the same binary runs from a shell, in tests, or
 //! under another supervisor.
@@ -114,7 +116,6 @@
 //!   request, and draining is the service's job (with the helpers above).
 //! - No async runtime, no threads of its own, no global state to set up;
 //!   every function may be called from any thread.
-//! - It does not take sockets from systemd's `LISTEN_FDS` (yet).
 //! - Linux only.
 //!
 //! # Errors
@@ -133,10 +134,12 @@ mod client;
 mod control;
 pub mod drain;
 mod error;
+mod inherit;
 mod instance;
 mod listen;
 mod mode;
 mod stop;
+mod sys;
 mod verify;
 
 pub use ally_proto::Network;

@@ -16,6 +16,7 @@ use ally_proto::{InstanceRequest, InstanceResponse, ListenAddr, ListenSpec, Netw
 use crate::bind::bind_local;
 use crate::client;
 use crate::error::Error;
+use crate::inherit;
 use crate::mode;
 use crate::verify;
 
@@ -193,6 +194,9 @@ pub fn unlisten(network: Network, addr: &str) -> io::Result<()> {
 fn listen_raw(network: Network, addr: &str, mode: Option<u32>) -> Result<OwnedFd, Error> {
     let target = normalize(network, addr)?;
     let Some(m) = mode::managed()? else {
+        if let Some(fd) = inherit::take(network, &target) {
+            return Ok(fd);
+        }
         return bind_local(network, &target, mode);
     };
     let what = format!("listen {network} {target}");

@@ -16,25 +16,40 @@ use crate::bind::socket_type;
 use crate::error::Error;
 
 /// Checks type, family, address and listening state of `fd` against the
-/// request, and that it is non-blocking.
+/// request, and makes it non-blocking if it is not.
 ///
 /// # Errors
 ///
 /// [`Error::SocketMismatch`] saying what the socket is instead.
 pub(crate) fn check(fd: BorrowedFd<'_>, network: Network, want: &ListenAddr) -> Result<(), Error> {
-    let mismatch = |found: String| Error::SocketMismatch {
-        network,
-        address: want.to_string(),
-        found,
-    };
-    let sys = |what: &str, e: rustix::io::Errno| mismatch(format!("unreadable ({what}: {e})"));
+    matches(fd, network, want)
+        .and_then(|()| ensure_nonblocking(fd).map_err(|e| format!("unreadable (O_NONBLOCK: {e})")))
+        .map_err(|found| Error::SocketMismatch {
+            network,
+            address: want.to_string(),
+            found,
+        })
+}
 
+/// Whether `fd` is a socket of `network` bound to `want` (any port when
+/// `want` asks for port 0), listening if it is a stream socket.
+///
+/// # Errors
+///
+/// What the socket is instead, for a message.
+pub(crate) fn matches(
+    fd: BorrowedFd<'_>,
+    network: Network,
+    want: &ListenAddr,
+) -> Result<(), String> {
+    let sys = |what: &str, e: rustix::io::Errno| format!("unreadable ({what}: {e})");
     let ty = sockopt::socket_type(fd).map_err(|e| sys("SO_TYPE", e))?;
     if ty != socket_type(network) {
-        return Err(mismatch(format!("a socket of type {ty:?}")));
+        return Err(format!("a socket of type {ty:?}"));
     }
     let local = getsockname(fd).map_err(|e| sys("getsockname", e))?;
     let family = local.address_family();
+    let wrong_family = || format!("a socket of family {family:?}");
     match want {
         ListenAddr::Inet(want_sa) => {
             let want_family = if want_sa.is_ipv4() {
@@ -43,41 +58,40 @@ pub(crate) fn check(fd: BorrowedFd<'_>, network: Network, want: &ListenAddr) -> 
                 AddressFamily::INET6
             };
             if family != want_family {
-                return Err(mismatch(format!("a socket of family {family:?}")));
+                return Err(wrong_family());
             }
-            let got = SocketAddr::try_from(local)
-                .map_err(|_| mismatch(format!("a socket of family {family:?}")))?;
+            let got = SocketAddr::try_from(local).map_err(|_| wrong_family())?;
             let port_ok = want_sa.port() == got.port() || (want_sa.port() == 0 && got.port() != 0);
             if got.ip() != want_sa.ip() || !port_ok {
-                return Err(mismatch(format!("bound to {got}")));
+                return Err(format!("bound to {got}"));
             }
         }
         ListenAddr::Path(_) | ListenAddr::Abstract(_) => {
             if family != AddressFamily::UNIX {
-                return Err(mismatch(format!("a socket of family {family:?}")));
+                return Err(wrong_family());
             }
-            let got = SocketAddrUnix::try_from(local)
-                .map_err(|_| mismatch("an unreadable unix address".to_owned()))?;
+            let got = SocketAddrUnix::try_from(local).map_err(|_| wrong_family())?;
             if !unix_matches(&got, want) {
-                return Err(mismatch(format!("bound to {}", describe_unix(&got))));
+                return Err(format!("bound to {}", describe_unix(&got)));
             }
         }
     }
     if ty == SocketType::STREAM
         && !sockopt::socket_acceptconn(fd).map_err(|e| sys("SO_ACCEPTCONN", e))?
     {
-        return Err(mismatch("a stream socket that is not listening".to_owned()));
+        return Err("a stream socket that is not listening".to_owned());
     }
-    ensure_nonblocking(fd).map_err(|e| sys("O_NONBLOCK", e))
+    Ok(())
 }
 
-/// Makes `fd` non-blocking if the master left it blocking.
+/// Makes `fd` non-blocking if it is not.
 ///
 /// The master binds every socket non-blocking and the whole system relies on
 /// it (the flag is shared by every process holding the socket), so a
-/// blocking socket here is a master bug; setting the flag brings it back to
-/// what every holder expects.
-fn ensure_nonblocking(fd: BorrowedFd<'_>) -> Result<(), rustix::io::Errno> {
+/// blocking socket from the master is a master bug; setting the flag brings
+/// it back to what every holder expects. Sockets inherited through
+/// `LISTEN_FDS` usually arrive blocking.
+pub(crate) fn ensure_nonblocking(fd: BorrowedFd<'_>) -> Result<(), rustix::io::Errno> {
     let flags = fcntl_getfl(fd)?;
     if !flags.contains(OFlags::NONBLOCK) {
         fcntl_setfl(fd, flags | OFlags::NONBLOCK)?;

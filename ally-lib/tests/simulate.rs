@@ -152,3 +152,39 @@ fn unix_relative_path_is_absolute() {
     run_ok(cmd);
     assert!(dir.path().join("rel.sock").exists());
 }
+
+/// Socket activation: a listener passed as descriptor 3 with `LISTEN_PID`
+/// and `LISTEN_FDS` is used instead of binding. A shell moves the socket
+/// from stdin to descriptor 3 and execs the test binary with its own pid.
+#[test]
+fn listen_fds_socket_is_used_instead_of_binding() {
+    const ROLE: &str = "activated";
+    const ADDR_VAR: &str = "ALLY_LIB_TEST_ADDR";
+    if is_child(ROLE) {
+        let addr = std::env::var(ADDR_VAR).unwrap();
+        // Binding would fail: descriptor 3 holds this address.
+        let listener = ally::listen_tcp(&addr).unwrap();
+        assert_eq!(listener.local_addr().unwrap().to_string(), addr);
+        assert_nonblocking_cloexec(&listener);
+        // The connection the parent made before the exec is queued on it.
+        let stop = ally::StopSignal::new().unwrap();
+        assert!(ally::drain::accept(&listener, &stop).unwrap().is_some());
+        // Each passed socket is handed out once.
+        let err = ally::listen_tcp(&addr).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let _queued = std::net::TcpStream::connect(&addr).unwrap();
+    let test = child("listen_fds_socket_is_used_instead_of_binding", ROLE);
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(r#"exec 3<&0 </dev/null; LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@""#)
+        .arg(test.get_program())
+        .args(test.get_args())
+        .envs(test.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env(ADDR_VAR, &addr)
+        .stdin(std::os::fd::OwnedFd::from(listener));
+    run_ok(cmd);
+}

@@ -29,11 +29,13 @@ pub fn child(test: &str, role: &str) -> Command {
 }
 
 /// Runs `cmd` and returns its output, panicking with both streams if it
-/// failed.
+/// failed or did not run exactly one test (a misspelt test name would run
+/// none and pass).
 pub fn run_ok(mut cmd: Command) -> Output {
     let out = cmd.output().expect("spawn child");
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        out.status.success(),
+        out.status.success() && stdout.contains("test result: ok. 1 passed"),
         "child {cmd:?} failed: {}\n--- stdout\n{}\n--- stderr\n{}",
         out.status,
         String::from_utf8_lossy(&out.stdout),

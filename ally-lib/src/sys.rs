@@ -1,0 +1,57 @@
+//! The crate's only `unsafe`: adopting descriptors that a parent passed by
+//! number (systemd's `LISTEN_FDS` protocol). Everything else goes through
+//! rustix's safe wrappers.
+
+#![allow(unsafe_code)]
+
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustix::io::{FdFlags, fcntl_getfd, fcntl_setfd};
+use rustix::net::sockopt;
+
+/// `SD_LISTEN_FDS_START`: the first passed descriptor.
+const LISTEN_FDS_START: RawFd = 3;
+
+/// Takes ownership of the `count` descriptors passed from 3 on, keeping
+/// those that are open sockets (the others become `None`) and making them
+/// close-on-exec.
+///
+/// The caller checks that `LISTEN_PID` names this process. Only the first
+/// call adopts anything; later calls return an empty list, so that no
+/// descriptor ever gets two owners.
+pub(crate) fn adopt_listen_fds(count: usize) -> Vec<Option<OwnedFd>> {
+    static ADOPTED: AtomicBool = AtomicBool::new(false);
+    if ADOPTED.swap(true, Ordering::SeqCst) {
+        return Vec::new();
+    }
+    (0..count)
+        .map(|i| {
+            let raw = RawFd::try_from(i).ok()?.checked_add(LISTEN_FDS_START)?;
+            // SAFETY: by the LISTEN_FDS protocol (LISTEN_PID names this
+            // process) descriptors 3.. were passed to this process for its
+            // own use and nothing else in it owns them; ADOPTED makes this
+            // the only adoption.
+            unsafe { adopt_socket(raw) }
+        })
+        .collect()
+}
+
+/// Takes ownership of descriptor `raw` if it is an open socket, and makes
+/// it close-on-exec.
+///
+/// # Safety
+///
+/// Nothing else in the process may own or close `raw`.
+unsafe fn adopt_socket(raw: RawFd) -> Option<OwnedFd> {
+    // SAFETY: the borrow ends before this function returns and the caller
+    // guarantees nothing closes `raw` meanwhile; if `raw` is not open the
+    // calls below fail with EBADF, which is harmless.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+    let flags = fcntl_getfd(borrowed).ok()?;
+    sockopt::socket_type(borrowed).ok()?;
+    fcntl_setfd(borrowed, flags | FdFlags::CLOEXEC).ok()?;
+    // SAFETY: `raw` is open (fcntl succeeded) and, by the caller's
+    // guarantee, owned by no one else, so it can have exactly one owner.
+    Some(unsafe { OwnedFd::from_raw_fd(raw) })
+}
