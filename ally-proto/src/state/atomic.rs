@@ -1,18 +1,18 @@
 //! Atomics: named `i64`s, every one 0 until set.
-//!
-//! An atomic at 0 is indistinguishable from one never set, so it takes no
-//! room: storing 0 (or adding back down to 0) frees its name, and only
-//! atomics with another value count against [`Limits::max_atomics`].
-//!
-//! Each operation is one step of the single-threaded state machine, so it
-//! is atomic with respect to every other request to the same app.
 
 use std::collections::BTreeMap;
 
 use super::Limits;
 use crate::{ErrorCode, Failure};
 
-/// One app's atomics. See the [module docs](self).
+/// One app's atomics.
+///
+/// An atomic at 0 is indistinguishable from one never set, so it takes no
+/// room: storing 0 (or adding back down to 0) frees its name, and only
+/// atomics with another value count against [`Limits::max_atomics`].
+///
+/// Each operation is one step of the single-threaded state machine, so it
+/// is atomic with respect to every other request to the same app.
 #[derive(Debug, Clone)]
 pub struct Atomics {
     limits: Limits,

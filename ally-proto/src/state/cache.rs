@@ -1,17 +1,5 @@
 //! The cache: namespaces of key → bytes, each entry with an optional time
 //! to live.
-//!
-//! An entry is live until `set time + ttl`; from that instant on every call
-//! treats it as absent. Expired entries still take room until they are
-//! freed: lazily, by the call that next touches them, or by
-//! [`Cache::sweep`], which frees them in expiry order from an index kept
-//! next to the data (no timer per entry). A write that would pass a limit
-//! first frees expired entries, so an expired entry never keeps a live one
-//! out; if there is still no room the write fails and nothing changes.
-//!
-//! Room is counted as entries over all namespaces and as bytes: the
-//! namespace, key and value lengths of each entry. A namespace exists only
-//! while it has entries.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -43,7 +31,20 @@ struct Namespace {
     expiring: usize,
 }
 
-/// One app's cache. See the [module docs](self).
+/// One app's cache: namespaces of key → bytes, each entry with an
+/// optional time to live.
+///
+/// An entry is live until `set time + ttl`; from that instant on every call
+/// treats it as absent. Expired entries still take room until they are
+/// freed: lazily, by the call that next touches them, or by
+/// [`Cache::sweep`], which frees them in expiry order from an index kept
+/// next to the data (no timer per entry). A write that would pass a limit
+/// first frees expired entries, so an expired entry never keeps a live one
+/// out; if there is still no room the write fails and nothing changes.
+///
+/// Room is counted as entries over all namespaces and as bytes: the
+/// namespace, key and value lengths of each entry. A namespace exists only
+/// while it has entries.
 #[derive(Debug, Clone)]
 pub struct Cache {
     limits: Limits,

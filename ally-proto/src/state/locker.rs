@@ -1,45 +1,6 @@
-//! The locker: named read/write locks as a pure queue state machine.
-//!
-//! A lock is held [`Exclusive`](LockMode::Exclusive) by one owner, or
-//! [`Shared`](LockMode::Shared) by any number of holds, never both. The
-//! caller (the master, or the library in simulate mode) decides who an
-//! [`Owner`] is and when a wait times out; this module only decides who
-//! holds what and who is let in next.
-//!
-//! # Fairness
-//!
-//! Each lock has one FIFO queue. A request is granted at once only if it is
-//! compatible with the current holds *and nobody is queued*: a writer
-//! waiting behind readers blocks readers that arrive after it, so readers
-//! cannot starve a writer, and a writer cannot overtake earlier readers.
-//! Whenever holds are released or a queued request is withdrawn, the queue
-//! is served from its head: an exclusive head is granted when nobody holds
-//! the lock; a shared head is granted, together with every consecutive
-//! shared request behind it, when nobody holds it exclusively.
-//!
-//! # Owners, and no reentrancy
-//!
-//! Holds belong to the owner, not to a connection or thread, and shared
-//! holds are counted: an owner that took a lock shared twice must unlock it
-//! twice. Locks are not reentrant. An owner asking for a lock it already
-//! holds in an incompatible way (exclusive while holding it at all, shared
-//! while holding it exclusively) queues behind its own hold, exactly as
-//! another owner would — the master's owner is a whole instance, and two of
-//! its threads contending for a lock must wait for each other. One thread
-//! asking twice therefore deadlocks unless its request has a timeout. The
-//! same goes for taking a shared hold again while a writer waits: the new
-//! request queues behind the writer, which waits for the first hold.
-//!
-//! When an owner goes away, [`Locker::release_owner`] drops all its holds
-//! and queued requests, so a crash never deadlocks its successor.
-//!
-//! # Bounds
-//!
-//! A lock with no holds and nobody waiting is forgotten; only locks in use
-//! count against [`Limits::max_locks`]. Every operation takes time
-//! logarithmic in the number of locks plus linear in one lock's queue;
-//! [`Locker::release_owner`] works through that owner's own holds and
-//! requests only.
+//! The locker: named read/write locks as a pure queue state machine. The
+//! policy (FIFO, writers not starved, no reentrancy) is documented on
+//! [`Locker`].
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
@@ -152,7 +113,48 @@ struct Holdings {
     tickets: BTreeSet<Ticket>,
 }
 
-/// One app's locks. See the [module docs](self).
+/// One app's locks.
+///
+/// A lock is held [`Exclusive`](LockMode::Exclusive) by one owner, or
+/// [`Shared`](LockMode::Shared) by any number of holds, never both. The
+/// caller (the master, or the library in simulate mode) decides who an
+/// [`Owner`] is and when a wait times out; the locker only decides who
+/// holds what and who is let in next.
+///
+/// # Fairness
+///
+/// Each lock has one FIFO queue. A request is granted at once only if it is
+/// compatible with the current holds *and nobody is queued*: a writer
+/// waiting behind readers blocks readers that arrive after it, so readers
+/// cannot starve a writer, and a writer cannot overtake earlier readers.
+/// Whenever holds are released or a queued request is withdrawn, the queue
+/// is served from its head: an exclusive head is granted when nobody holds
+/// the lock; a shared head is granted, together with every consecutive
+/// shared request behind it, when nobody holds it exclusively.
+///
+/// # Owners, and no reentrancy
+///
+/// Holds belong to the owner, not to a connection or thread, and shared
+/// holds are counted: an owner that took a lock shared twice must unlock it
+/// twice. Locks are not reentrant. An owner asking for a lock it already
+/// holds in an incompatible way (exclusive while holding it at all, shared
+/// while holding it exclusively) queues behind its own hold, exactly as
+/// another owner would — the master's owner is a whole instance, and two of
+/// its threads contending for a lock must wait for each other. One thread
+/// asking twice therefore deadlocks unless its request has a timeout. The
+/// same goes for taking a shared hold again while a writer waits: the new
+/// request queues behind the writer, which waits for the first hold.
+///
+/// When an owner goes away, [`Locker::release_owner`] drops all its holds
+/// and queued requests, so a crash never deadlocks its successor.
+///
+/// # Bounds
+///
+/// A lock with no holds and nobody waiting is forgotten; only locks in use
+/// count against [`Limits::max_locks`]. Every operation takes time
+/// logarithmic in the number of locks plus linear in one lock's queue;
+/// [`Locker::release_owner`] works through that owner's own holds and
+/// requests only.
 #[derive(Debug, Clone)]
 pub struct Locker {
     limits: Limits,

@@ -20,6 +20,19 @@
 //! - Every limit is per app and counts only what is in use; past it a
 //!   write fails with [`ErrorCode::LimitExceeded`](crate::ErrorCode::LimitExceeded),
 //!   and nothing is evicted or changed.
+//!
+//! In short, each part:
+//!
+//! - [`Cache`]: an expired entry is invisible from its deadline on, and
+//!   freed when next touched or by [`Cache::sweep`]; expired entries never
+//!   keep a live one out.
+//! - [`Atomics`]: `i64`s that never wrap (an overflow is an error and leaves
+//!   the value); an atomic at 0 takes no room.
+//! - [`Locker`]: one FIFO queue per lock. A request is granted at once only
+//!   if compatible with the holds and nobody waits, so a waiting writer
+//!   holds back later readers; consecutive readers at the head are let in
+//!   together. Holds belong to an [`Owner`] and are not reentrant: asking
+//!   again for a lock one holds waits behind one's own hold.
 
 mod atomic;
 mod cache;
