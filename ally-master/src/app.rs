@@ -20,6 +20,7 @@ use crate::instance::{Instance, State, describe_exit, signal_name, unix_ms};
 use crate::limits::{RESTART_DELAY_MAX, RESTART_DELAY_MIN, STABLE_RUN};
 use crate::listeners::Listeners;
 use crate::log;
+use crate::shared_state::{Reply, SharedState};
 
 /// Who asked for a reload, and so who hears how it went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,8 @@ pub enum Notice {
         /// Why.
         failure: Failure,
     },
+    /// A late answer to an instance's request (a lock wait ended).
+    Reply(Reply),
 }
 
 #[derive(Debug)]
@@ -88,6 +91,8 @@ pub struct App {
     pub config: AppConfig,
     /// Live (not yet reaped) instances, oldest first.
     pub instances: Vec<Instance>,
+    /// Cache, atomics and locks: they outlive every instance.
+    pub state: SharedState,
     next_id: u64,
     reload: Option<Reload>,
     queued: Vec<Waiter>,
@@ -100,6 +105,7 @@ impl App {
     /// An app with no instances yet.
     pub fn new(config: AppConfig) -> App {
         App {
+            state: SharedState::new(config.limits),
             config,
             instances: Vec::new(),
             next_id: 1,
@@ -237,6 +243,7 @@ impl App {
         let mut instance = self.instances.remove(index);
         instance.drain_pipes(&self.config.name);
         listeners.release_instance(&self.config.name, instance.id);
+        self.owner_gone(instance.id, out);
         let how = describe_exit(status);
         let id = instance.id;
         match instance.state {
@@ -271,8 +278,18 @@ impl App {
         true
     }
 
+    /// Instance `id` exited or closed its last connection: its locks go.
+    pub fn owner_gone(&mut self, id: u64, out: &mut Vec<Notice>) {
+        let mut replies = Vec::new();
+        self.state.owner_gone(id, &mut replies);
+        out.extend(replies.into_iter().map(Notice::Reply));
+    }
+
     /// Applies deadlines that have passed by `now`.
     pub fn on_timer(&mut self, now: Instant, socket: &Path, out: &mut Vec<Notice>) {
+        let mut replies = Vec::new();
+        self.state.on_timer(now, &mut replies);
+        out.extend(replies.into_iter().map(Notice::Reply));
         let mut unready = None;
         for instance in &mut self.instances {
             match instance.state {
@@ -316,6 +333,7 @@ impl App {
             .iter()
             .filter_map(|i| i.state.deadline())
             .chain(self.backoff.at)
+            .chain(self.state.next_deadline())
             .min()
     }
 

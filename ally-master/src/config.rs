@@ -32,6 +32,7 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
+use ally_proto::state::Limits;
 use rustix::process::Signal;
 
 use raw::{APP_EXAMPLE, RawConfig};
@@ -98,6 +99,12 @@ pub struct AppConfig {
     /// drain. One of `HUP`, `INT`, `QUIT`, `USR1`, `USR2`, `TERM`, `WINCH`,
     /// `ALRM`, with or without `SIG`, in any case. Default `"SIGTERM"`.
     pub stop_signal: Signal,
+    /// Limits on the app's shared state, from `max_cache_entries` (default
+    /// 100000 entries over all namespaces), `max_cache_bytes` (default
+    /// 67108864: 64 MiB of namespaces, keys and values), `max_atomics`
+    /// (default 10000) and `max_locks` (default 10000 lock names in use).
+    /// Past a limit a write fails with a clear error; nothing is evicted.
+    pub limits: Limits,
 }
 
 /// Why a config could not be loaded.
@@ -268,6 +275,16 @@ pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
             ready_timeout: app.ready_timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
             stop_timeout: app.stop_timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
             stop_signal: app.stop_signal.map_or(DEFAULT_STOP_SIGNAL, |s| s.0),
+            limits: {
+                let d = Limits::default();
+                Limits {
+                    max_entries: app.max_cache_entries.map_or(d.max_entries, |n| n.0),
+                    max_bytes: app.max_cache_bytes.map_or(d.max_bytes, |n| n.0),
+                    max_atomics: app.max_atomics.map_or(d.max_atomics, |n| n.0),
+                    max_locks: app.max_locks.map_or(d.max_locks, |n| n.0),
+                    ..d
+                }
+            },
         });
     }
 

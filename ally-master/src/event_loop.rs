@@ -330,6 +330,9 @@ impl Master {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
+        if let Peer::Instance { app, id: instance } = &conn.peer {
+            self.instance_conn_closed(id, app, *instance);
+        }
         let pid = conn.cred.pid.as_raw_nonzero();
         match why {
             Broken::Gone => {}
@@ -339,6 +342,24 @@ impl Master {
             }
             Broken::NotAlly => log!("closed connection from pid {pid}: not an ally client"),
         }
+    }
+
+    /// An instance's connection closed: withdraw its lock waits, and if it
+    /// was the instance's last connection, release its locks.
+    fn instance_conn_closed(&mut self, conn: u64, app: &str, instance: u64) {
+        let Some(app_index) = self.apps.iter().position(|a| a.config.name == app) else {
+            return;
+        };
+        let mut replies = Vec::new();
+        self.apps[app_index].state.conn_closed(conn, &mut replies);
+        let mut notices: Vec<Notice> = replies.into_iter().map(Notice::Reply).collect();
+        let last = !self.conns.values().any(
+            |c| matches!(&c.peer, Peer::Instance { app: a, id } if a == app && *id == instance),
+        );
+        if last {
+            self.apps[app_index].owner_gone(instance, &mut notices);
+        }
+        self.deliver(notices);
     }
 
     /// Queues `msg` on connection `id`, closing it if that fails.
@@ -394,6 +415,7 @@ impl Master {
                         );
                     }
                 }
+                Notice::Reply(reply) => self.send(reply.conn, &reply.reply, Vec::new()),
                 Notice::Failed { waiter, failure } => match waiter {
                     Waiter::Control { conn, .. } => {
                         self.send(conn, &ControlResponse::Error(failure), Vec::new());

@@ -45,3 +45,12 @@ pub const STABLE_RUN: Duration = Duration::from_secs(60);
 
 /// How long a connection being closed after a refusal may take to read it.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// Most expired cache entries freed per loop turn, so a mass expiry is
+/// spread over turns instead of stalling other clients.
+pub const EXPIRY_SWEEP_BATCH: usize = 1024;
+
+/// Cache expiries wake the master at most this often: entries that expire
+/// close together are freed in one wake-up. They are invisible to readers
+/// from the exact moment they expire either way.
+pub const EXPIRY_WAKE_GRANULARITY: std::time::Duration = std::time::Duration::from_millis(100);

@@ -14,6 +14,7 @@ mod listeners;
 mod log;
 mod requests;
 mod runtime;
+mod shared_state;
 mod signals;
 mod sys;
 

@@ -8,7 +8,7 @@ use ally_proto::{
     InstanceRequest, InstanceResponse, MAGIC, PROTOCOL_VERSION, Role,
 };
 
-use crate::app::Waiter;
+use crate::app::{Notice, Waiter};
 use crate::conn::{Broken, Peer};
 use crate::event_loop::Master;
 use crate::limits::CLOSE_LINGER;
@@ -141,6 +141,15 @@ impl Master {
             self.send(conn, &InstanceResponse::Error(failure), Vec::new());
             return;
         }
+        let mut replies = Vec::new();
+        let state = &mut self.apps[app_index].state;
+        if let Some(reply) = state.handle(id, conn, &req, Instant::now(), &mut replies) {
+            if let Some(reply) = reply {
+                self.send(conn, &reply, Vec::new());
+            }
+            self.deliver(replies.into_iter().map(Notice::Reply).collect());
+            return;
+        }
         let (reply, fds) = match req {
             InstanceRequest::Listen(spec) => match self.listeners.acquire(app_name, id, &spec) {
                 Ok((fd, local)) => (InstanceResponse::Listening { fds: 1, local }, vec![fd]),
@@ -196,6 +205,8 @@ impl Master {
                     Vec::new(),
                 )
             }
+            // State requests were answered above; this arm only keeps the
+            // match total as the enum grows.
             other => (
                 InstanceResponse::Error(Failure::new(
                     ErrorCode::BadRequest,

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
-use super::value::{AppName, Command, EnvName, EnvValue, PathValue, StopSignal, Timeout};
+use super::value::{AppName, Command, EnvName, EnvValue, PathValue, Positive, StopSignal, Timeout};
 
 /// How to declare an app, shown when none is.
 pub const APP_EXAMPLE: &str =
@@ -52,6 +52,14 @@ pub struct RawApp {
     pub stop_timeout: Option<Timeout>,
     /// `stop_signal`.
     pub stop_signal: Option<StopSignal>,
+    /// `max_cache_entries`.
+    pub max_cache_entries: Option<Positive>,
+    /// `max_cache_bytes`.
+    pub max_cache_bytes: Option<Positive>,
+    /// `max_atomics`.
+    pub max_atomics: Option<Positive>,
+    /// `max_locks`.
+    pub max_locks: Option<Positive>,
 }
 
 /// The `app` array of tables: at least one, and `[[app]]` rather than a

@@ -93,6 +93,7 @@ fn defaults() {
             ready_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(30),
             stop_signal: Signal::TERM,
+            limits: ally_proto::state::Limits::default(),
         }]
     );
     assert_eq!(signal_name(DEFAULT_STOP_SIGNAL), Some("SIGTERM"));
@@ -158,7 +159,7 @@ fn rejects_unknown_keys() {
     assert_eq!(
         err(&app_with("restart = true")),
         "4:1: unknown field `restart`, expected one of `name`, `command`, `cwd`, `env`, \
-         `ready_timeout`, `stop_timeout`, `stop_signal`"
+         `ready_timeout`, `stop_timeout`, `stop_signal`, `max_cache_entries`, `max_cache_bytes`, `max_atomics`, `max_locks`"
     );
     assert_eq!(
         err("[master]\nsockets = \"x\"\n"),
@@ -341,4 +342,23 @@ fn load_names_the_file() {
         format!("{}:2:10: the file is not valid UTF-8", file.display())
     );
     assert_eq!(config.unwrap().apps[0].cwd, dir);
+}
+
+#[test]
+fn state_limits() {
+    let config = ok(&app_with(
+        "max_cache_entries = 10\nmax_cache_bytes = 4096\n",
+    ));
+    assert_eq!(config.apps[0].limits.max_entries, 10);
+    assert_eq!(config.apps[0].limits.max_bytes, 4096);
+    assert_eq!(
+        config.apps[0].limits.max_locks,
+        ally_proto::state::Limits::default().max_locks
+    );
+    let err = parse(
+        &app_with("max_locks = 0\n"),
+        Path::new("/etc/ally/ally.toml"),
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("above zero"), "{err}");
 }

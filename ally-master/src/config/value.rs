@@ -128,6 +128,25 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// A limit: a whole number above zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Positive(pub usize);
+
+impl<'de> Deserialize<'de> for Positive {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        usize::try_from(n)
+            .ok()
+            .filter(|&n| n > 0)
+            .map(Positive)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "invalid limit {n}: must be a whole number above zero"
+                ))
+            })
+    }
+}
+
 /// A stop signal from [`STOP_SIGNALS`], named with or without `SIG`, in any
 /// case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
