@@ -7,15 +7,18 @@
 //! its environment naming the test directory, and the [`Master`] guard kills
 //! them all on drop, failure or not.
 
+use std::io::{BufRead, BufReader, PipeReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustix::process::Signal;
 use serde_json::Value;
 
 use crate::bins::{Bins, bins};
+use crate::clock::stamp;
 use crate::cmd::{CmdOutput, run, tail};
 use crate::proc::{POLL, kill_all_with_env, signal, wait_until};
 
@@ -186,6 +189,7 @@ pub struct MainInstance {
 #[derive(Debug)]
 pub struct Master {
     child: Option<Child>,
+    log_thread: Option<JoinHandle<()>>,
     pid: u32,
     dir: PathBuf,
     marker: String,
@@ -214,13 +218,14 @@ impl Master {
         let run_dir = dir.path().join("run");
         let log = dir.path().join("master.log");
         let log_file = std::fs::File::create(&log).expect("create master.log");
+        let (log_reader, log_writer) = std::io::pipe().expect("pipe for the master's log");
         let mut cmd = Command::new(&bins.master);
         cmd.arg("--config")
             .arg(&config_path)
             .env(ally_proto::paths::RUNTIME_DIR_VAR, &run_dir)
             .stdin(Stdio::null())
-            .stdout(log_file.try_clone().expect("dup log fd"))
-            .stderr(log_file);
+            .stdout(log_writer.try_clone().expect("dup log pipe"))
+            .stderr(log_writer);
         for var in ally_proto::env::ALL {
             cmd.env_remove(var);
         }
@@ -228,7 +233,12 @@ impl Master {
         let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", bins.master.display()));
+        // Our copies of the write end went into `cmd`; drop them so the
+        // writer thread sees end of file when the master exits.
+        drop(cmd);
+        let log_thread = Some(stamp_lines(log_reader, log_file));
         let mut master = Master {
+            log_thread,
             pid: child.id(),
             child: Some(child),
             dir: dir.path().to_path_buf(),
@@ -283,8 +293,9 @@ impl Master {
         &self.dir
     }
 
-    /// Path of `master.log` (the master's stderr, with every instance's
-    /// output lines prefixed `[APP#ID] `).
+    /// Path of `master.log`: the master's stderr (with every instance's
+    /// output lines prefixed `[APP#ID] `), each line stamped with
+    /// [`clock::stamp`](crate::clock::stamp).
     pub fn log_path(&self) -> &Path {
         &self.log
     }
@@ -465,6 +476,28 @@ impl Master {
     }
 }
 
+/// Copies lines from `from` to `to`, each prefixed with the time.
+fn stamp_lines(from: PipeReader, mut to: std::fs::File) -> JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("master-log".into())
+        .spawn(move || {
+            let mut from = BufReader::new(from);
+            let mut line = Vec::new();
+            while matches!(from.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+                if !line.ends_with(b"\n") {
+                    line.push(b'\n');
+                }
+                let mut out = format!("{} ", stamp()).into_bytes();
+                out.extend_from_slice(&line);
+                if to.write_all(&out).is_err() {
+                    break;
+                }
+                line.clear();
+            }
+        })
+        .expect("spawn the log thread")
+}
+
 fn main_in(app: &Value) -> Option<MainInstance> {
     let id = app["main"].as_u64()?;
     let inst = app["instances"]
@@ -499,6 +532,11 @@ impl Drop for Master {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+        }
+        if let Some(t) = self.log_thread.take() {
+            // The pipe closes when the master exits, unless something it
+            // started still holds its stderr; do not wait for that.
+            wait_until(Duration::from_secs(2), || t.is_finished());
         }
         let orphans = kill_all_with_env(&self.marker, Duration::from_secs(5));
         if !orphans.is_empty() {

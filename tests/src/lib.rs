@@ -14,12 +14,14 @@
 //!   the binary on disk";
 //! - [`load`] is an HTTP/1.1 load client that counts every failed request;
 //! - [`proc`] reads `/proc` (liveness, socket inodes, listening sockets);
-//! - [`cmd`] runs a command within a time limit and shows what it did.
+//! - [`cmd`] runs a command within a time limit and shows what it did;
+//! - [`clock`] stamps the master's log and the load's errors alike.
 //!
 //! Nothing here waits a fixed time for something to happen: every wait polls
 //! a condition until a deadline.
 
 pub mod bins;
+pub mod clock;
 pub mod cmd;
 pub mod fixture;
 pub mod harness;

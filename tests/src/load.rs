@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::clock::stamp;
 use crate::proc::{POLL, wait_until};
 
 /// How many errors each connection keeps, and the stats report at most.
@@ -73,7 +74,8 @@ pub struct LoadStats {
     pub connects: u64,
     /// Responses per instance id (`X-Ally-Instance`).
     pub instances_seen: BTreeMap<u64, u64>,
-    /// The earliest errors, each with its time since the load started.
+    /// The earliest errors, each stamped with [`clock::stamp`](crate::clock::stamp)
+    /// (the master's log uses the same clock).
     pub first_errors: Vec<String>,
     /// The slowest ok request.
     pub max_latency: Duration,
@@ -211,8 +213,12 @@ impl Load {
                 ..LoadStats::default()
             }));
         }
+        let at = |s: &String| {
+            s.split_whitespace()
+                .next()
+                .and_then(|t| t.parse::<f64>().ok())
+        };
         total.first_errors.sort_by(|a, b| {
-            let at = |s: &str| s.split('s').next().and_then(|t| t.parse::<f64>().ok());
             at(a)
                 .partial_cmp(&at(b))
                 .unwrap_or(std::cmp::Ordering::Equal)
@@ -299,10 +305,9 @@ impl Worker {
     fn record(&self, stats: &mut LoadStats, what: String) {
         self.failed.fetch_add(1, Ordering::Relaxed);
         if stats.first_errors.len() < MAX_ERRORS {
-            let at = self.started.elapsed().as_secs_f64();
             stats
                 .first_errors
-                .push(format!("{at:.3}s conn#{}: {what}", self.n));
+                .push(format!("{} conn#{}: {what}", stamp(), self.n));
         }
     }
 }
