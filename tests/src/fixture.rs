@@ -13,6 +13,13 @@ pub const APP: &str = "web";
 /// Flags that make the demo listen on an ephemeral loopback port.
 pub const ANY_PORT: [&str; 2] = ["--addr", "127.0.0.1:0"];
 
+/// The ready and stop timeouts of the fixture's app unless a test sets its
+/// own. Generous on purpose: a debug build starting on a machine busy with
+/// a 32-connection load and a parallel build can take seconds, and these
+/// timeouts then measure the machine, not ally. Tests about the timeouts
+/// themselves set short ones.
+pub const DEFAULT_TIMEOUT: &str = "10s";
+
 /// How long the first instance may take to become main.
 pub const START_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -35,8 +42,8 @@ pub struct Demo {
 }
 
 impl Demo {
-    /// The demo on an ephemeral port with ready timeout 2 s and stop timeout
-    /// 3 s.
+    /// The demo on an ephemeral port, ready and stop timeouts
+    /// [`DEFAULT_TIMEOUT`] each.
     pub fn start(test: &str) -> Demo {
         Demo::start_with(test, &ANY_PORT, |app| app)
     }
@@ -61,8 +68,8 @@ impl Demo {
         let service = Service::new(dir.path(), "service", &bins.demo, flags);
         let app = tune(
             AppConfig::new(APP, service.path())
-                .ready_timeout("2s")
-                .stop_timeout("3s")
+                .ready_timeout(DEFAULT_TIMEOUT)
+                .stop_timeout(DEFAULT_TIMEOUT)
                 .stop_signal("SIGTERM"),
         );
         let master = Master::start_with(bins, &dir, &config_toml(&[app]));
