@@ -40,7 +40,9 @@ pub enum InstanceRequest {
     Listen(ListenSpec),
     /// I no longer hold this socket. Answered by [`InstanceResponse::Done`].
     Unlisten(ListenSpec),
-    /// I serve: make me main and stop older instances.
+    /// I serve: make me main and stop older instances. Answered by
+    /// [`InstanceResponse::Done`] (also when the instance already was main
+    /// or is draining: readiness is a state, not an event to repeat).
     Ready,
     /// Record this status. Answered by [`InstanceResponse::Done`].
     Report(Report),
