@@ -9,14 +9,13 @@
 //! The app does no I/O on connections: it returns [`Notice`]s for the event
 //! loop to deliver.
 
-use std::path::Path;
 use std::time::Instant;
 
 use ally_proto::{AppStatus, ErrorCode, Failure, InstanceStatus};
 use rustix::process::{Pid, WaitStatus};
 
 use crate::config::AppConfig;
-use crate::instance::{Instance, State, describe_exit, signal_name, unix_ms};
+use crate::instance::{Instance, Launch, State, describe_exit, signal_name, unix_ms};
 use crate::limits::{RESTART_DELAY_MAX, RESTART_DELAY_MIN, STABLE_RUN};
 use crate::listeners::Listeners;
 use crate::log;
@@ -136,7 +135,7 @@ impl App {
     }
 
     /// Asks for a reload on behalf of `waiter`.
-    pub fn request_reload(&mut self, waiter: Waiter, socket: &Path, out: &mut Vec<Notice>) {
+    pub fn request_reload(&mut self, waiter: Waiter, launch: &Launch, out: &mut Vec<Notice>) {
         if self.stopping {
             out.push(Notice::Failed {
                 waiter,
@@ -145,17 +144,17 @@ impl App {
         } else if self.reload.is_some() {
             self.queued.push(waiter);
         } else {
-            self.begin(vec![waiter], socket, out);
+            self.begin(vec![waiter], launch, out);
         }
     }
 
     /// Starts a new instance for `waiters` (none for the first start or a
     /// crash restart).
-    pub fn begin(&mut self, waiters: Vec<Waiter>, socket: &Path, out: &mut Vec<Notice>) {
+    pub fn begin(&mut self, waiters: Vec<Waiter>, launch: &Launch, out: &mut Vec<Notice>) {
         self.backoff.at = None;
         let id = self.next_id;
         self.next_id += 1;
-        match Instance::spawn(&self.config, id, socket) {
+        match Instance::spawn(&self.config, id, launch) {
             Ok(instance) => {
                 log!(
                     "{}#{id}: started, pid {}",
@@ -186,13 +185,13 @@ impl App {
                     self.config.cwd.display()
                 );
                 self.fail(waiters, message, out);
-                self.after_reload(socket, out);
+                self.after_reload(launch, out);
             }
         }
     }
 
     /// Instance `id` reported ready.
-    pub fn on_ready(&mut self, id: u64, socket: &Path, out: &mut Vec<Notice>) {
+    pub fn on_ready(&mut self, id: u64, launch: &Launch, out: &mut Vec<Notice>) {
         let Some(instance) = self.instances.iter_mut().find(|i| i.id == id) else {
             return;
         };
@@ -223,7 +222,7 @@ impl App {
                 app: self.config.name.clone(),
                 instance: id,
             }));
-            self.after_reload(socket, out);
+            self.after_reload(launch, out);
         }
     }
 
@@ -234,7 +233,7 @@ impl App {
         pid: Pid,
         status: WaitStatus,
         listeners: &mut Listeners,
-        socket: &Path,
+        launch: &Launch,
         out: &mut Vec<Notice>,
     ) -> bool {
         let Some(index) = self.instances.iter().position(|i| i.pid == pid) else {
@@ -255,7 +254,7 @@ impl App {
                 );
                 if let Some(reload) = self.reload.take_if(|r| r.instance == id) {
                     self.fail(reload.waiters, message, out);
-                    self.after_reload(socket, out);
+                    self.after_reload(launch, out);
                 }
             }
             State::Main => {
@@ -286,7 +285,7 @@ impl App {
     }
 
     /// Applies deadlines that have passed by `now`.
-    pub fn on_timer(&mut self, now: Instant, socket: &Path, out: &mut Vec<Notice>) {
+    pub fn on_timer(&mut self, now: Instant, launch: &Launch, out: &mut Vec<Notice>) {
         let mut replies = Vec::new();
         self.state.on_timer(now, &mut replies);
         out.extend(replies.into_iter().map(Notice::Reply));
@@ -319,11 +318,11 @@ impl App {
                 Some(reload) => self.fail(reload.waiters, message, out),
                 None => self.fail(Vec::new(), message, out),
             }
-            self.after_reload(socket, out);
+            self.after_reload(launch, out);
         }
         if self.backoff.at.is_some_and(|at| at <= now) && self.reload.is_none() {
             log!("{}: restarting after a crash", self.config.name);
-            self.begin(Vec::new(), socket, out);
+            self.begin(Vec::new(), launch, out);
         }
     }
 
@@ -407,10 +406,10 @@ impl App {
     }
 
     /// After a reload ends: start the queued one, if any.
-    fn after_reload(&mut self, socket: &Path, out: &mut Vec<Notice>) {
+    fn after_reload(&mut self, launch: &Launch, out: &mut Vec<Notice>) {
         if self.reload.is_none() && !self.queued.is_empty() && !self.stopping {
             let waiters = std::mem::take(&mut self.queued);
-            self.begin(waiters, socket, out);
+            self.begin(waiters, launch, out);
         }
     }
 

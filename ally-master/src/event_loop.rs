@@ -9,7 +9,6 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::os::unix::net::UnixListener;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use ally_proto::{ControlResponse, InstanceResponse};
@@ -19,7 +18,8 @@ use rustix::process::{Uid, WaitOptions};
 use crate::app::{App, Notice, Waiter};
 use crate::config::Config;
 use crate::conn::{Broken, Conn, Peer};
-use crate::limits::{HELLO_TIMEOUT, MAX_CONNECTIONS};
+use crate::instance::Launch;
+use crate::limits::{ACCEPT_PAUSE, HELLO_TIMEOUT, MAX_CONNECTIONS};
 use crate::listeners::Listeners;
 use crate::log;
 use crate::signals::Signals;
@@ -46,28 +46,33 @@ enum Token {
 /// The master's whole state.
 #[derive(Debug)]
 pub struct Master {
-    pub(crate) socket: PathBuf,
+    pub(crate) launch: Launch,
     control: UnixListener,
     signals: Signals,
     pub(crate) apps: Vec<App>,
     pub(crate) listeners: Listeners,
     pub(crate) conns: BTreeMap<u64, Conn>,
     next_conn: u64,
+    /// Set when accepting failed for lack of resources (EMFILE and the
+    /// like): the control socket is not polled until then, instead of
+    /// spinning on a connection that cannot be taken.
+    accept_paused_until: Option<Instant>,
     shutdown: Shutdown,
     pub(crate) uid: Uid,
 }
 
 impl Master {
     /// A master for `config`, serving its control socket on `control`.
-    pub fn new(config: Config, socket: PathBuf, control: UnixListener, signals: Signals) -> Master {
+    pub fn new(config: Config, launch: Launch, control: UnixListener, signals: Signals) -> Master {
         Master {
-            socket,
+            launch,
             control,
             signals,
             apps: config.apps.into_iter().map(App::new).collect(),
             listeners: Listeners::default(),
             conns: BTreeMap::new(),
             next_conn: 1,
+            accept_paused_until: None,
             shutdown: Shutdown::Running,
             uid: rustix::process::geteuid(),
         }
@@ -83,11 +88,11 @@ impl Master {
             "pid {} serving {} app(s) on {}",
             std::process::id(),
             self.apps.len(),
-            self.socket.display()
+            self.launch.socket.display()
         );
         let mut notices = Vec::new();
         for app in &mut self.apps {
-            app.begin(Vec::new(), &self.socket, &mut notices);
+            app.begin(Vec::new(), &self.launch, &mut notices);
         }
         self.deliver(notices);
         while !(self.shutdown != Shutdown::Running && self.apps.iter().all(App::is_stopped)) {
@@ -97,7 +102,7 @@ impl Master {
         for conn in self.conns.values_mut() {
             let _ = conn.write_ready();
         }
-        let _ = std::fs::remove_file(&self.socket);
+        let _ = std::fs::remove_file(&self.launch.socket);
         log!("all apps stopped; exiting");
         Ok(())
     }
@@ -111,6 +116,7 @@ impl Master {
             .iter()
             .filter_map(App::next_deadline)
             .chain(conns)
+            .chain(self.accept_paused_until)
             .min()
     }
 
@@ -118,7 +124,10 @@ impl Master {
     fn poll(&self) -> io::Result<Vec<(Token, PollFlags)>> {
         let mut tokens = vec![Token::Signals];
         let mut fds = vec![PollFd::new(&self.signals, PollFlags::IN)];
-        if self.conns.len() < MAX_CONNECTIONS {
+        let paused = self
+            .accept_paused_until
+            .is_some_and(|until| Instant::now() < until);
+        if self.conns.len() < MAX_CONNECTIONS && !paused {
             tokens.push(Token::Control);
             fds.push(PollFd::new(&self.control, PollFlags::IN));
         }
@@ -230,12 +239,12 @@ impl Master {
     fn reap(&mut self) {
         let mut notices = Vec::new();
         while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
-            let socket = &self.socket;
+            let launch = &self.launch;
             let listeners = &mut self.listeners;
             let _ = self
                 .apps
                 .iter_mut()
-                .any(|app| app.on_exit(pid, status, listeners, socket, &mut notices));
+                .any(|app| app.on_exit(pid, status, listeners, launch, &mut notices));
         }
         self.deliver(notices);
     }
@@ -244,7 +253,7 @@ impl Master {
         let now = Instant::now();
         let mut notices = Vec::new();
         for app in &mut self.apps {
-            app.on_timer(now, &self.socket, &mut notices);
+            app.on_timer(now, &self.launch, &mut notices);
         }
         self.deliver(notices);
         let expired: Vec<u64> = self
@@ -269,14 +278,17 @@ impl Master {
     }
 
     fn accept(&mut self) {
+        self.accept_paused_until = None;
         while self.conns.len() < MAX_CONNECTIONS {
             let stream = match self.control.accept() {
                 Ok((stream, _)) => stream,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and the like: leave the rest queued for later.
-                    log!("cannot accept a connection: {e}");
+                    // EMFILE and the like: the connection stays queued, so
+                    // stop polling for it a while rather than spin.
+                    log!("cannot accept a connection: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
+                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
                     return;
                 }
             };

@@ -4,16 +4,26 @@
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ally_proto::{InstanceState, Report, env};
-use rustix::process::{Pid, Signal};
+use rustix::process::{Pid, Rlimit, Signal};
 
 use crate::config::{self, AppConfig};
 use crate::limits::{MAX_LOG_LINE, READ_CHUNK, STDERR_TAIL_LINES};
 use crate::sys;
+
+/// What every instance is started with, whatever its app.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    /// The master's control socket, given as `ALLY_SOCKET`.
+    pub socket: PathBuf,
+    /// The file-descriptor limit to give back to children, if the master
+    /// raised its own.
+    pub fd_limit: Option<Rlimit>,
+}
 
 /// Where an instance is in its life, with the deadline that applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -113,7 +123,7 @@ impl Instance {
     /// # Errors
     ///
     /// If the command cannot be executed (missing, not executable, bad cwd).
-    pub fn spawn(app: &AppConfig, id: u64, socket: &Path) -> io::Result<Instance> {
+    pub fn spawn(app: &AppConfig, id: u64, launch: &Launch) -> io::Result<Instance> {
         let (program, args) = app
             .command
             .split_first()
@@ -128,12 +138,12 @@ impl Instance {
             cmd.env_remove(var);
         }
         cmd.envs(&app.env)
-            .env(env::SOCKET, socket)
+            .env(env::SOCKET, &launch.socket)
             .env(env::MASTER_PID, std::process::id().to_string())
             .env(env::APP, &app.name)
             .env(env::INSTANCE, id.to_string())
             .env(env::STOP_SIGNAL, signal_name(app.stop_signal));
-        sys::new_session(&mut cmd);
+        sys::prepare_child(&mut cmd, launch.fd_limit);
         let mut child = cmd.spawn()?;
         let started = Instant::now();
         let pid =

@@ -7,6 +7,11 @@ use std::time::Duration;
 /// exhaust its file descriptors.
 pub const MAX_CONNECTIONS: usize = 4096;
 
+/// How long accepting pauses after it failed for lack of resources
+/// (too many open files): long enough not to spin, short enough that the
+/// next client barely notices.
+pub const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+
 /// How long a new connection may take to send its hello before it is
 /// closed: a client that connects and says nothing does not hold a slot.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);

@@ -98,7 +98,11 @@ fn run(args: Args) -> Result<(), Failure> {
     let signals = signals::Signals::install()
         .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
     let control = runtime::bind(&socket).map_err(|e| Failure::Runtime(e.to_string()))?;
-    let mut master = event_loop::Master::new(config, socket, control, signals);
+    let launch = instance::Launch {
+        socket,
+        fd_limit: sys::raise_fd_limit(),
+    };
+    let mut master = event_loop::Master::new(config, launch, control, signals);
     master
         .run()
         .map_err(|e| Failure::Runtime(format!("event loop failed: {e}")))

@@ -164,7 +164,7 @@ impl Master {
             },
             InstanceRequest::Ready => {
                 let mut notices = Vec::new();
-                self.apps[app_index].on_ready(id, &self.socket, &mut notices);
+                self.apps[app_index].on_ready(id, &self.launch, &mut notices);
                 self.send(conn, &InstanceResponse::Done, Vec::new());
                 self.deliver(notices);
                 return;
@@ -183,7 +183,7 @@ impl Master {
                 let mut notices = Vec::new();
                 self.apps[app_index].request_reload(
                     Waiter::Instance { conn },
-                    &self.socket,
+                    &self.launch,
                     &mut notices,
                 );
                 self.deliver(notices);
@@ -245,7 +245,7 @@ impl Master {
                 let mut notices = Vec::new();
                 self.apps[index].request_reload(
                     Waiter::Control { conn, wait },
-                    &self.socket,
+                    &self.launch,
                     &mut notices,
                 );
                 self.deliver(notices);

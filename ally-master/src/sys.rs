@@ -4,13 +4,44 @@
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-/// Makes the child started by `cmd` a session leader (`setsid(2)`) before it
-/// executes, so it has its own process group: signals for the master's
-/// terminal do not reach it, and the master can signal its whole group.
-pub fn new_session(cmd: &mut Command) {
+use rustix::process::{Resource, Rlimit};
+
+/// Prepares the child started by `cmd`, between fork and exec:
+///
+/// - makes it a session leader (`setsid(2)`), so it has its own process
+///   group: signals for the master's terminal do not reach it, and the
+///   master can signal its whole group;
+/// - gives it back the file-descriptor limit the master started with
+///   (`setrlimit(2)`), since the master raises its own (see
+///   [`raise_fd_limit`]) and programs using `select(2)` break above 1024.
+pub fn prepare_child(cmd: &mut Command, fd_limit: Option<Rlimit>) {
     // SAFETY: the closure runs in the forked child before exec; it calls only
-    // setsid(2), which is async-signal-safe, and allocates nothing.
+    // setsid(2) and setrlimit(2), which are async-signal-safe, and allocates
+    // nothing (`fd_limit` is moved in, plain data).
     unsafe {
-        cmd.pre_exec(|| rustix::process::setsid().map(drop).map_err(Into::into));
+        cmd.pre_exec(move || {
+            rustix::process::setsid()?;
+            if let Some(limit) = fd_limit {
+                rustix::process::setrlimit(Resource::Nofile, limit)?;
+            }
+            Ok(())
+        });
     }
+}
+
+/// `setrlimit(RLIMIT_NOFILE)` — raises the master's soft limit on open files
+/// to its hard limit, so thousands of client connections and listeners fit.
+/// Returns the limit it started with, for children, or `None` if nothing
+/// changed.
+pub fn raise_fd_limit() -> Option<Rlimit> {
+    let original = rustix::process::getrlimit(Resource::Nofile);
+    if original.current == original.maximum {
+        return None;
+    }
+    let raised = Rlimit {
+        current: original.maximum,
+        maximum: original.maximum,
+    };
+    rustix::process::setrlimit(Resource::Nofile, raised).ok()?;
+    Some(original)
 }
