@@ -4,9 +4,12 @@
 use std::fmt;
 use std::io::Read;
 use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use crate::proc::POLL;
+use rustix::process::Signal;
+
+use crate::proc::{POLL, signal};
 
 /// What a finished command did.
 #[derive(Debug, Clone)]
@@ -64,23 +67,27 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> CmdOutput {
     };
     let out = drain(Box::new(child.stdout.take().expect("piped stdout")));
     let err = drain(Box::new(child.stderr.take().expect("piped stderr")));
-    let deadline = start + timeout;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(POLL),
-            Ok(None) => break None,
-            Err(e) => panic!("cannot wait for `{shown}`: {e}"),
-        }
-    };
-    let timed_out = status.is_none();
-    let status = match status {
-        Some(status) => status,
-        None => {
-            let _ = child.kill();
-            child.wait().expect("wait after kill")
-        }
-    };
+    // A thread blocks in wait(), so the exit is seen the moment it happens
+    // (the elapsed time is exact, which the benchmark relies on); the
+    // deadline is a timed receive.
+    let pid = child.id();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(());
+        status
+    });
+    let finished = rx.recv_timeout(timeout).is_ok();
+    let elapsed = start.elapsed();
+    if !finished {
+        // Not reaped yet (the waiter is still in wait()), so the pid is
+        // still this child's.
+        let _ = signal(pid, Signal::KILL);
+    }
+    let status = waiter
+        .join()
+        .expect("waiter thread")
+        .unwrap_or_else(|e| panic!("cannot wait for `{shown}`: {e}"));
     // A grandchild holding the pipes open must not hang us either: the
     // readers are joined only if they finish soon.
     let join = |h: std::thread::JoinHandle<String>| {
@@ -99,10 +106,10 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> CmdOutput {
         status,
         stdout: join(out),
         stderr: join(err),
-        elapsed: start.elapsed(),
+        elapsed,
     };
     assert!(
-        !timed_out,
+        finished,
         "command did not finish within {timeout:?}\n{output}"
     );
     output

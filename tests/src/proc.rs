@@ -37,7 +37,16 @@ pub fn wait_gone(pid: u32, timeout: Duration) -> bool {
 /// Polls `cond` every [`POLL`] until it holds; `false` if it still does not
 /// after `timeout`. `cond` is always checked at least once, and once more
 /// after the deadline.
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+pub fn wait_until(timeout: Duration, cond: impl FnMut() -> bool) -> bool {
+    wait_until_every(POLL, timeout, cond)
+}
+
+/// [`wait_until`] with another poll interval (finer, for measurements).
+pub fn wait_until_every(
+    interval: Duration,
+    timeout: Duration,
+    mut cond: impl FnMut() -> bool,
+) -> bool {
     let deadline = Instant::now() + timeout;
     loop {
         if cond() {
@@ -46,7 +55,7 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
         if Instant::now() >= deadline {
             return cond();
         }
-        std::thread::sleep(POLL);
+        std::thread::sleep(interval);
     }
 }
 

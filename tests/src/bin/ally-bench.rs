@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use ally_tests::bins::bins;
 use ally_tests::fixture::{APP, Demo};
 use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
-use ally_tests::load::Load;
-use ally_tests::proc::wait_gone;
+use ally_tests::load::{Load, LoadOptions};
+use ally_tests::proc::{alive, wait_until_every};
 
 /// Connections of each load run.
 const CONNECTIONS: usize = 32;
@@ -81,7 +81,10 @@ fn load_run(keep_alive: bool) -> Row {
     };
     eprintln!("ally-bench: {LOAD_RELOADS} reloads under a {mode} load...");
     let demo = Demo::start("bench_load");
-    let load = Load::start(demo.addr, CONNECTIONS, keep_alive);
+    // No pause between requests: the harshest load the client can make.
+    let mut opts = LoadOptions::new(CONNECTIONS, keep_alive);
+    opts.pause = Duration::ZERO;
+    let load = Load::with_options(demo.addr, opts);
     assert!(
         load.wait_for_ok(100, Duration::from_secs(20)),
         "the demo does not answer"
@@ -96,11 +99,13 @@ fn load_run(keep_alive: bool) -> Row {
     Row(
         format!("failed requests per reload, {mode} ({CONNECTIONS} conns)"),
         format!(
-            "{} / {LOAD_RELOADS} = {:.2}  ({} ok in {:.1?}, {} failed connects, {} instances)",
+            "{} / {LOAD_RELOADS} = {:.2}  ({} ok in {:.1?}, {:.0} req/s, {} failed connects, \
+             {} instances)",
             stats.failed_requests,
             stats.failed_requests as f64 / LOAD_RELOADS as f64,
             stats.ok,
             stats.elapsed,
+            stats.ok as f64 / stats.elapsed.as_secs_f64(),
             stats.failed_connects,
             stats.instances_seen.len()
         ),
@@ -118,10 +123,10 @@ fn reload_latency() -> Vec<Row> {
         let start = Instant::now();
         let out = master.reload_ok(APP);
         wait_only.push(out.elapsed);
-        assert!(
-            wait_gone(old.pid, Duration::from_secs(30)),
-            "old instance never exited"
-        );
+        let gone = wait_until_every(Duration::from_micros(200), Duration::from_secs(30), || {
+            !alive(old.pid)
+        });
+        assert!(gone, "old instance never exited");
         until_gone.push(start.elapsed());
     }
     vec![
