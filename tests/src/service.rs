@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// An executable wrapper script that runs a program with chosen flags.
 #[derive(Debug)]
@@ -44,7 +45,17 @@ impl Service {
     ///
     /// When the file cannot be written or renamed.
     pub fn set_flags(&self, flags: &[&str]) {
-        let script = script(&self.program, flags);
+        self.write(&script(&self.program, flags, None));
+    }
+
+    /// Like [`set_flags`](Self::set_flags), for a version that takes
+    /// `startup` (whole milliseconds) before it even starts the program: a
+    /// slow start that keeps a reload in progress for that long.
+    pub fn set_flags_slow(&self, flags: &[&str], startup: Duration) {
+        self.write(&script(&self.program, flags, Some(startup)));
+    }
+
+    fn write(&self, script: &str) {
         let tmp = self.path.with_extension("sh.new");
         let mut f = std::fs::OpenOptions::new()
             .write(true)
@@ -69,14 +80,18 @@ impl Service {
     }
 }
 
-/// The wrapper's text: `exec PROGRAM FLAGS... "$@"`, every word quoted.
-fn script(program: &Path, flags: &[&str]) -> String {
+/// The wrapper's text: `exec PROGRAM FLAGS... "$@"`, every word quoted,
+/// after a `sleep` if the start is to be slow.
+fn script(program: &Path, flags: &[&str], startup: Option<Duration>) -> String {
     let mut line = format!("exec {}", quote(&program.to_string_lossy()));
     for flag in flags {
         line.push(' ');
         line.push_str(&quote(flag));
     }
-    format!("#!/bin/sh\n{line} \"$@\"\n")
+    let sleep = startup
+        .map(|d| format!("sleep {}.{:03}\n", d.as_secs(), d.subsec_millis()))
+        .unwrap_or_default();
+    format!("#!/bin/sh\n{sleep}{line} \"$@\"\n")
 }
 
 /// Single-quotes `word` for the shell.
@@ -91,8 +106,16 @@ mod tests {
     #[test]
     fn script_execs_the_program_with_quoted_flags() {
         assert_eq!(
-            script(Path::new("/x/demo"), &["--addr", "127.0.0.1:0", "it's"]),
+            script(
+                Path::new("/x/demo"),
+                &["--addr", "127.0.0.1:0", "it's"],
+                None
+            ),
             "#!/bin/sh\nexec '/x/demo' '--addr' '127.0.0.1:0' 'it'\\''s' \"$@\"\n"
+        );
+        assert_eq!(
+            script(Path::new("/x/demo"), &[], Some(Duration::from_millis(1500))),
+            "#!/bin/sh\nsleep 1.500\nexec '/x/demo' \"$@\"\n"
         );
     }
 

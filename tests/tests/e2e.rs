@@ -14,6 +14,8 @@ mod ctl;
 mod drain;
 #[path = "e2e/hostile.rs"]
 mod hostile;
+#[path = "e2e/queue.rs"]
+mod queue;
 #[path = "e2e/reload_load.rs"]
 mod reload_load;
 #[path = "e2e/rollback.rs"]
