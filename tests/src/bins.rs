@@ -102,6 +102,7 @@ impl Layout {
         let manifest = workspace_root().join("Cargo.toml");
         let mut args: Vec<String> = [
             "build",
+            "--quiet",
             "--manifest-path",
             &manifest.to_string_lossy(),
             "--target-dir",
@@ -148,7 +149,7 @@ pub fn workspace_root() -> PathBuf {
 /// The binaries under test, built first (once per process) in the profile of
 /// the running executable.
 ///
-/// Runs `$CARGO build -p ally-master -p ally-ctl -p ally --bins --examples`
+/// Runs `$CARGO build --quiet -p ally-master -p ally-ctl -p ally --bins --examples`
 /// (`cargo` when `CARGO` is unset) with the same target directory, triple and
 /// profile.
 ///
