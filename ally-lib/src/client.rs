@@ -1,26 +1,29 @@
-//! The connection to the master.
+//! The connection to the master: opening and checking one, and the
+//! exchanges on it.
 //!
-//! One connection per process, opened on first use and shared by every
-//! thread; a mutex serializes requests, which the protocol answers one at a
-//! time and in order. Each read uses `recvmsg` with `MSG_CMSG_CLOEXEC`, so a
-//! descriptor the master sends is close-on-exec from the moment it exists,
-//! and any descriptors that arrive are queued until the response that
-//! announces them is decoded.
+//! Requests go through a small [pool](crate::pool) of such connections, so
+//! a thread waiting for a lock does not hold up other threads' requests.
+//! Each connection carries one request at a time, answered in order. Each
+//! read uses `recvmsg` with `MSG_CMSG_CLOEXEC`, so a descriptor the master
+//! sends is close-on-exec from the moment it exists, and any descriptors
+//! that arrive are queued until the response that announces them is
+//! decoded.
 //!
-//! If the connection breaks, the request in progress fails with an error
-//! (it may or may not have been done) and the connection is dropped; the next
-//! request connects again to the same socket and checks the peer again.
+//! If a connection breaks, the request in progress fails with an error (it
+//! may or may not have been done) and the connection is dropped; a later
+//! request opens a new one to the same socket and checks the peer again.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
-use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ally_proto::frame::{self, FrameBuf};
-use ally_proto::{Hello, HelloReply, InstanceRequest, InstanceResponse, PROTOCOL_VERSION, Role};
+use ally_proto::{
+    Hello, HelloReply, InstanceRequest, InstanceResponse, LockMode, PROTOCOL_VERSION, Role,
+};
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendFlags, recvmsg, send,
     sockopt,
@@ -28,11 +31,13 @@ use rustix::net::{
 
 use crate::error::Error;
 use crate::mode::{self, Managed};
+use crate::pool::{self, Use};
 
 /// How long the master may take to answer one request.
 ///
 /// The master never blocks on anything slow; this only bounds how long a
-/// call hangs if the master is stopped (`SIGSTOP`) or wedged.
+/// call hangs if the master is stopped (`SIGSTOP`) or wedged. A lock
+/// request may take its own timeout longer.
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the master may take to answer a reload: a reload asked while
@@ -46,9 +51,6 @@ const MAX_FDS_PER_READ: usize = 8;
 /// Size of the buffer each read fills.
 const READ_CHUNK: usize = 4096;
 
-/// The process's connection; `None` until first use and after a failure.
-static CONN: Mutex<Option<Conn>> = Mutex::new(None);
-
 /// An answer and the descriptors it announced.
 #[derive(Debug)]
 pub(crate) struct Reply {
@@ -60,43 +62,104 @@ pub(crate) struct Reply {
 
 /// Sends `req` to the master and waits for its answer.
 ///
-/// `what` names the request in error messages (`"listen tcp :80"`).
+/// `what` names the request in error messages (`"listen tcp :80"`). The
+/// request must be one the master answers at once (not a lock that may
+/// wait: see [`lock`]).
 ///
 /// # Errors
 ///
-/// Failure to connect or to verify the master, a broken connection, a
-/// malformed answer, or missing descriptors. An answer of
-/// [`InstanceResponse::Error`] is not an error here: the caller maps it.
+/// A request too large for a frame, failure to connect or to verify the
+/// master, a broken connection, a malformed answer, or missing
+/// descriptors. An answer of [`InstanceResponse::Error`] is not an error
+/// here: the caller maps it.
 pub(crate) fn request(m: &Managed, req: &InstanceRequest, what: &str) -> Result<Reply, Error> {
-    let mut guard = lock();
-    let conn = match &mut *guard {
-        Some(conn) => conn,
-        empty => empty.insert(Conn::open(m)?),
-    };
+    // Encoded before a connection is taken: a request refused here never
+    // costs one.
+    let bytes = encode(req, what)?;
     let timeout = match req {
         InstanceRequest::Reload => RELOAD_TIMEOUT,
         _ => REQUEST_TIMEOUT,
     };
-    let reply = conn.exchange(req, what, timeout);
-    if reply.is_err() {
-        // The stream may be mid-frame: never reuse it.
-        *guard = None;
-    }
-    reply
+    let mut lease = pool::take(m, Use::Prompt, None)?.ok_or_else(|| Error::Timeout {
+        request: what.to_owned(),
+    })?;
+    lease.exchange(&bytes, what, Some(timeout))
 }
 
-fn lock() -> MutexGuard<'static, Option<Conn>> {
-    CONN.lock().unwrap_or_else(|poisoned| {
-        // A panic while holding the lock may have left a frame half read.
-        CONN.clear_poison();
-        let mut guard = poisoned.into_inner();
-        *guard = None;
-        guard
+/// Asks the master for lock `name` in `mode`, waiting at most `timeout_ms`
+/// (`None`: as long as it takes; `Some(0)`: only if free now); whether it
+/// was taken, or the master's failure as [`InstanceResponse::Error`].
+///
+/// A request that may wait holds a connection meanwhile, taken with
+/// [`Use::LockWait`] so that waits never hold every connection. The time
+/// spent waiting for such a connection counts against `timeout_ms`; if it
+/// runs out first, one last try asks for the lock only if it is free.
+///
+/// # Errors
+///
+/// As [`request`].
+pub(crate) fn lock(
+    m: &Managed,
+    name: &str,
+    mode: LockMode,
+    timeout_ms: Option<u64>,
+    what: &str,
+) -> Result<InstanceResponse, Error> {
+    let req = |timeout_ms| InstanceRequest::Lock {
+        name: name.to_owned(),
+        mode,
+        timeout_ms,
+    };
+    if timeout_ms == Some(0) {
+        return Ok(request(m, &req(Some(0)), what)?.response);
+    }
+    let bytes = encode(&req(timeout_ms), what)?;
+    let started = Instant::now();
+    let deadline = timeout_ms.and_then(|ms| started.checked_add(Duration::from_millis(ms)));
+    let Some(mut lease) = pool::take(m, Use::LockWait, deadline)? else {
+        return Ok(request(m, &req(Some(0)), what)?.response);
+    };
+    let reply = match (timeout_ms, deadline) {
+        (Some(ms), Some(deadline)) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let left_ms = ceil_millis(left).min(ms);
+            let bytes = encode(&req(Some(left_ms)), what)?;
+            let patience = Duration::from_millis(left_ms).saturating_add(REQUEST_TIMEOUT);
+            lease.exchange(&bytes, what, Some(patience))?
+        }
+        // No timeout, or one beyond the clock's range: the answer may take
+        // as long as the lock is held.
+        _ => lease.exchange(&bytes, what, None)?,
+    };
+    Ok(reply.response)
+}
+
+/// `d` in whole milliseconds, rounded up: the wire carries milliseconds,
+/// and a wait must not end before the time asked.
+pub(crate) fn ceil_millis(d: Duration) -> u64 {
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX)
+}
+
+/// One request as a frame.
+///
+/// # Errors
+///
+/// [`Error::TooLarge`] when the request does not fit in a frame.
+pub(crate) fn encode(req: &InstanceRequest, what: &str) -> Result<Vec<u8>, Error> {
+    frame::encode(req).map_err(|e| match e {
+        ally_proto::Error::TooLarge { len, max } => Error::TooLarge {
+            request: what.to_owned(),
+            len,
+            max,
+        },
+        other => other.into(),
     })
 }
 
+/// One checked connection to the master.
 #[derive(Debug)]
-struct Conn {
+pub(crate) struct Conn {
     stream: UnixStream,
     input: FrameBuf,
     fds: VecDeque<OwnedFd>,
@@ -104,7 +167,7 @@ struct Conn {
 
 impl Conn {
     /// Connects to the master, checks that it is the master, and says hello.
-    fn open(m: &Managed) -> Result<Conn, Error> {
+    pub(crate) fn open(m: &Managed) -> Result<Conn, Error> {
         // Checked again on every connect: if the master died this process
         // was re-parented, and whoever now owns the socket path is a stranger.
         let parent = mode::parent_pid();
@@ -160,16 +223,19 @@ impl Conn {
         Ok(conn)
     }
 
-    fn exchange(
+    /// Sends one encoded request and reads its answer, waiting at most
+    /// `timeout` for it (`None`: for ever).
+    ///
+    /// After an error the stream may be mid-frame: the caller must drop the
+    /// connection.
+    pub(crate) fn exchange(
         &mut self,
-        req: &InstanceRequest,
+        request: &[u8],
         what: &str,
-        timeout: Duration,
+        timeout: Option<Duration>,
     ) -> Result<Reply, Error> {
-        self.stream
-            .set_read_timeout(Some(timeout))
-            .map_err(Error::Io)?;
-        self.send(&frame::encode(req)?, what)?;
+        self.stream.set_read_timeout(timeout).map_err(Error::Io)?;
+        self.send(request, what)?;
         let response = self.receive(what, FrameBuf::next::<InstanceResponse>)?;
         let want = match &response {
             InstanceResponse::Listening { fds, .. } => usize::from(*fds),

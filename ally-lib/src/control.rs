@@ -55,7 +55,7 @@ pub fn report(report: Report) -> io::Result<()> {
 /// stop signal. Returns the new instance's id as soon as it is started
 /// (if a reload is already running, the master starts this one when that
 /// one ends, so the call may wait up to the app's ready timeout). Other
-/// calls to the master from this process wait meanwhile.
+/// threads' calls to the master go on meanwhile.
 ///
 /// # Errors
 ///

@@ -125,6 +125,27 @@ pub enum Error {
         /// What was asked, for example `reload`.
         operation: &'static str,
     },
+    /// A shared-state operation (cache, atomic, lock) was refused: a limit
+    /// was reached, a name or time to live is out of bounds, an atomic
+    /// would overflow, or a lock is not held. The same failures, with the
+    /// same messages, come from the master and from the in-process state of
+    /// simulate mode.
+    State {
+        /// The operation, for example `set key "k" in cache "sessions"`.
+        request: String,
+        /// Why; its [`code`](Failure::code) says which kind of refusal.
+        failure: Failure,
+    },
+    /// A request is larger than a frame may be, so it was not sent (and is
+    /// refused in simulate mode too).
+    TooLarge {
+        /// The request.
+        request: String,
+        /// Its encoded size in bytes.
+        len: usize,
+        /// The limit, [`MAX_FRAME_LEN`](ally_proto::frame::MAX_FRAME_LEN).
+        max: usize,
+    },
 }
 
 impl Error {
@@ -136,11 +157,10 @@ impl Error {
             Error::NotMasterChild { .. } | Error::WrongPeer { .. } => K::PermissionDenied,
             Error::Connect { source, .. } | Error::Bind { source, .. } => source.kind(),
             Error::Io(e) => e.kind(),
-            Error::Refused(f) | Error::Master { failure: f, .. } => match f.code {
-                ErrorCode::NotPermitted => K::PermissionDenied,
-                ErrorCode::BadRequest => K::InvalidInput,
-                _ => K::Other,
-            },
+            Error::Refused(f)
+            | Error::Master { failure: f, .. }
+            | Error::State { failure: f, .. } => failure_kind(f.code),
+            Error::TooLarge { .. } => K::InvalidInput,
             Error::Version { .. }
             | Error::Frame(_)
             | Error::Unexpected { .. }
@@ -151,6 +171,17 @@ impl Error {
             Error::Timeout { .. } => K::TimedOut,
             Error::NoMaster { .. } => K::Unsupported,
         }
+    }
+}
+
+/// The [`io::ErrorKind`] of a failure with `code`.
+fn failure_kind(code: ErrorCode) -> io::ErrorKind {
+    use io::ErrorKind as K;
+    match code {
+        ErrorCode::NotPermitted => K::PermissionDenied,
+        ErrorCode::BadRequest | ErrorCode::Overflow => K::InvalidInput,
+        ErrorCode::LimitExceeded => K::QuotaExceeded,
+        _ => K::Other,
     }
 }
 
@@ -258,6 +289,12 @@ impl fmt::Display for Error {
                 "cannot {operation}: this process runs without an ally master \
                  (ALLY_SOCKET is not set); start it with ally-master"
             ),
+            Error::State { request, failure } => write!(f, "cannot {request}: {failure}"),
+            Error::TooLarge { request, len, max } => write!(
+                f,
+                "cannot {request}: the request takes {len} bytes, more than the \
+                 {max}-byte frame limit; store smaller values"
+            ),
         }
     }
 }
@@ -269,7 +306,9 @@ impl std::error::Error for Error {
             Error::Io(e) => Some(e),
             Error::Frame(e) => Some(e),
             Error::Address(e) => Some(e),
-            Error::Refused(f) | Error::Master { failure: f, .. } => Some(f),
+            Error::Refused(f)
+            | Error::Master { failure: f, .. }
+            | Error::State { failure: f, .. } => Some(f),
             _ => None,
         }
     }
@@ -315,6 +354,29 @@ mod tests {
         assert!(msg.contains("unset ALLY_*"), "{msg}");
         let inner = e.get_ref().and_then(|i| i.downcast_ref::<Error>());
         assert!(matches!(inner, Some(Error::NotMasterChild { .. })));
+    }
+
+    #[test]
+    fn state_failures_map_to_kinds() {
+        let kind = |code| {
+            io::Error::from(Error::State {
+                request: "set key \"k\" in cache \"c\"".into(),
+                failure: Failure::new(code, "why"),
+            })
+            .kind()
+        };
+        assert_eq!(kind(ErrorCode::LimitExceeded), io::ErrorKind::QuotaExceeded);
+        assert_eq!(kind(ErrorCode::Overflow), io::ErrorKind::InvalidInput);
+        assert_eq!(kind(ErrorCode::BadRequest), io::ErrorKind::InvalidInput);
+        assert_eq!(kind(ErrorCode::Internal), io::ErrorKind::Other);
+        let e = Error::State {
+            request: "add to atomic \"n\"".into(),
+            failure: Failure::new(ErrorCode::Overflow, "it would overflow"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "cannot add to atomic \"n\": it would overflow (overflow)"
+        );
     }
 
     #[test]

@@ -91,6 +91,55 @@
 //! and the full pattern; the `demo` example is a complete HTTP/1.1 server
 //! that loses no request across reloads.
 //!
+//! # Shared state
+//!
+//! The master keeps, per app, state that outlives any one instance: a
+//! [`cache`] (namespaces of key → bytes, with optional time to live),
+//! [`atomic`] `i64` counters, and read/write [`locker`]s. What one instance
+//! stores, its successor reads after a reload; a counter added to by every
+//! instance at once loses no update; a lock held by an instance that
+//! crashes is released, so its successor never deadlocks.
+//!
+//! ```
+//! use std::time::Duration;
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let sessions = ally::cache("doc-tour-sessions");
+//! sessions.set_with_ttl("alice", b"token", Duration::from_secs(1800))?;
+//! assert_eq!(sessions.get("alice")?, Some(b"token".to_vec()));
+//!
+//! let served = ally::atomic("doc-tour-served").add(1)?;
+//! assert_eq!(served, 1);
+//!
+//! let cron = ally::locker("doc-tour-cron");
+//! if let Some(_guard) = cron.try_lock(None)? {
+//!     // only one instance runs the job; the guard unlocks when dropped
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! Handles are cheap and do nothing until used; every call is one request
+//! to the master, thread-safe, and fails with an [`io::Error`](std::io::Error)
+//! wrapping [`Error::State`] when refused: past a limit
+//! ([`QuotaExceeded`](std::io::ErrorKind::QuotaExceeded)), a bad name or
+//! time to live, an atomic overflow, or an unlock of a lock not held
+//! ([`InvalidInput`](std::io::ErrorKind::InvalidInput)). State is bounded:
+//! the app's config sets `max_cache_entries`, `max_cache_bytes`,
+//! `max_atomics` and `max_locks`, and nothing is ever evicted to make room.
+//!
+//! The library talks to the master over a small pool of connections (at
+//! most 16), so a thread waiting for a lock does not hold up another
+//! thread's cache call, and some connections always stay free for
+//! requests that are answered at once, so a lock holder can always unlock.
+//! The connections stay open for the life of the process: the master
+//! releases an instance's locks when its last connection closes.
+//!
+//! In simulate mode the same calls work in-process, driven by the very
+//! code the master runs, with the default limits (100 000 cache entries,
+//! 64 MiB of cache, 10 000 atomics, 10 000 locks in use): same answers,
+//! same errors, and the whole process is one lock holder, as an instance is
+//! under a master. The examples above run that way.
+//!
 //! # Running without a master
 //!
 //! Without `ALLY_SOCKET` in the environment the process runs in simulate
@@ -100,8 +149,9 @@
 //! (`LISTEN_PID`, `LISTEN_FDS`) passed a socket of the same type and address,
 //! which is then used instead; [`ready`] and [`report`] do nothing;
 //! [`reload`] is an error; [`instance`] reports id 0; `SIGTERM` and `SIGINT`
-//! are stop signals. So the same binary runs from a shell, in tests, or
-//! under another supervisor.
+//! are stop signals; the cache, atomics and locks live in the process. So
+//! the same binary runs from a shell, in tests, or under another
+//! supervisor.
 //!
 //! When `ALLY_SOCKET` *is* set, the process must be a child of the master
 //! named by `ALLY_MASTER_PID`, and the peer of the socket must be that
@@ -116,6 +166,10 @@
 //!   request, and draining is the service's job (with the helpers above).
 //! - No async runtime, no threads of its own, no global state to set up;
 //!   every function may be called from any thread.
+//! - Shared state is not persisted: it lives as long as the master (or,
+//!   in simulate mode, the process), across reloads but not across a
+//!   restart of the master. It is not a database either: no transactions
+//!   across keys, no eviction, answers of at most 1 MiB.
 //! - Linux only.
 //!
 //! # Errors
@@ -129,7 +183,9 @@
 #![deny(unsafe_code)]
 #![deny(rustdoc::broken_intra_doc_links)]
 
+mod atomic;
 mod bind;
+mod cache;
 mod client;
 mod control;
 pub mod drain;
@@ -137,16 +193,23 @@ mod error;
 mod inherit;
 mod instance;
 mod listen;
+mod local_state;
+mod locker;
 mod mode;
+mod pool;
+mod state;
 mod stop;
 mod sys;
 mod verify;
 
-pub use ally_proto::Network;
+pub use ally_proto::{ErrorCode, Failure, LockState, Network};
+pub use atomic::{Atomic, atomic};
+pub use cache::{Cache, cache};
 pub use control::{Report, ready, reload, report};
 pub use error::Error;
 pub use instance::{Instance, instance};
 pub use listen::{
     ListenOptions, listen_fd, listen_tcp, listen_udp, listen_unix, listen_unixgram, unlisten,
 };
+pub use locker::{LockGuard, Locker, ReadGuard, locker};
 pub use stop::{FORCED_EXIT_STATUS, StopSignal, stop_signal};
