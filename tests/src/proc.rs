@@ -103,7 +103,11 @@ fn listen_inodes_in(table: &str, port: u16) -> Vec<u64> {
         .filter_map(|line| {
             let f: Vec<&str> = line.split_whitespace().collect();
             // sl local rem st tx:rx tr:when retrnsmt uid timeout inode ...
-            (f.len() > 9 && f[1] == local && f[3] == LISTEN).then(|| f[9].parse().ok())?
+            if f.len() > 9 && f[1] == local && f[3] == LISTEN {
+                f[9].parse().ok()
+            } else {
+                None
+            }
         })
         .collect()
 }
