@@ -20,7 +20,7 @@ use serde_json::Value;
 use crate::bins::{Bins, bins};
 use crate::clock::stamp;
 use crate::cmd::{CmdOutput, run, tail};
-use crate::proc::{POLL, kill_all_with_env, signal, wait_until};
+use crate::proc::{POLL, describe, kill_all_with_env, signal, wait_until};
 
 /// How long the master may take to answer on its control socket at start.
 pub const MASTER_START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -31,6 +31,10 @@ pub const MASTER_STOP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Upper bound for one `ally-ctl` run.
 pub const CTL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A reload slower than this has the state of its processes captured, to
+/// explain a failure that follows.
+pub const SLOW_RELOAD: Duration = Duration::from_secs(3);
 
 /// Lines of `master.log` shown when an assertion fails.
 const LOG_TAIL: usize = 60;
@@ -376,8 +380,42 @@ impl Master {
     }
 
     /// `ally-ctl reload APP --wait --timeout 30`, asserted to exit 0.
+    ///
+    /// A reload that takes longer than [`SLOW_RELOAD`] has the state of
+    /// its starting instances and of the master captured from `/proc` while
+    /// it is still in progress; a failure shows it.
     pub fn reload_ok(&self, app: &str) -> CmdOutput {
-        self.ctl_expect(&["reload", app, "--wait", "--timeout", "30"], 0)
+        let args = ["reload", app, "--wait", "--timeout", "30"];
+        let (out, snapshot) = std::thread::scope(|s| {
+            let reload = s.spawn(|| self.ctl(&args));
+            let slow = !wait_until(SLOW_RELOAD, || reload.is_finished());
+            let snapshot = slow.then(|| self.snapshot(app));
+            (reload.join().expect("reload thread"), snapshot)
+        });
+        if out.code() != Some(0) {
+            panic!(
+                "expected exit code 0\n{out}\n{}{}",
+                snapshot.unwrap_or_default(),
+                self.log_tail()
+            );
+        }
+        out
+    }
+
+    /// What `/proc` says about the master and the app's starting instances.
+    fn snapshot(&self, app: &str) -> String {
+        let mut text = format!(
+            "--- after {SLOW_RELOAD:?} of reload ---\nmaster {}\n",
+            describe(self.pid)
+        );
+        for inst in self.instances(app) {
+            let pid = inst["pid"].as_u64().and_then(|p| u32::try_from(p).ok());
+            if let Some(pid) = pid.filter(|_| inst["state"] == "starting") {
+                let d = describe(pid);
+                text.push_str(&format!("starting instance {}: {d}\n", inst["id"]));
+            }
+        }
+        text
     }
 
     /// `ally-ctl list --json`, parsed.

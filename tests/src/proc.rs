@@ -112,6 +112,43 @@ fn listen_inodes_in(table: &str, port: u16) -> Vec<u64> {
         .collect()
 }
 
+/// A few lines on what `pid` is doing, for failure messages: its state,
+/// where it sleeps in the kernel (`wchan`, and the kernel stack when
+/// readable), and its open file descriptors.
+pub fn describe(pid: u32) -> String {
+    let read = |what: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/{what}"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|e| format!("({e})"))
+    };
+    let state = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| state_of(&stat))
+        .map_or_else(|| "gone".to_string(), String::from);
+    let cmdline = read("cmdline").replace('\0', " ");
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|dir| {
+            dir.filter_map(|e| {
+                let e = e.ok()?;
+                let target = std::fs::read_link(e.path()).ok()?;
+                Some(format!(
+                    "{}={}",
+                    e.file_name().to_string_lossy(),
+                    target.display()
+                ))
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "pid {pid} ({}) state {state}, wchan {}\n  fds: {}\n  kernel stack:\n{}",
+        cmdline.trim(),
+        read("wchan"),
+        fds.join(" "),
+        read("stack")
+    )
+}
+
 /// Pids of every process (the caller excepted) whose environment contains
 /// `needle`, from `/proc/PID/environ`. Unreadable processes are skipped.
 pub fn pids_with_env(needle: &str) -> Vec<u32> {
@@ -180,6 +217,14 @@ mod tests {
    2: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4444 1 0 100 0 0 10 0\n";
         assert_eq!(listen_inodes_in(table, 8080), vec![4242]);
         assert!(listen_inodes_in(table, 8081).is_empty());
+    }
+
+    #[test]
+    fn description_names_state_and_fds() {
+        let d = describe(std::process::id());
+        assert!(d.contains("state R") || d.contains("state S"), "{d}");
+        assert!(d.contains("0="), "{d}");
+        assert!(describe(u32::MAX).contains("gone"));
     }
 
     #[test]
