@@ -50,8 +50,9 @@ pub fn locker(name: &str) -> Locker {
 /// When an instance exits, is killed, or closes its last connection to the
 /// master, the master releases every hold it had and withdraws its waits:
 /// a crash never deadlocks its successor. The library keeps its
-/// connections open for the life of the process, so that never happens
-/// while the process runs.
+/// connections open for the life of the process and closes one only when
+/// it broke (the master closed it, or did not answer a request for 30 s),
+/// so a live process keeps its holds.
 ///
 /// # Fairness
 ///

@@ -243,6 +243,19 @@ fn timed_wait_is_granted_when_released_in_time() {
 }
 
 #[test]
+fn absurd_timeouts_wait_until_granted() {
+    let l = ally::locker("t-lock-forever");
+    let guard = l.lock().unwrap();
+    let waiter = thread::spawn(|| {
+        let g = ally::locker("t-lock-forever").try_lock(Some(Duration::MAX));
+        g.unwrap().map(|g| g.unlock().unwrap()).is_some()
+    });
+    assert!(eventually(|| l.state().unwrap().waiting_exclusive == 1));
+    drop(guard);
+    assert!(waiter.join().unwrap());
+}
+
+#[test]
 fn shared_holds_coexist_and_keep_writers_out() {
     let l = ally::locker("t-lock-shared");
     let r1 = l.rlock().unwrap();
