@@ -113,6 +113,8 @@ impl Layout {
             "ally-ctl",
             "-p",
             "ally",
+            "-p",
+            "ally-tests",
             "--bins",
             "--examples",
         ]
@@ -149,7 +151,7 @@ pub fn workspace_root() -> PathBuf {
 /// The binaries under test, built first (once per process) in the profile of
 /// the running executable.
 ///
-/// Runs `$CARGO build --quiet -p ally-master -p ally-ctl -p ally --bins --examples`
+/// Runs `$CARGO build --quiet -p ally-master -p ally-ctl -p ally -p ally-tests --bins --examples`
 /// (`cargo` when `CARGO` is unset) with the same target directory, triple and
 /// profile.
 ///

@@ -16,6 +16,8 @@
 //! - [`proc`] reads `/proc` (liveness, socket inodes, listening sockets);
 //! - [`cmd`] runs a command within a time limit and shows what it did;
 //! - [`clock`] stamps the master's log and the load's errors alike.
+//! - [`state_suite`] is the shared-state test body, run in simulate mode and
+//!   by the `state-probe` service under a master.
 //!
 //! Nothing here waits a fixed time for something to happen: every wait polls
 //! a condition until a deadline.
@@ -28,3 +30,4 @@ pub mod harness;
 pub mod load;
 pub mod proc;
 pub mod service;
+pub mod state_suite;

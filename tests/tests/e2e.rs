@@ -24,3 +24,5 @@ mod rollback;
 mod shutdown;
 #[path = "e2e/sockets.rs"]
 mod sockets;
+#[path = "e2e/state.rs"]
+mod state;
