@@ -59,6 +59,10 @@ pub struct Conn {
     pending: usize,
 }
 
+/// A reply that cannot be encoded as a frame (larger than the limit).
+#[derive(Debug)]
+pub struct Unsendable(pub ally_proto::Error);
+
 /// Why a connection must be closed now.
 #[derive(Debug)]
 pub enum Broken {
@@ -113,8 +117,19 @@ impl Conn {
     }
 
     /// Queues `msg`, with `fds` attached to its first byte.
-    pub fn send<T: Serialize>(&mut self, msg: &T, fds: Vec<OwnedFd>) -> Result<(), Broken> {
-        let bytes = frame::encode(msg).map_err(Broken::Malformed)?;
+    ///
+    /// A message that does not fit in a frame is not queued: the caller
+    /// gets [`Unsendable`] and should answer with an error instead. Only a
+    /// client that stops reading breaks the connection.
+    pub fn send<T: Serialize>(
+        &mut self,
+        msg: &T,
+        fds: Vec<OwnedFd>,
+    ) -> Result<Result<(), Unsendable>, Broken> {
+        let bytes = match frame::encode(msg) {
+            Ok(bytes) => bytes,
+            Err(e) => return Ok(Err(Unsendable(e))),
+        };
         self.pending += bytes.len();
         if self.pending > MAX_PENDING_OUTPUT {
             return Err(Broken::Overflow);
@@ -124,7 +139,7 @@ impl Conn {
             sent: 0,
             fds,
         });
-        Ok(())
+        Ok(Ok(()))
     }
 
     /// Writes queued output until done or the socket is full.

@@ -11,13 +11,13 @@ use std::io;
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use ally_proto::{ControlResponse, InstanceResponse};
+use ally_proto::{ControlResponse, ErrorCode, Failure, InstanceResponse};
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Uid, WaitOptions};
 
 use crate::app::{App, Notice, Waiter};
 use crate::config::Config;
-use crate::conn::{Broken, Conn, Peer};
+use crate::conn::{Broken, Conn, Peer, Unsendable};
 use crate::instance::Launch;
 use crate::limits::{ACCEPT_PAUSE, HELLO_TIMEOUT, MAX_CONNECTIONS};
 use crate::listeners::Listeners;
@@ -384,8 +384,24 @@ impl Master {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
-        let sent = conn.send(msg, fds).and_then(|()| conn.write_ready());
-        if let Err(broken) = sent {
+        let sent = match conn.send(msg, fds) {
+            Ok(Ok(())) => Ok(()),
+            // Too large for a frame: the client gets an error in its place,
+            // and keeps its connection (and with it, perhaps, its locks).
+            Ok(Err(Unsendable(e))) => {
+                let failure = Failure::new(
+                    ErrorCode::LimitExceeded,
+                    format!("the answer cannot be sent: {e}; ask for less at a time"),
+                );
+                let sent = match conn.peer {
+                    Peer::Control => conn.send(&ControlResponse::Error(failure), Vec::new()),
+                    _ => conn.send(&InstanceResponse::Error(failure), Vec::new()),
+                };
+                sent.map(drop)
+            }
+            Err(broken) => Err(broken),
+        };
+        if let Err(broken) = sent.and_then(|()| conn.write_ready()) {
             self.drop_conn(id, &broken);
         }
     }
