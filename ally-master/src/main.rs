@@ -62,6 +62,10 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    if let Err(e) = sys::cloexec_inherited_fds() {
+        eprintln!("ally-master: cannot list inherited file descriptors: {e}");
+        return ExitCode::from(Failure::Runtime(String::new()).exit_code());
+    }
     let argv: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match Args::from_args(&strs[..1], &strs[1..]) {

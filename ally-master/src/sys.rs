@@ -45,3 +45,49 @@ pub fn raise_fd_limit() -> Option<Rlimit> {
     rustix::process::setrlimit(Resource::Nofile, raised).ok()?;
     Some(original)
 }
+
+/// Marks every file descriptor above stderr close-on-exec, so whatever the
+/// master inherited (a job-server pipe, a descriptor leaked by a shell) is
+/// not passed on to instances: they get only their stdio.
+///
+/// Call it first thing in `main`, while no other thread exists.
+///
+/// # Errors
+///
+/// If `/proc/self/fd` cannot be read.
+pub fn cloexec_inherited_fds() -> std::io::Result<()> {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+
+    use rustix::fs::{CWD, Dir, Mode, OFlags};
+    use rustix::io::{FdFlags, fcntl_getfd, fcntl_setfd};
+
+    let dir_fd = rustix::fs::openat(
+        CWD,
+        "/proc/self/fd",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut dir = Dir::read_from(&dir_fd)?;
+    let mut fds = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry?;
+        if let Ok(fd) = entry.file_name().to_string_lossy().parse::<i32>()
+            && fd > 2
+            && fd != dir_fd.as_raw_fd()
+        {
+            fds.push(fd);
+        }
+    }
+    for raw in fds {
+        // SAFETY: `raw` was listed as open in /proc/self/fd just now, and
+        // nothing closes descriptors meanwhile: this runs before any other
+        // thread exists, and `dir` (whose own descriptor may be listed)
+        // lives until the end of the function.
+        let fd = unsafe { BorrowedFd::borrow_raw(raw) };
+        if let Ok(flags) = fcntl_getfd(fd) {
+            let _ = fcntl_setfd(fd, flags | FdFlags::CLOEXEC);
+        }
+    }
+    drop(dir);
+    Ok(())
+}
