@@ -213,3 +213,9 @@ pub use listen::{
 };
 pub use locker::{LockGuard, Locker, ReadGuard, locker};
 pub use stop::{FORCED_EXIT_STATUS, StopSignal, stop_signal};
+
+/// The README's code blocks, compiled and run as doc tests so the front
+/// door never shows an example that does not build.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeExamples;
