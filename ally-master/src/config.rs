@@ -1,26 +1,71 @@
-//! The master's config file: one TOML file declaring the apps to run.
+//! The master's config file: TOML declaring the apps to run, optionally
+//! spread over several files with `include`.
 //!
 //! ```toml
+//! include = ["apps.d/*.toml"]           # optional: more [[app]] tables
+//!
 //! [master]                              # optional
 //! socket = "/run/ally/custom.sock"      # optional
+//! log_dir = "/var/log/ally"             # optional
 //!
 //! [[app]]
 //! name = "web"
 //! command = ["./target/release/examples/demo", "--addr", "127.0.0.1:8080"]
 //! cwd = "."                             # optional
 //! env = { RUST_LOG = "info" }           # optional
+//! inherit_env = false                   # optional, default false
+//! user = "www-data"                     # optional, name or uid
+//! group = "www-data"                    # optional, name or gid
+//! log = "log/web.log"                   # optional, or "inherit"
+//! autostart = true                      # optional, default true
 //! ready_timeout = "10s"                 # optional, default 30s
 //! stop_timeout = "30s"                  # optional, default 30s
 //! stop_signal = "SIGTERM"               # optional, default SIGTERM
+//! max_draining = 4                      # optional, default 4
+//!
+//! [app.restart]                         # optional, for the app above
+//! enabled = true                        # default true
+//! min_delay = "500ms"                   # default 500ms
+//! max_delay = "30s"                     # default 30s
+//! factor = 2                            # default 2
+//! stable_after = "60s"                  # default 60s
+//! max_failures = 10                     # default 10; 0: never give up
 //! ```
 //!
 //! Every key is documented on the field it fills: [`MasterSettings`] for
-//! `[master]`, [`AppConfig`] for each `[[app]]`. Unknown keys are errors,
-//! and every error names the file, line and column of what is wrong.
+//! `[master]`, [`AppConfig`] for each `[[app]]`, [`RestartPolicy`] for
+//! `[app.restart]` (which may also be written inline:
+//! `restart = { max_failures = 0 }`). Unknown keys are errors, and every
+//! error names the file, line and column of what is wrong.
 //!
-//! [`parse`] has no side effects beyond reading the current directory to
-//! make a relative config path absolute; [`load`] reads the file first.
+//! # Including files
+//!
+//! The top-level `include` key of the main file lists more files, each
+//! holding only `[[app]]` tables (a `[master]` table or an `include` key in
+//! an included file is an error):
+//!
+//! - Each entry is a path relative to the main file's directory (or
+//!   absolute). Its last component may hold the wildcards `*` (any run of
+//!   characters) and `?` (one character); other components may not.
+//! - A pattern's matches are read in name order; it may match nothing (a
+//!   missing directory matches nothing too). A name starting with `.`
+//!   matches only a pattern starting with `.`, and only files match.
+//! - A path without wildcards must name an existing file.
+//! - A file named twice, or the main file itself, is read once.
+//! - Relative paths inside an included file (`cwd`, `log`) are resolved
+//!   against that file's directory, and `cwd` defaults to it.
+//! - Apps come in order: the main file's, then each included file's. All
+//!   share one namespace: a name declared twice, in any files, is an error
+//!   that points at both.
+//! - The config as a whole must declare at least one app.
+//!
+//! [`load`] reads the main file and the files it includes; [`parse`]
+//! parses the text of a single file and touches no file, so it refuses a
+//! non-empty `include`. Neither checks that paths, users or groups exist:
+//! the master does when it starts an app.
 
+mod file;
+mod include;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -35,7 +80,8 @@ use std::time::Duration;
 use ally_proto::state::Limits;
 use rustix::process::Signal;
 
-use raw::{APP_EXAMPLE, RawConfig};
+use file::{Names, parse_file};
+use raw::APP_EXAMPLE;
 use value::STOP_SIGNALS;
 
 /// Default for `ready_timeout` and `stop_timeout`.
@@ -44,19 +90,25 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default for `stop_signal`.
 pub const DEFAULT_STOP_SIGNAL: Signal = Signal::TERM;
 
+/// Default for `max_draining`.
+pub const DEFAULT_MAX_DRAINING: usize = 4;
+
 /// A parsed, checked config file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The config file, absolute. Relative paths inside it are resolved
-    /// against its directory.
+    /// The main config file, absolute. Relative paths inside it are
+    /// resolved against its directory; those inside an included file,
+    /// against that file's.
     pub path: PathBuf,
     /// The `[master]` table.
     pub master: MasterSettings,
-    /// The `[[app]]` tables, in file order; at least one.
+    /// The `[[app]]` tables: the main file's in order, then each included
+    /// file's; at least one in all.
     pub apps: Vec<AppConfig>,
 }
 
-/// The optional `[master]` table: settings of the master itself.
+/// The optional `[master]` table: settings of the master itself. Only the
+/// main file may have one.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MasterSettings {
     /// `socket` — path of the control socket, overriding the default
@@ -64,14 +116,20 @@ pub struct MasterSettings {
     /// against the config file's directory. At most 107 bytes once resolved
     /// (the limit of a unix socket address).
     pub socket: Option<PathBuf>,
+    /// `log_dir` — directory of the apps' default log files
+    /// (`<log_dir>/<name>.log`). Default: `/var/log/ally` for root, else
+    /// `$XDG_STATE_HOME/ally` (or `~/.local/state/ally`). A relative path is
+    /// resolved against the config file's directory. Not created or checked
+    /// while parsing.
+    pub log_dir: Option<PathBuf>,
 }
 
 /// One `[[app]]` table: a service the master runs and reloads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppConfig {
     /// `name` (required) — what `ally-ctl` calls the app: 1 to 64 ASCII
-    /// letters, digits, `_`, `.` or `-` (not `.` or `..`), unique in the
-    /// file.
+    /// letters, digits, `_`, `.` or `-` (not `.` or `..`), unique over the
+    /// main file and every included one.
     pub name: String,
     /// `command` (required) — the program and its arguments, as an array of
     /// strings: `["./server", "--port", "8080"]`. No shell is involved. The
@@ -79,8 +137,9 @@ pub struct AppConfig {
     /// path is taken from `cwd`. It is read from disk at every start, which
     /// is what makes a reload an upgrade.
     pub command: Vec<String>,
-    /// `cwd` — the working directory of each instance. Default: the config
-    /// file's directory; a relative path is resolved against it.
+    /// `cwd` — the working directory of each instance. Default: the
+    /// directory of the file declaring the app; a relative path is resolved
+    /// against it.
     pub cwd: PathBuf,
     /// `env` — extra environment variables for each instance, as a table of
     /// strings: `env = { RUST_LOG = "info" }`. Instances otherwise inherit
@@ -105,6 +164,99 @@ pub struct AppConfig {
     /// (default 10000) and `max_locks` (default 10000 lock names in use).
     /// Past a limit a write fails with a clear error; nothing is evicted.
     pub limits: Limits,
+    /// `autostart` — whether the master starts the app when it starts (or
+    /// when `reread` adds it): `true` or `false`. Default `true`; `false`
+    /// leaves it stopped until `ally-ctl start`.
+    pub autostart: bool,
+    /// `[app.restart]` — what happens when the main instance dies
+    /// unexpectedly; the keys are [`RestartPolicy`]'s. The table follows
+    /// its `[[app]]`, or is written inline: `restart = { enabled = false }`.
+    /// Default: every key's default.
+    pub restart: RestartPolicy,
+    /// `max_draining` — how many older instances may drain at once. A
+    /// reload that would make more SIGKILLs the oldest draining one. A
+    /// whole number, at least 1. Default 4 ([`DEFAULT_MAX_DRAINING`]).
+    pub max_draining: usize,
+    /// `inherit_env` — whether instances get the master's whole
+    /// environment: `true` or `false`. Default `false`: only [`CLEAN_ENV`]
+    /// variables pass through, plus `env` and the `ALLY_*` variables.
+    pub inherit_env: bool,
+    /// `user` — run instances as this user: a name (`"www-data"`) or a
+    /// numeric uid, as a string or an integer (`"33"`, `33`), kept as a
+    /// string. Not empty, without `:` or NUL; a uid is at most 4294967294.
+    /// Whether it exists is checked when an instance starts; the master
+    /// must be root to use another user than its own. Default: the
+    /// master's.
+    pub user: Option<String>,
+    /// `group` — run instances with this primary group: a name or a
+    /// numeric gid, written and checked like `user`. Default: the user's
+    /// primary group.
+    pub group: Option<String>,
+    /// `log` — where instances' stdout and stderr go: `"inherit"` (the
+    /// master's stderr, each line prefixed `[app#id]`) or a file path,
+    /// resolved against the directory of the file declaring the app (write
+    /// `"./inherit"` for a file of that name). The path must name a file:
+    /// not empty, and not ending in `/`, `.` or `..`. Default:
+    /// `<log_dir>/<name>.log` ([`LogTarget::Default`]).
+    pub log: LogTarget,
+}
+
+/// Variables passed from the master's environment to instances when
+/// `inherit_env = false`, if set. `LC_*` matches every locale variable.
+pub const CLEAN_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TERM", "LC_*",
+];
+
+/// `[app.restart]` — how an app's main instance is restarted after a
+/// crash: after `min_delay`, multiplied by `factor` at each consecutive
+/// crash up to `max_delay`; a main instance that ran `stable_after` resets
+/// the count; after `max_failures` consecutive crashes the app is `failed`
+/// and left alone until `ally-ctl start` (0: never give up).
+///
+/// Durations are written like `ready_timeout`: a whole number with a unit,
+/// `ms`, `s`, `m` or `h`, more than zero and at most 24h.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// `enabled` — restart at all: `true` or `false`. Default `true`.
+    pub enabled: bool,
+    /// `min_delay` — the delay before the first restart. At most
+    /// `max_delay`. Default `"500ms"`.
+    pub min_delay: Duration,
+    /// `max_delay` — the longest delay between restarts. Default `"30s"`.
+    pub max_delay: Duration,
+    /// `factor` — what each consecutive crash multiplies the delay by: a
+    /// whole number from 1 (a constant delay) to 100. Default 2.
+    pub factor: u32,
+    /// `stable_after` — how long a main instance must run for its crash to
+    /// count as the first again. Default `"60s"`.
+    pub stable_after: Duration,
+    /// `max_failures` — how many consecutive crashes mark the app
+    /// `failed`: a whole number, 0 for never. Default 10.
+    pub max_failures: u32,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        RestartPolicy {
+            enabled: true,
+            min_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            factor: 2,
+            stable_after: Duration::from_secs(60),
+            max_failures: 10,
+        }
+    }
+}
+
+/// Where an app's output goes: its `log` key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    /// No `log` key: `<log_dir>/<app>.log`.
+    Default,
+    /// `log = "inherit"`: the master's stderr, lines prefixed `[app#id]`.
+    Inherit,
+    /// `log = "path"`: this file (absolute once parsed).
+    File(PathBuf),
 }
 
 /// Why a config could not be loaded.
@@ -170,128 +322,125 @@ impl std::error::Error for ConfigError {
     }
 }
 
-/// Reads and parses the config file at `path`.
+/// Reads and parses the config file at `path`, and the files its
+/// `include` names.
 ///
 /// # Errors
 ///
-/// [`ConfigError::Read`] if the file cannot be read, otherwise as [`parse`];
-/// a file that is not UTF-8 is [`ConfigError::Invalid`] at the first bad
-/// byte.
+/// [`ConfigError::Read`] if a file cannot be read (except an included file
+/// named without wildcards that does not exist: that is
+/// [`ConfigError::Invalid`] at its `include` entry), otherwise as
+/// [`parse`], naming the file where the problem is. A file that is not
+/// UTF-8 is [`ConfigError::Invalid`] at the first bad byte.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = read_text(path)?;
+    let mut names = Names::new();
+    let main = parse_file(&text, path, None, &mut names)?;
+    let dir = main.abs.parent().unwrap_or(Path::new("/")).to_owned();
+    let mut read = HashSet::from([main.abs.clone()]);
+    let mut apps = main.apps;
+    for (pattern, at) in &main.includes {
+        let pattern = pattern.0.as_str();
+        let wildcard = include::has_wildcard(pattern);
+        let files = if wildcard {
+            include::expand(&dir, pattern).map_err(|e| {
+                let message = format!("cannot list the files matching include {pattern:?}: {e}");
+                invalid(path, &text, *at, message)
+            })?
+        } else {
+            vec![resolve(&dir, Path::new(pattern))]
+        };
+        for file in files {
+            if !read.insert(file.clone()) {
+                continue;
+            }
+            let included = match read_text(&file) {
+                Ok(included) => included,
+                Err(ConfigError::Read { source, .. })
+                    if !wildcard && source.kind() == io::ErrorKind::NotFound =>
+                {
+                    let message = format!(
+                        "included file {} does not exist (only a pattern with * or ? may \
+                         match nothing)",
+                        file.display()
+                    );
+                    return Err(invalid(path, &text, *at, message));
+                }
+                Err(e) => return Err(e),
+            };
+            apps.extend(parse_file(&included, &file, Some(path), &mut names)?.apps);
+        }
+    }
+    if apps.is_empty() {
+        let message = if main.includes.is_empty() {
+            format!("no app declared: {APP_EXAMPLE}")
+        } else {
+            format!("no app declared, here or in the included files: {APP_EXAMPLE}")
+        };
+        return Err(invalid(path, &text, 0, message));
+    }
+    Ok(Config {
+        path: main.abs,
+        master: main.master,
+        apps,
+    })
+}
+
+/// The text of the file at `path`.
+fn read_text(path: &Path) -> Result<String, ConfigError> {
     let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
         source,
     })?;
-    match std::str::from_utf8(&bytes) {
-        Ok(text) => parse(text, path),
-        Err(e) => {
-            let valid = std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default();
-            Err(invalid(
-                path,
-                valid,
-                valid.len(),
-                "the file is not valid UTF-8".into(),
-            ))
-        }
-    }
+    String::from_utf8(bytes).map_err(|e| {
+        let bytes = e.as_bytes();
+        let valid_up_to = e.utf8_error().valid_up_to();
+        let valid = std::str::from_utf8(&bytes[..valid_up_to]).unwrap_or_default();
+        invalid(
+            path,
+            valid,
+            valid.len(),
+            "the file is not valid UTF-8".into(),
+        )
+    })
 }
 
-/// Parses config `text` read from `path`.
+/// Parses config `text` read from `path`, a single file.
 ///
-/// `path` names the file in messages and anchors relative paths: `cwd` and
-/// `socket` are resolved against its directory. Nothing is checked on disk.
+/// `path` names the file in messages and anchors relative paths: `cwd`,
+/// `log`, `socket` and `log_dir` are resolved against its directory.
+/// Nothing is read from disk, so a non-empty `include` is refused: use
+/// [`load`].
 ///
 /// # Errors
 ///
 /// [`ConfigError::Invalid`] with the line and column of the first problem;
 /// [`ConfigError::Resolve`] if `path` is relative and the current directory
 /// is unavailable.
+#[cfg_attr(
+    not(test),
+    expect(dead_code, reason = "the master loads its config with `load`")
+)]
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| {
-        let at = e.span().map_or(0, |s| s.start);
-        invalid(path, text, at, e.message().trim().replace('\n', "; "))
-    })?;
-    let Some(raw_apps) = raw.app else {
+    let file = parse_file(text, path, None, &mut Names::new())?;
+    if let Some((_, at)) = file.includes.first() {
+        let message = "include needs the files it names: load the config from its file \
+                       rather than parsing its text"
+            .into();
+        return Err(invalid(path, text, *at, message));
+    }
+    if file.apps.is_empty() {
         return Err(invalid(
             path,
             text,
             0,
             format!("no app declared: {APP_EXAMPLE}"),
         ));
-    };
-    let abs = std::path::absolute(path).map_err(|source| ConfigError::Resolve {
-        path: path.to_owned(),
-        source,
-    })?;
-    let dir = abs.parent().unwrap_or(Path::new("/")).to_owned();
-
-    let socket = match raw.master.socket {
-        None => None,
-        Some(spanned) => {
-            let socket = resolve(&dir, &spanned.get_ref().0);
-            let len = socket.as_os_str().len();
-            if len > ally_proto::MAX_UNIX_PATH {
-                let message = format!(
-                    "socket path {} is {len} bytes long; a unix socket path can have at most {}",
-                    socket.display(),
-                    ally_proto::MAX_UNIX_PATH
-                );
-                return Err(invalid(path, text, spanned.span().start, message));
-            }
-            Some(socket)
-        }
-    };
-
-    let mut names = HashSet::new();
-    let mut apps = Vec::with_capacity(raw_apps.0.len());
-    for app in raw_apps.0 {
-        let table = app.span();
-        let app = app.into_inner();
-        let Some(name) = app.name else {
-            let message = r#"this [[app]] has no name: add one, e.g. name = "web""#.into();
-            return Err(invalid(path, text, table.start, message));
-        };
-        if !names.insert(name.get_ref().0.clone()) {
-            let message = format!(
-                "duplicate app name {:?}: app names must be unique",
-                name.get_ref().0
-            );
-            return Err(invalid(path, text, name.span().start, message));
-        }
-        let Some(command) = app.command else {
-            let message = format!(
-                "app {:?} has no command: add one, e.g. command = [\"./server\", \"--port\", \"8080\"]",
-                name.get_ref().0
-            );
-            return Err(invalid(path, text, table.start, message));
-        };
-        apps.push(AppConfig {
-            name: name.into_inner().0,
-            command: command.0,
-            cwd: app
-                .cwd
-                .map_or_else(|| dir.clone(), |cwd| resolve(&dir, &cwd.0)),
-            env: app.env.into_iter().map(|(k, v)| (k.0, v.0)).collect(),
-            ready_timeout: app.ready_timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
-            stop_timeout: app.stop_timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
-            stop_signal: app.stop_signal.map_or(DEFAULT_STOP_SIGNAL, |s| s.0),
-            limits: {
-                let d = Limits::default();
-                Limits {
-                    max_entries: app.max_cache_entries.map_or(d.max_entries, |n| n.0),
-                    max_bytes: app.max_cache_bytes.map_or(d.max_bytes, |n| n.0),
-                    max_atomics: app.max_atomics.map_or(d.max_atomics, |n| n.0),
-                    max_locks: app.max_locks.map_or(d.max_locks, |n| n.0),
-                    ..d
-                }
-            },
-        });
     }
-
     Ok(Config {
-        path: abs,
-        master: MasterSettings { socket },
-        apps,
+        path: file.abs,
+        master: file.master,
+        apps: file.apps,
     })
 }
 

@@ -8,7 +8,10 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
-use super::value::{AppName, Command, EnvName, EnvValue, PathValue, Positive, StopSignal, Timeout};
+use super::value::{
+    AppName, Command, Count, EnvName, EnvValue, Factor, IncludePattern, LogValue, PathValue,
+    Positive, Principal, StopSignal, Timeout,
+};
 
 /// How to declare an app, shown when none is.
 pub const APP_EXAMPLE: &str =
@@ -18,11 +21,12 @@ pub const APP_EXAMPLE: &str =
 #[derive(Deserialize, Debug)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// `[master]`.
-    #[serde(default)]
-    pub master: RawMaster,
+    /// `[master]`, spanned to refuse it in an included file.
+    pub master: Option<Spanned<RawMaster>>,
     /// `[[app]]` tables, in order.
     pub app: Option<Apps>,
+    /// `include`, spanned to refuse it in an included file.
+    pub include: Option<Spanned<Vec<Spanned<IncludePattern>>>>,
 }
 
 /// The `[master]` table.
@@ -31,6 +35,8 @@ pub struct RawConfig {
 pub struct RawMaster {
     /// `socket`.
     pub socket: Option<Spanned<PathValue>>,
+    /// `log_dir`.
+    pub log_dir: Option<PathValue>,
 }
 
 /// One `[[app]]` table.
@@ -60,6 +66,42 @@ pub struct RawApp {
     pub max_atomics: Option<Positive>,
     /// `max_locks`.
     pub max_locks: Option<Positive>,
+    /// `autostart`.
+    pub autostart: Option<bool>,
+    /// `restart`, a table.
+    pub restart: Option<RawRestart>,
+    /// `max_draining`.
+    pub max_draining: Option<Positive>,
+    /// `inherit_env`.
+    pub inherit_env: Option<bool>,
+    /// `user`.
+    pub user: Option<Principal<false>>,
+    /// `group`.
+    pub group: Option<Principal<true>>,
+    /// `log`.
+    pub log: Option<LogValue>,
+}
+
+/// An `[app.restart]` table.
+#[derive(Deserialize, Debug)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table, e.g. [app.restart] or restart = { max_failures = 0 }"
+)]
+pub struct RawRestart {
+    /// `enabled`.
+    pub enabled: Option<bool>,
+    /// `min_delay`, spanned to point at it when above the default
+    /// `max_delay`.
+    pub min_delay: Option<Spanned<Timeout>>,
+    /// `max_delay`, spanned to point at it when below `min_delay`.
+    pub max_delay: Option<Spanned<Timeout>>,
+    /// `factor`.
+    pub factor: Option<Factor>,
+    /// `stable_after`.
+    pub stable_after: Option<Timeout>,
+    /// `max_failures`.
+    pub max_failures: Option<Count>,
 }
 
 /// The `app` array of tables: at least one, and `[[app]]` rather than a

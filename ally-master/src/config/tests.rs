@@ -1,5 +1,8 @@
 use super::*;
 
+mod include;
+mod keys;
+
 const PATH: &str = "/etc/ally/ally.toml";
 
 fn ok(text: &str) -> Config {
@@ -94,6 +97,13 @@ fn defaults() {
             stop_timeout: Duration::from_secs(30),
             stop_signal: Signal::TERM,
             limits: ally_proto::state::Limits::default(),
+            autostart: true,
+            restart: RestartPolicy::default(),
+            max_draining: 4,
+            inherit_env: false,
+            user: None,
+            group: None,
+            log: LogTarget::Default,
         }]
     );
     assert_eq!(signal_name(DEFAULT_STOP_SIGNAL), Some("SIGTERM"));
@@ -157,17 +167,24 @@ fn rejects_bad_duration() {
 #[test]
 fn rejects_unknown_keys() {
     assert_eq!(
-        err(&app_with("restart = true")),
-        "4:1: unknown field `restart`, expected one of `name`, `command`, `cwd`, `env`, \
-         `ready_timeout`, `stop_timeout`, `stop_signal`, `max_cache_entries`, `max_cache_bytes`, `max_atomics`, `max_locks`"
+        err(&app_with("restarts = true")),
+        "4:1: unknown field `restarts`, expected one of `name`, `command`, `cwd`, `env`, \
+         `ready_timeout`, `stop_timeout`, `stop_signal`, `max_cache_entries`, `max_cache_bytes`, \
+         `max_atomics`, `max_locks`, `autostart`, `restart`, `max_draining`, `inherit_env`, \
+         `user`, `group`, `log`"
     );
     assert_eq!(
         err("[master]\nsockets = \"x\"\n"),
-        "2:1: unknown field `sockets`, expected `socket`"
+        "2:1: unknown field `sockets`, expected `socket` or `log_dir`"
     );
     assert_eq!(
         err("[mastr]\n"),
-        "1:2: unknown field `mastr`, expected `master` or `app`"
+        "1:2: unknown field `mastr`, expected one of `master`, `app`, `include`"
+    );
+    assert_eq!(
+        err(&app_with("[app.restart]\nenable = false")),
+        "5:1: unknown field `enable`, expected one of `enabled`, `min_delay`, `max_delay`, \
+         `factor`, `stable_after`, `max_failures`"
     );
 }
 
@@ -245,7 +262,7 @@ fn duplicate_name_points_at_the_second() {
     let text = "[[app]]\nname = \"web\"\ncommand = [\"x\"]\n\n[[app]]\n  name = \"web\"\ncommand = [\"y\"]\n";
     assert_eq!(
         err(text),
-        r#"6:10: duplicate app name "web": app names must be unique"#
+        r#"6:10: duplicate app name "web": already declared at /etc/ally/ally.toml:2:8; app names must be unique"#
     );
 }
 

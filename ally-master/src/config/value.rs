@@ -225,6 +225,172 @@ impl<'de> Deserialize<'de> for PathValue {
     }
 }
 
+/// A whole number, used as a `factor` of the restart delay: 1 to
+/// [`MAX_FACTOR`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Factor(pub u32);
+
+/// Largest `factor`.
+pub const MAX_FACTOR: u32 = 100;
+
+impl<'de> Deserialize<'de> for Factor {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        u32::try_from(n)
+            .ok()
+            .filter(|n| (1..=MAX_FACTOR).contains(n))
+            .map(Factor)
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "invalid factor {n}: must be a whole number from 1 to {MAX_FACTOR}"
+                ))
+            })
+    }
+}
+
+/// A count that may be zero: a whole number from 0 to `u32::MAX`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count(pub u32);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        u32::try_from(n).map(Count).map_err(|_| {
+            de::Error::custom(format!(
+                "invalid count {n}: must be a whole number from 0 to {}",
+                u32::MAX
+            ))
+        })
+    }
+}
+
+/// Largest uid or gid a config accepts: `(uid_t)-1` means "unchanged" to
+/// the kernel, so it names no one.
+pub const MAX_ID: u32 = u32::MAX - 1;
+
+/// A `user` (`GROUP = false`) or `group` (`GROUP = true`): a name, or a
+/// numeric id written as a string or an integer, kept as a string. Only the
+/// syntax is checked here: not empty, no `:` or NUL, and a number of digits
+/// only is at most [`MAX_ID`]. Whether it exists is checked at start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal<const GROUP: bool>(pub String);
+
+impl<const GROUP: bool> Principal<GROUP> {
+    /// `user` or `group`, and `uid` or `gid`, for messages.
+    const WHAT: (&str, &str) = if GROUP {
+        ("group", "gid")
+    } else {
+        ("user", "uid")
+    };
+
+    /// The message for an id out of range.
+    fn bad_id(id: impl fmt::Display) -> String {
+        let (what, id_name) = Self::WHAT;
+        format!("invalid {what} {id}: a numeric {id_name} must be from 0 to {MAX_ID}")
+    }
+}
+
+impl<'de, const GROUP: bool> Deserialize<'de> for Principal<GROUP> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(PrincipalVisitor::<GROUP>)
+    }
+}
+
+struct PrincipalVisitor<const GROUP: bool>;
+
+impl<const GROUP: bool> Visitor<'_> for PrincipalVisitor<GROUP> {
+    type Value = Principal<GROUP>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (what, id) = Principal::<GROUP>::WHAT;
+        write!(f, "a {what} name or a numeric {id}")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        u32::try_from(v)
+            .ok()
+            .filter(|&id| id <= MAX_ID)
+            .map(|id| Principal(id.to_string()))
+            .ok_or_else(|| E::custom(Principal::<GROUP>::bad_id(v)))
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        let (what, id) = Principal::<GROUP>::WHAT;
+        if s.is_empty() || s.contains([':', '\0']) {
+            return Err(E::custom(format!(
+                "invalid {what} {s:?}: give a name or a numeric {id}, without ':' or NUL"
+            )));
+        }
+        if s.bytes().all(|b| b.is_ascii_digit()) && s.parse::<u32>().map_or(true, |id| id > MAX_ID)
+        {
+            return Err(E::custom(Principal::<GROUP>::bad_id(s)));
+        }
+        Ok(Principal(s.to_owned()))
+    }
+}
+
+/// The `log` of an app as written: `"inherit"`, or a path that names a
+/// file (not empty, no NUL, not ending in `/`, `.` or `..`). A relative
+/// path is resolved later, against the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogValue {
+    /// `"inherit"`.
+    Inherit,
+    /// A file path, as written.
+    File(PathBuf),
+}
+
+/// What `log` says to write instead of a bad value.
+const LOG_EXAMPLE: &str = r#"write "inherit" or a file path such as "log/web.log""#;
+
+impl<'de> Deserialize<'de> for LogValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_str(d, "\"inherit\" or a file path", |s| {
+            if s == "inherit" {
+                return Ok(LogValue::Inherit);
+            }
+            if s.is_empty() {
+                return Err(format!("empty log path: {LOG_EXAMPLE}"));
+            }
+            let last = s.rsplit('/').next().unwrap_or(s);
+            if matches!(last, "" | "." | "..") {
+                return Err(format!("log path {s:?} names a directory: {LOG_EXAMPLE}"));
+            }
+            no_nul(s, "a path").map(|s| LogValue::File(s.into()))
+        })
+    }
+}
+
+/// One `include` entry: a path, not empty, no NUL; `*` and `?` are
+/// wildcards, allowed in its last component only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncludePattern(pub String);
+
+impl<'de> Deserialize<'de> for IncludePattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_str(d, "a path or a pattern such as \"apps.d/*.toml\"", |s| {
+            if s.is_empty() {
+                return Err(
+                    "empty include: give a file or a pattern such as \"apps.d/*.toml\"".into(),
+                );
+            }
+            let (dir, last) = s.rsplit_once('/').unwrap_or(("", s));
+            if dir.contains(['*', '?']) {
+                return Err(format!(
+                    "invalid include {s:?}: wildcards are allowed in the last path component \
+                     only, e.g. \"apps.d/*.toml\""
+                ));
+            }
+            if matches!(last, "" | "." | "..") {
+                return Err(format!(
+                    "invalid include {s:?}: it names a directory, not a file"
+                ));
+            }
+            no_nul(s, "an include path").map(|s| IncludePattern(s.to_owned()))
+        })
+    }
+}
+
 /// The argv of an app: an array of strings whose first element names the
 /// program (not blank) and where no element contains NUL.
 #[derive(Debug, Clone, PartialEq, Eq)]
