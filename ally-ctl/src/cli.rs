@@ -8,32 +8,35 @@ use std::time::Duration;
 use argh::{EarlyExit, FromArgs};
 
 use crate::failure::{EXIT_OK, EXIT_USAGE, Failure};
-use crate::{list, reload, version};
+use crate::{kill, list, logs, reload, reopen, reread, restart, start, status, stop, version};
 
 /// The program name shown in help and usage messages.
 pub const PROGRAM: &str = "ally-ctl";
 
-/// control a running ally-master: reload apps without downtime, list their
-/// instances
+/// control a running ally-master: reload apps without downtime, start, stop
+/// and inspect them, follow their logs
 #[derive(FromArgs, Debug, PartialEq)]
 #[argh(
-    example = "ally-ctl reload web --wait\nally-ctl list\nally-ctl --socket /run/ally/web.sock list",
+    example = "ally-ctl reload web --wait\nally-ctl list\nally-ctl status web\nally-ctl logs web -f\n\
+               ally-ctl --socket /run/ally/web.sock list",
     note = "without --socket, ally-ctl connects to the one master whose *.sock is in\n\
             the runtime directory: $ALLY_RUNTIME_DIR, else /run/ally for root, else\n\
             $XDG_RUNTIME_DIR/ally. --socket goes before the command.\n\
             Exit status 0 means success.",
     error_code(
         1,
-        "the operation failed (e.g. the reload rolled back; the message says why)"
+        "the operation failed (a reload rolled back, an app did not start; the message says why)"
     ),
     error_code(2, "usage error"),
     error_code(
         3,
-        "cannot reach a master (none running, connection lost, or several and no --socket)"
+        "cannot reach a master (none running, connection lost, or several and no --socket); \
+         for logs -f, the master went away"
     ),
     error_code(
         4,
-        "the master refused the request (unknown app, not permitted, version mismatch, bad request)"
+        "the master refused the request (unknown app, not permitted, version mismatch, bad \
+         request, shutting down, limit exceeded)"
     ),
     error_code(5, "--timeout elapsed; the operation may still complete"),
     error_code(6, "protocol error: malformed or unexpected reply")
@@ -52,10 +55,26 @@ pub struct Cli {
 #[derive(FromArgs, Debug, PartialEq)]
 #[argh(subcommand)]
 pub enum Command {
-    /// `reload`.
-    Reload(reload::ReloadArgs),
     /// `list`.
     List(list::ListArgs),
+    /// `status`.
+    Status(status::StatusArgs),
+    /// `reload`.
+    Reload(reload::ReloadArgs),
+    /// `start`.
+    Start(start::StartArgs),
+    /// `stop`.
+    Stop(stop::StopArgs),
+    /// `restart`.
+    Restart(restart::RestartArgs),
+    /// `kill`.
+    Kill(kill::KillArgs),
+    /// `logs`.
+    Logs(logs::LogsArgs),
+    /// `reread`.
+    Reread(reread::RereadArgs),
+    /// `reopen`.
+    Reopen(reopen::ReopenArgs),
     /// `version`.
     Version(version::VersionArgs),
 }
@@ -98,8 +117,16 @@ pub fn parse(args: &[&str]) -> Result<Cli, Exit> {
 pub fn run(cli: Cli) -> Result<(), Failure> {
     let socket = cli.socket.as_deref();
     match cli.command {
-        Command::Reload(args) => reload::run(&args, socket),
         Command::List(args) => list::run(&args, socket),
+        Command::Status(args) => status::run(&args, socket),
+        Command::Reload(args) => reload::run(&args, socket),
+        Command::Start(args) => start::run(&args, socket),
+        Command::Stop(args) => stop::run(&args, socket),
+        Command::Restart(args) => restart::run(&args, socket),
+        Command::Kill(args) => kill::run(&args, socket),
+        Command::Logs(args) => logs::run(&args, socket),
+        Command::Reread(args) => reread::run(&args, socket),
+        Command::Reopen(args) => reopen::run(&args, socket),
         Command::Version(args) => version::run(&args),
     }
 }
@@ -191,6 +218,87 @@ mod tests {
     }
 
     #[test]
+    fn parses_the_app_commands() {
+        let secs = |s| Some(Duration::from_secs(s));
+        let cases = [
+            (
+                &["status", "web"][..],
+                Command::Status(status::StatusArgs {
+                    app: "web".into(),
+                    timeout: None,
+                }),
+            ),
+            (
+                &["start", "web", "--timeout", "3"],
+                Command::Start(start::StartArgs {
+                    app: "web".into(),
+                    timeout: secs(3),
+                }),
+            ),
+            (
+                &["stop", "web"],
+                Command::Stop(stop::StopArgs {
+                    app: "web".into(),
+                    timeout: None,
+                }),
+            ),
+            (
+                &["restart", "web", "--timeout", "4"],
+                Command::Restart(restart::RestartArgs {
+                    app: "web".into(),
+                    timeout: secs(4),
+                }),
+            ),
+            (
+                &["kill", "web"],
+                Command::Kill(kill::KillArgs {
+                    app: "web".into(),
+                    signal: rustix::process::Signal::TERM.as_raw(),
+                }),
+            ),
+            (
+                &["kill", "web", "--signal", "SIGUSR1"],
+                Command::Kill(kill::KillArgs {
+                    app: "web".into(),
+                    signal: rustix::process::Signal::USR1.as_raw(),
+                }),
+            ),
+            (
+                &["logs", "web"],
+                Command::Logs(logs::LogsArgs {
+                    app: "web".into(),
+                    follow: false,
+                    lines: logs::DEFAULT_LINES,
+                }),
+            ),
+            (
+                &["logs", "web", "-f", "-n", "5"],
+                Command::Logs(logs::LogsArgs {
+                    app: "web".into(),
+                    follow: true,
+                    lines: 5,
+                }),
+            ),
+            (
+                &["logs", "--follow", "web"],
+                Command::Logs(logs::LogsArgs {
+                    app: "web".into(),
+                    follow: true,
+                    lines: 20,
+                }),
+            ),
+            (
+                &["reread", "--timeout", "1"],
+                Command::Reread(reread::RereadArgs { timeout: secs(1) }),
+            ),
+            (&["reopen"], Command::Reopen(reopen::ReopenArgs {})),
+        ];
+        for (args, command) in cases {
+            assert_eq!(parse(args).map(|cli| cli.command), Ok(command), "{args:?}");
+        }
+    }
+
+    #[test]
     fn usage_errors_exit_2() {
         for args in [
             &[][..],
@@ -199,6 +307,18 @@ mod tests {
             &["reload", "web", "--timeout", "0"],
             &["reload", "web", "--timeout", "soon"],
             &["list", "--jsn"],
+            &["status"],
+            &["status", "web", "api"],
+            &["start"],
+            &["stop", "web", "--timeout", "-1"],
+            &["restart", "web", "--wait"],
+            &["kill", "web", "--signal", "TERMINATE"],
+            &["kill", "web", "--signal", "0"],
+            &["kill", "web", "--signal"],
+            &["logs", "web", "-n", "-1"],
+            &["logs", "web", "-n", "many"],
+            &["reread", "web"],
+            &["reopen", "--timeout", "1"],
             &["frobnicate"],
             &["--socket"],
         ] {
@@ -221,6 +341,23 @@ mod tests {
         for args in [&["--help"][..], &["reload", "--help"], &["help", "list"]] {
             let exit = parse(args).unwrap_err();
             assert_eq!(exit.code, EXIT_OK, "{args:?}: {}", exit.output);
+        }
+    }
+
+    #[test]
+    fn help_lists_every_command() {
+        let help = parse(&["--help"]).unwrap_err().output;
+        for command in [
+            "list", "status", "reload", "start", "stop", "restart", "kill", "logs", "reread",
+            "reopen", "version",
+        ] {
+            assert!(
+                help.contains(&format!("\n  {command} ")),
+                "{command} missing:\n{help}"
+            );
+            let exit = parse(&[command, "--help"]).unwrap_err();
+            assert_eq!(exit.code, EXIT_OK, "{command}: {}", exit.output);
+            assert!(exit.output.contains("Examples:"), "{}", exit.output);
         }
     }
 

@@ -9,16 +9,19 @@ use ally_proto::ErrorCode;
 
 /// The command did what it was asked.
 pub const EXIT_OK: u8 = 0;
-/// The operation was tried and failed, e.g. a reload rolled back: the new
-/// instance exited or was not ready in time, and the old one keeps serving.
+/// The operation was tried and failed, e.g. a reload rolled back (the new
+/// instance exited or was not ready in time, and the old one keeps
+/// serving), an app did not start, or a config reread found the file
+/// invalid.
 pub const EXIT_FAILED: u8 = 1;
 /// The command line is malformed.
 pub const EXIT_USAGE: u8 = 2;
-/// No master could be reached: no socket found, connection refused or lost,
-/// or several masters running and no `--socket` to choose one.
+/// No master could be reached: no socket found, connection refused or lost
+/// (also when the master goes away during `logs -f`), or several masters
+/// running and no `--socket` to choose one.
 pub const EXIT_UNREACHABLE: u8 = 3;
 /// The master refused the request: unknown app, not permitted, protocol
-/// version mismatch, bad request, shutting down.
+/// version mismatch, bad request, shutting down, limit exceeded.
 pub const EXIT_REFUSED: u8 = 4;
 /// `--timeout` elapsed before the answer came; the operation may still
 /// complete.
@@ -104,6 +107,7 @@ mod tests {
         assert_eq!(code(ErrorCode::VersionMismatch), EXIT_REFUSED);
         assert_eq!(code(ErrorCode::BadRequest), EXIT_REFUSED);
         assert_eq!(code(ErrorCode::ShuttingDown), EXIT_REFUSED);
+        assert_eq!(code(ErrorCode::LimitExceeded), EXIT_REFUSED);
     }
 
     #[test]

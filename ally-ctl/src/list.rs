@@ -1,19 +1,18 @@
 //! `ally-ctl list`: every app of the master and its instances, as a table
 //! or as JSON.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use argh::FromArgs;
 use serde::Serialize;
 
-use ally_proto::{AppStatus, ControlRequest, ControlResponse, InstanceStatus};
+use ally_proto::{AppState, AppStatus, ControlRequest, ControlResponse, InstanceStatus};
 
 use crate::cli::say;
 use crate::client::Client;
 use crate::failure::Failure;
-use crate::table;
+use crate::{style, table};
 
 /// show every app of the master and its instances
 #[derive(FromArgs, Debug, PartialEq)]
@@ -21,11 +20,17 @@ use crate::table;
     subcommand,
     name = "list",
     example = "ally-ctl list\nally-ctl list --json | jq '.apps[] | {{name, main}}'",
-    note = "the table marks the main instance with *; an app's last error and a\n\
-            reload in progress show on the lines below it. --json prints one object:\n\
-            {{\"apps\":[{{\"name\", \"main\", \"reloading\", \"queued_reloads\",\n\
-            \"last_error\", \"instances\":[{{\"id\", \"pid\", \"state\",\n\
-            \"started_unix_ms\", \"deadline_unix_ms\", \"listeners\"}}]}}]}}\n\
+    note = "STATE is the app's (running, starting, backoff, failed, stopping, stopped);\n\
+            INSTANCE is an instance's id, * if it is main, and its state (starting,\n\
+            main, draining, killed) with the time left before it is killed if it is\n\
+            starting or draining. TASKS, VERSION and COMMIT are what it reports.\n\
+            An app's last error, its next start after a crash and a reload in\n\
+            progress show on the lines below it. --json prints one object:\n\
+            {{\"apps\":[{{\"name\", \"state\", \"backoff_until_unix_ms\" (backoff only),\n\
+            \"restarts\", \"main\", \"reloading\", \"queued_reloads\", \"last_error\",\n\
+            \"instances\":[{{\"id\", \"pid\", \"state\", \"started_unix_ms\",\n\
+            \"deadline_unix_ms\", \"listeners\", \"tasks\", \"version\", \"commit\",\n\
+            \"text\", \"cpu_ms\", \"rss_bytes\"}}]}}]}}\n\
             with times in milliseconds since the Unix epoch and absent values as null."
 )]
 pub struct ListArgs {
@@ -66,14 +71,11 @@ pub fn run(args: &ListArgs, socket: Option<&Path>) -> Result<(), Failure> {
     if args.json {
         return say(&json(&apps));
     }
-    let colour = std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-        && std::env::var_os("TERM").is_none_or(|t| t != "dumb");
-    say(table::render(&apps, now_unix_ms(), colour).trim_end())
+    say(table::render(&apps, now_unix_ms(), style::enabled()).trim_end())
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
-fn now_unix_ms() -> u64 {
+pub fn now_unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -89,38 +91,62 @@ struct Listing<'a> {
 #[derive(Serialize)]
 struct App<'a> {
     name: &'a str,
+    state: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    backoff_until_unix_ms: Option<u64>,
+    restarts: u32,
     main: Option<u64>,
     reloading: Option<u64>,
     queued_reloads: u32,
     last_error: Option<&'a str>,
-    instances: Vec<Instance>,
+    instances: Vec<Instance<'a>>,
 }
 
 #[derive(Serialize)]
-struct Instance {
+struct Instance<'a> {
     id: u64,
     pid: u32,
     state: &'static str,
     started_unix_ms: u64,
     deadline_unix_ms: Option<u64>,
     listeners: u32,
+    tasks: Option<u64>,
+    version: Option<&'a str>,
+    commit: Option<&'a str>,
+    text: Option<&'a str>,
+    cpu_ms: u64,
+    rss_bytes: u64,
 }
 
 /// `apps` as one line of JSON.
 fn json(apps: &[AppStatus]) -> String {
-    let instance = |i: &InstanceStatus| Instance {
-        id: i.id,
-        pid: i.pid,
-        state: i.state.name(),
-        started_unix_ms: i.started_unix_ms,
-        deadline_unix_ms: i.deadline_unix_ms,
-        listeners: i.listeners,
-    };
+    fn instance(i: &InstanceStatus) -> Instance<'_> {
+        Instance {
+            id: i.id,
+            pid: i.pid,
+            state: i.state.name(),
+            started_unix_ms: i.started_unix_ms,
+            deadline_unix_ms: i.deadline_unix_ms,
+            listeners: i.listeners,
+            tasks: i.report.tasks,
+            version: i.report.version.as_deref(),
+            commit: i.report.commit.as_deref(),
+            text: i.report.text.as_deref(),
+            cpu_ms: i.cpu_ms,
+            rss_bytes: i.rss_bytes,
+        }
+    }
     let listing = Listing {
         apps: apps
             .iter()
             .map(|a| App {
                 name: &a.name,
+                state: a.state.name(),
+                backoff_until_unix_ms: match a.state {
+                    AppState::Backoff { until_unix_ms } => Some(until_unix_ms),
+                    _ => None,
+                },
+                restarts: a.restarts,
                 main: a.main,
                 reloading: a.reloading,
                 queued_reloads: a.queued_reloads,
@@ -135,7 +161,7 @@ fn json(apps: &[AppStatus]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use ally_proto::InstanceState;
+    use ally_proto::{InstanceState, Report};
 
     use super::*;
 
@@ -144,6 +170,8 @@ mod tests {
         let apps = [
             AppStatus {
                 name: "web".into(),
+                state: AppState::Running,
+                restarts: 2,
                 main: Some(3),
                 reloading: None,
                 queued_reloads: 0,
@@ -155,10 +183,22 @@ mod tests {
                     started_unix_ms: 1000,
                     listeners: 2,
                     deadline_unix_ms: None,
+                    report: Report {
+                        tasks: Some(17),
+                        version: Some("1.4.2".into()),
+                        commit: Some("0123abcd4567".into()),
+                        text: None,
+                    },
+                    cpu_ms: 1234,
+                    rss_bytes: 12_900_000,
                 }],
             },
             AppStatus {
                 name: "idle".into(),
+                state: AppState::Backoff {
+                    until_unix_ms: 5000,
+                },
+                restarts: 0,
                 main: None,
                 reloading: None,
                 queued_reloads: 0,
@@ -168,7 +208,7 @@ mod tests {
         ];
         assert_eq!(
             json(&apps),
-            r#"{"apps":[{"name":"web","main":3,"reloading":null,"queued_reloads":0,"last_error":"boom \"x\"","instances":[{"id":3,"pid":42,"state":"main","started_unix_ms":1000,"deadline_unix_ms":null,"listeners":2}]},{"name":"idle","main":null,"reloading":null,"queued_reloads":0,"last_error":null,"instances":[]}]}"#
+            r#"{"apps":[{"name":"web","state":"running","restarts":2,"main":3,"reloading":null,"queued_reloads":0,"last_error":"boom \"x\"","instances":[{"id":3,"pid":42,"state":"main","started_unix_ms":1000,"deadline_unix_ms":null,"listeners":2,"tasks":17,"version":"1.4.2","commit":"0123abcd4567","text":null,"cpu_ms":1234,"rss_bytes":12900000}]},{"name":"idle","state":"backoff","backoff_until_unix_ms":5000,"restarts":0,"main":null,"reloading":null,"queued_reloads":0,"last_error":null,"instances":[]}]}"#
         );
     }
 }

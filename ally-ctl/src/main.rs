@@ -1,17 +1,29 @@
 //! `ally-ctl`: the command-line client of `ally-master`.
 //!
 //! `ally-ctl reload web --wait` starts a new instance of the app `web` and
-//! waits until it serves; `ally-ctl list` shows every app and instance.
+//! waits until it serves; `ally-ctl list` shows every app and instance,
+//! `ally-ctl status web` one app in detail, `ally-ctl logs web -f` its log.
 //! Run `ally-ctl --help` for the commands and exit codes.
 
 #![forbid(unsafe_code)]
 
+mod ask;
 mod cli;
 mod client;
 mod failure;
+mod kill;
 mod list;
+mod logs;
 mod reload;
+mod reopen;
+mod reread;
+mod restart;
+mod start;
+mod status;
+mod stop;
+mod style;
 mod table;
+mod units;
 mod version;
 
 use std::process::ExitCode;

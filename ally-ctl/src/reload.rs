@@ -8,6 +8,7 @@ use argh::FromArgs;
 
 use ally_proto::{ControlRequest, ControlResponse};
 
+use crate::ask::unexpected;
 use crate::cli::say;
 use crate::client::Client;
 use crate::failure::Failure;
@@ -96,11 +97,4 @@ fn in_time(after: Duration, what: &str) -> impl Fn(Failure) -> Failure {
         )),
         other => other,
     }
-}
-
-/// A protocol failure for a response that is not the one expected.
-fn unexpected(got: &ControlResponse, expected: &str) -> Failure {
-    Failure::Protocol(format!(
-        "unexpected reply from the master: expected {expected}, got {got:?}"
-    ))
 }

@@ -1,36 +1,48 @@
 //! The table `ally-ctl list` prints for people.
 //!
 //! ```text
-//! APP  INSTANCE  STATE                PID   UPTIME  LISTENERS
-//! web  3*        main                 4242  5m12s   2
-//! web  2         draining (28s left)  4100  2h03m   2
+//! APP  STATE    INSTANCE          PID   UPTIME  LISTEN  TASKS  CPU   RAM    VERSION  COMMIT
+//! web  running  2 draining (28s)  4002  2h03m   2       0      4.1s  9.8M   1.4.1    89abcdef
+//! web  running  3* main           4003  5m12s   2       17     1.2s  12.3M  1.4.2    0123abcd
 //!      reload in progress: waiting for instance 4 (1 more queued)
-//! api  -         down                 -     -       -
+//! api  failed   -                 -     -       -       -      -     -      -        -
 //!      last error: instance 1 exited with status 1
 //! ```
 //!
-//! `*` marks an app's main instance. Colour, when asked for, is added after
-//! padding so that columns stay aligned.
+//! STATE is the app's; INSTANCE is an instance's id, `*` if it is main, and
+//! its state, with the time left before it is killed when it is starting or
+//! draining. Colour, when asked for, is added after padding so that columns
+//! stay aligned.
 
 use std::fmt::Write;
 
-use ally_proto::{AppStatus, InstanceState};
+use ally_proto::{AppState, AppStatus, InstanceStatus};
 
-const HEADER: [&str; 6] = ["APP", "INSTANCE", "STATE", "PID", "UPTIME", "LISTENERS"];
+use crate::style::{self, BOLD, RED, YELLOW};
+use crate::units::{cpu, duration, size};
+
+/// Column headers.
+const HEADER: [&str; COLUMNS] = [
+    "APP", "STATE", "INSTANCE", "PID", "UPTIME", "LISTEN", "TASKS", "CPU", "RAM", "VERSION",
+    "COMMIT",
+];
+const COLUMNS: usize = 11;
+/// The coloured columns: the app's state and the instance's.
+const APP_STATE: usize = 1;
+const INSTANCE: usize = 2;
 
 /// Space between columns.
 const GAP: &str = "  ";
 
-const BOLD: &str = "\x1b[1m";
-const GREEN: &str = "\x1b[32m";
-const YELLOW: &str = "\x1b[33m";
-const RED: &str = "\x1b[31m";
-const DIM: &str = "\x1b[2m";
-const RESET: &str = "\x1b[0m";
+/// Characters of a commit shown: enough to tell builds apart.
+pub const COMMIT_CHARS: usize = 8;
+/// Characters of a version shown before it is cut with `…`.
+const VERSION_CHARS: usize = 10;
 
-/// One line of the table: a row of cells, or a note under an app.
+/// One line of the table: a row of cells with the colours of the two state
+/// cells, or a note under an app.
 enum Line {
-    Row([String; 6], Option<&'static str>),
+    Row(Box<[String; COLUMNS]>, [&'static str; 2]),
     Note(String, &'static str),
 }
 
@@ -39,38 +51,25 @@ enum Line {
 pub fn render(apps: &[AppStatus], now_ms: u64, colour: bool) -> String {
     let mut lines = Vec::new();
     for app in apps {
+        let app_colour = style::of_app(app.state);
         if app.instances.is_empty() {
-            let mut cells = ["-", "-", "down", "-", "-", "-"].map(String::from);
+            let mut cells = [(); COLUMNS].map(|()| "-".to_owned());
             cells[0].clone_from(&app.name);
-            lines.push(Line::Row(cells, Some(RED)));
+            cells[APP_STATE] = app.state.name().to_owned();
+            lines.push(Line::Row(Box::new(cells), [app_colour, ""]));
         }
         for i in &app.instances {
-            let marker = if app.main == Some(i.id) { "*" } else { "" };
-            let mut state = i.state.name().to_owned();
-            if let Some(deadline) = i.deadline_unix_ms {
-                let left = deadline.saturating_sub(now_ms).div_ceil(1000);
-                let _ = write!(state, " ({} left)", duration(left));
-            }
-            let cells = [
-                app.name.clone(),
-                format!("{}{marker}", i.id),
-                state,
-                i.pid.to_string(),
-                duration(now_ms.saturating_sub(i.started_unix_ms) / 1000),
-                i.listeners.to_string(),
-            ];
-            let colour = match i.state {
-                InstanceState::Main => GREEN,
-                InstanceState::Starting => YELLOW,
-                InstanceState::Draining | InstanceState::Killed => DIM,
-            };
-            lines.push(Line::Row(cells, Some(colour)));
+            let cells = instance_row(app, i, now_ms);
+            lines.push(Line::Row(
+                Box::new(cells),
+                [app_colour, style::of_instance(i.state)],
+            ));
         }
-        if let Some(id) = app.reloading {
-            let mut note = format!("reload in progress: waiting for instance {id}");
-            if app.queued_reloads > 0 {
-                let _ = write!(note, " ({} more queued)", app.queued_reloads);
-            }
+        if let AppState::Backoff { until_unix_ms } = app.state {
+            let note = format!("next start in {}", time_left(until_unix_ms, now_ms));
+            lines.push(Line::Note(note, YELLOW));
+        }
+        if let Some(note) = reload_note(app) {
             lines.push(Line::Note(note, YELLOW));
         }
         if let Some(error) = &app.last_error {
@@ -83,34 +82,42 @@ pub fn render(apps: &[AppStatus], now_ms: u64, colour: bool) -> String {
     let mut widths = HEADER.map(str::len);
     for line in &lines {
         if let Line::Row(cells, _) = line {
-            for (w, cell) in widths.iter_mut().zip(cells) {
+            for (w, cell) in widths.iter_mut().zip(cells.iter()) {
                 *w = (*w).max(cell.chars().count());
             }
         }
     }
 
-    let paint = |text: &str, code: Option<&str>| match code {
-        Some(code) if colour => format!("{code}{text}{RESET}"),
-        _ => text.to_owned(),
-    };
     let mut out = String::new();
-    let header = row(&HEADER.map(String::from), &widths);
-    out.push_str(&paint(&header, Some(BOLD)));
+    let header: Vec<String> = HEADER.iter().zip(widths).map(|(h, w)| pad(h, w)).collect();
+    out.push_str(&style::paint(header.join(GAP).trim_end(), BOLD, colour));
     out.push('\n');
     for line in &lines {
         match line {
-            Line::Row(cells, code) => {
-                // Colour the state only, so the table stays easy to read.
-                let head = row(&cells[..2], &widths[..2]);
-                let state = format!("{:<w$}", cells[2], w = widths[2]);
-                let tail = row(&cells[3..], &widths[3..]);
-                let _ = writeln!(out, "{head}{GAP}{}{GAP}{tail}", paint(&state, *code));
+            Line::Row(cells, colours) => {
+                let padded: Vec<String> = cells
+                    .iter()
+                    .zip(widths)
+                    .enumerate()
+                    .map(|(k, (cell, w))| {
+                        let code = match k {
+                            APP_STATE => colours[0],
+                            INSTANCE => colours[1],
+                            _ => "",
+                        };
+                        // Colour the states only, so the table stays easy
+                        // to read.
+                        style::paint(&pad(cell, w), code, colour && !code.is_empty())
+                    })
+                    .collect();
+                out.push_str(&padded.join(GAP));
+                out.push('\n');
             }
             Line::Note(text, code) => {
                 let indent = " ".repeat(widths[0] + GAP.len());
                 for (k, part) in text.lines().enumerate() {
                     let more = if k == 0 { "" } else { GAP };
-                    let _ = writeln!(out, "{indent}{more}{}", paint(part, Some(code)));
+                    let _ = writeln!(out, "{indent}{more}{}", style::paint(part, code, colour));
                 }
             }
         }
@@ -124,47 +131,76 @@ pub fn render(apps: &[AppStatus], now_ms: u64, colour: bool) -> String {
         })
 }
 
-/// Cells padded to their widths and joined by [`GAP`].
-fn row(cells: &[String], widths: &[usize]) -> String {
-    let mut out = String::new();
-    for (k, (cell, w)) in cells.iter().zip(widths).enumerate() {
-        if k > 0 {
-            out.push_str(GAP);
-        }
-        let _ = write!(out, "{cell:<w$}");
+/// The cells of one instance's row.
+fn instance_row(app: &AppStatus, i: &InstanceStatus, now_ms: u64) -> [String; COLUMNS] {
+    let marker = if app.main == Some(i.id) { "*" } else { "" };
+    let mut instance = format!("{}{marker} {}", i.id, i.state.name());
+    if let Some(deadline) = i.deadline_unix_ms {
+        let _ = write!(instance, " ({})", time_left(deadline, now_ms));
     }
+    let report = &i.report;
+    [
+        app.name.clone(),
+        app.state.name().to_owned(),
+        instance,
+        i.pid.to_string(),
+        duration(now_ms.saturating_sub(i.started_unix_ms) / 1000),
+        i.listeners.to_string(),
+        report
+            .tasks
+            .map_or_else(|| "-".to_owned(), |t| t.to_string()),
+        cpu(i.cpu_ms),
+        size(i.rss_bytes),
+        report
+            .version
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), |v| cut(v, VERSION_CHARS, "…")),
+        report
+            .commit
+            .as_deref()
+            .map_or_else(|| "-".to_owned(), |c| cut(c, COMMIT_CHARS, "")),
+    ]
+}
+
+/// The note for a reload in progress, if one is.
+pub fn reload_note(app: &AppStatus) -> Option<String> {
+    let id = app.reloading?;
+    let mut note = format!("reload in progress: waiting for instance {id}");
+    if app.queued_reloads > 0 {
+        let _ = write!(note, " ({} more queued)", app.queued_reloads);
+    }
+    Some(note)
+}
+
+/// The time from `now_ms` to `deadline_ms`, rounded up: `28s`, `0s` once
+/// past.
+pub fn time_left(deadline_ms: u64, now_ms: u64) -> String {
+    duration(deadline_ms.saturating_sub(now_ms).div_ceil(1000))
+}
+
+/// `text` cut to `max` characters, the last one replaced by `ellipsis`
+/// (when not empty) if anything was cut.
+fn cut(text: &str, max: usize, ellipsis: &str) -> String {
+    if text.chars().count() <= max {
+        return text.to_owned();
+    }
+    let keep = if ellipsis.is_empty() { max } else { max - 1 };
+    let mut out: String = text.chars().take(keep).collect();
+    out.push_str(ellipsis);
     out
 }
 
-/// A duration in seconds, short: `3s`, `5m12s`, `2h03m`, `4d07h`.
-pub fn duration(secs: u64) -> String {
-    let (m, s) = (secs / 60, secs % 60);
-    let (h, m) = (m / 60, m % 60);
-    let (d, h) = (h / 24, h % 24);
-    match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m{s:02}s"),
-        (0, _, _) => format!("{h}h{m:02}m"),
-        _ => format!("{d}d{h:02}h"),
-    }
+/// `cell` padded with spaces to `width` characters.
+fn pad(cell: &str, width: usize) -> String {
+    format!("{cell:<width$}")
 }
 
 #[cfg(test)]
 mod tests {
-    use ally_proto::InstanceStatus;
+    use ally_proto::{InstanceState, Report};
 
     use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(duration(0), "0s");
-        assert_eq!(duration(3), "3s");
-        assert_eq!(duration(59), "59s");
-        assert_eq!(duration(60), "1m00s");
-        assert_eq!(duration(312), "5m12s");
-        assert_eq!(duration(2 * 3600 + 3 * 60 + 59), "2h03m");
-        assert_eq!(duration(4 * 86400 + 7 * 3600), "4d07h");
-    }
+    use crate::style::{DIM, GREEN, RESET};
 
     fn instance(id: u64, state: InstanceState, started: u64) -> InstanceStatus {
         InstanceStatus {
@@ -174,6 +210,22 @@ mod tests {
             started_unix_ms: started,
             listeners: 2,
             deadline_unix_ms: None,
+            report: Report::default(),
+            cpu_ms: 4_100,
+            rss_bytes: 10_300_000,
+        }
+    }
+
+    fn app(name: &str, state: AppState, instances: Vec<InstanceStatus>) -> AppStatus {
+        AppStatus {
+            name: name.into(),
+            state,
+            restarts: 0,
+            main: None,
+            reloading: None,
+            queued_reloads: 0,
+            last_error: None,
+            instances,
         }
     }
 
@@ -182,41 +234,98 @@ mod tests {
         let now = 10_000_000;
         let mut draining = instance(2, InstanceState::Draining, now - 7_380_000);
         draining.deadline_unix_ms = Some(now + 27_001);
-        let apps = [
-            AppStatus {
-                name: "web".into(),
-                main: Some(3),
-                reloading: Some(4),
-                queued_reloads: 1,
-                last_error: None,
-                instances: vec![
-                    draining,
-                    instance(3, InstanceState::Main, now - 312_400),
-                    instance(4, InstanceState::Starting, now - 900),
-                ],
+        draining.report = Report {
+            tasks: Some(0),
+            version: Some("1.4.1".into()),
+            commit: Some("89abcdef0123456789abcdef0123456789abcdef".into()),
+            text: None,
+        };
+        let mut main = instance(3, InstanceState::Main, now - 312_400);
+        main.report = Report {
+            tasks: Some(17),
+            version: Some("1.4.2-beta.3+build.2024".into()),
+            commit: Some("0123abcd".into()),
+            text: Some("warm".into()),
+        };
+        main.cpu_ms = 1_234;
+        main.rss_bytes = 12_900_000;
+        let mut web = app(
+            "web",
+            AppState::Running,
+            vec![
+                draining,
+                main,
+                instance(4, InstanceState::Starting, now - 900),
+            ],
+        );
+        web.main = Some(3);
+        web.reloading = Some(4);
+        web.queued_reloads = 1;
+        let mut api = app("api", AppState::Failed, vec![]);
+        api.last_error = Some("instance 1 exited with status 1\nstderr: boom\n".into());
+        let worker = app(
+            "worker",
+            AppState::Backoff {
+                until_unix_ms: now + 2_500,
             },
-            AppStatus {
-                name: "api".into(),
-                main: None,
-                reloading: None,
-                queued_reloads: 0,
-                last_error: Some("instance 1 exited with status 1\nstderr: boom\n".into()),
-                instances: vec![],
-            },
-        ];
+            vec![],
+        );
         let expected = "\
-APP  INSTANCE  STATE                PID   UPTIME  LISTENERS
-web  2         draining (28s left)  4002  2h03m   2
-web  3*        main                 4003  5m12s   2
-web  4         starting             4004  0s      2
-     reload in progress: waiting for instance 4 (1 more queued)
-api  -         down                 -     -       -
-     last error: instance 1 exited with status 1
-       stderr: boom
+APP     STATE    INSTANCE          PID   UPTIME  LISTEN  TASKS  CPU   RAM    VERSION     COMMIT
+web     running  2 draining (28s)  4002  2h03m   2       0      4.1s  9.8M   1.4.1       89abcdef
+web     running  3* main           4003  5m12s   2       17     1.2s  12.3M  1.4.2-bet…  0123abcd
+web     running  4 starting        4004  0s      2       -      4.1s  9.8M   -           -
+        reload in progress: waiting for instance 4 (1 more queued)
+api     failed   -                 -     -       -       -      -     -      -           -
+        last error: instance 1 exited with status 1
+          stderr: boom
+worker  backoff  -                 -     -       -       -      -     -      -           -
+        next start in 3s
 ";
-        assert_eq!(render(&apps, now, false), expected);
-        let coloured = render(&apps, now, true);
-        assert!(coloured.contains(&format!("{GREEN}main    ")), "{coloured}");
-        assert!(coloured.starts_with(BOLD));
+        assert_eq!(render(&[web, api, worker], now, false), expected);
+        let coloured = render(&[app("web", AppState::Stopped, vec![])], now, true);
+        assert!(coloured.starts_with(BOLD), "{coloured}");
+        assert!(
+            coloured.contains(&format!("{DIM}stopped{RESET}")),
+            "{coloured}"
+        );
+        let mut one = app(
+            "web",
+            AppState::Running,
+            vec![instance(3, InstanceState::Main, now)],
+        );
+        one.main = Some(3);
+        let coloured = render(&[one], now, true);
+        assert!(
+            coloured.contains(&format!("{GREEN}running{RESET}")),
+            "{coloured}"
+        );
+        assert!(
+            coloured.contains(&format!("{GREEN}3* main {RESET}")),
+            "{coloured}"
+        );
+    }
+
+    #[test]
+    fn fits_100_columns_during_a_reload() {
+        // pid_max is 4194304 on most 64-bit systems: seven digits.
+        let now = 10_000_000;
+        let mut draining = instance(2, InstanceState::Draining, now - 7_380_000);
+        draining.deadline_unix_ms = Some(now + 27_001);
+        let mut main = instance(3, InstanceState::Main, now - 312_400);
+        main.pid = 4_194_304;
+        main.report = Report {
+            tasks: Some(123),
+            version: Some("1.14.2".into()),
+            commit: Some("0123abcd4567".into()),
+            text: None,
+        };
+        main.cpu_ms = 59_900;
+        main.rss_bytes = 1023 * 1024 * 1024;
+        let mut web = app("worker", AppState::Running, vec![draining, main]);
+        web.main = Some(3);
+        for line in render(&[web], now, false).lines() {
+            assert!(line.chars().count() <= 100, "{} wide: {line}", line.len());
+        }
     }
 }

@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::Receiver;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -50,6 +51,10 @@ pub enum Step {
     Raw(Vec<u8>),
     /// Say nothing more; wait until the client goes away.
     Hang,
+    /// Wait until the test sends on the channel (or drops its end).
+    Wait(Receiver<()>),
+    /// Close the connection at once, as a master that exits.
+    Close,
 }
 
 /// A fake master serving one control session on `<dir>/fake.sock`.
@@ -138,6 +143,10 @@ fn serve(listener: &UnixListener, hello: &HelloReply, script: Vec<Step>) -> Opti
             Step::Reply(response) => frame::write_to(&stream, &response).unwrap(),
             Step::Raw(bytes) => stream.write_all(&bytes).unwrap(),
             Step::Hang => break,
+            Step::Wait(go) => {
+                let _ = go.recv_timeout(PATIENCE);
+            }
+            Step::Close => return Some(request),
         }
     }
     drain(&mut stream);
