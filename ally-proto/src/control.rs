@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::Failure;
+use crate::{Failure, Report};
 
 /// A request from a control client.
 ///
@@ -26,6 +26,94 @@ pub enum ControlRequest {
         /// Whether to send the outcome too.
         wait: bool,
     },
+    /// The detail of one app. Answered by [`ControlResponse::Apps`] with one
+    /// entry.
+    Status {
+        /// The app's name.
+        app: String,
+    },
+    /// Start a stopped or failed app. Answered by [`ControlResponse::Done`]
+    /// once an instance is main, or [`ControlResponse::Error`].
+    Start {
+        /// The app's name.
+        app: String,
+    },
+    /// Stop every instance of the app (stop signal, then SIGKILL after
+    /// `stop_timeout`) and keep it stopped. Answered by
+    /// [`ControlResponse::Done`] once none is left.
+    Stop {
+        /// The app's name.
+        app: String,
+    },
+    /// Stop, then start: not zero-downtime (that is what `Reload` is for).
+    /// Answered by [`ControlResponse::Done`] once the new instance is main.
+    Restart {
+        /// The app's name.
+        app: String,
+    },
+    /// Send `signal` to every live instance of the app. Answered by
+    /// [`ControlResponse::Done`].
+    Kill {
+        /// The app's name.
+        app: String,
+        /// Signal number.
+        signal: i32,
+    },
+    /// The last `lines` lines of the app's log; with `follow`, further
+    /// [`ControlResponse::LogLines`] frames as lines are written, until the
+    /// client disconnects.
+    Logs {
+        /// The app's name.
+        app: String,
+        /// How many past lines to send first.
+        lines: u32,
+        /// Whether to keep sending new lines.
+        follow: bool,
+    },
+    /// Read the config file again and apply it: new apps start, removed
+    /// apps stop, changed settings apply from the next start. An invalid
+    /// config changes nothing. Answered by [`ControlResponse::Done`] with a
+    /// summary, or [`ControlResponse::Error`].
+    Reread,
+    /// Reopen every log file (after logrotate moved them). Answered by
+    /// [`ControlResponse::Done`].
+    Reopen,
+}
+
+/// Where an app is, as a whole.
+///
+/// Append-only: variants are encoded by position.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppState {
+    /// A main instance serves.
+    Running,
+    /// Starting its first instance (or the first after a stop).
+    Starting,
+    /// No main instance; restarting after a crash at `until_unix_ms`.
+    Backoff {
+        /// When the next start is due, milliseconds since the Unix epoch.
+        until_unix_ms: u64,
+    },
+    /// Crashed too often in a row; not restarted until `ally-ctl start`.
+    Failed,
+    /// Asked to stop; instances are draining.
+    Stopping,
+    /// Stopped by `ally-ctl stop` (or `autostart = false`): no instance.
+    Stopped,
+}
+
+impl AppState {
+    /// Lowercase name for tables and scripts.
+    pub fn name(self) -> &'static str {
+        match self {
+            AppState::Running => "running",
+            AppState::Starting => "starting",
+            AppState::Backoff { .. } => "backoff",
+            AppState::Failed => "failed",
+            AppState::Stopping => "stopping",
+            AppState::Stopped => "stopped",
+        }
+    }
 }
 
 /// Where an instance is in its life.
@@ -72,6 +160,12 @@ pub struct InstanceStatus {
     /// When it will be killed if it has not exited (draining or starting),
     /// milliseconds since the Unix epoch.
     pub deadline_unix_ms: Option<u64>,
+    /// What the instance last reported with `ally::report`.
+    pub report: Report,
+    /// CPU time used (user + system), milliseconds, from `/proc`.
+    pub cpu_ms: u64,
+    /// Resident memory, bytes, from `/proc`.
+    pub rss_bytes: u64,
 }
 
 /// One app as `ally-ctl list` shows it.
@@ -79,6 +173,10 @@ pub struct InstanceStatus {
 pub struct AppStatus {
     /// The app's name.
     pub name: String,
+    /// Where the app is as a whole.
+    pub state: AppState,
+    /// Crash restarts since the master started.
+    pub restarts: u32,
     /// Id of the main instance, if one is serving.
     pub main: Option<u64>,
     /// Id of the instance a reload in progress is waiting for.
@@ -115,4 +213,8 @@ pub enum ControlResponse {
     },
     /// The request failed; the message says why.
     Error(Failure),
+    /// The request was done; the message says what happened.
+    Done(String),
+    /// Log lines, oldest first, each `TIME APP#ID STREAM| text`.
+    LogLines(Vec<String>),
 }

@@ -20,8 +20,8 @@ where
 
 #[test]
 fn hello() {
-    check(Hello::new(Role::Instance), b"ally\x01\x00");
-    check(Hello::new(Role::Control), b"ally\x01\x01");
+    check(Hello::new(Role::Instance), b"ally\x02\x00");
+    check(Hello::new(Role::Control), b"ally\x02\x01");
 }
 
 #[test]
@@ -110,6 +110,8 @@ fn control() {
     check(
         ControlResponse::Apps(vec![AppStatus {
             name: "a".into(),
+            state: AppState::Running,
+            restarts: 0,
             main: Some(1),
             reloading: None,
             queued_reloads: 0,
@@ -121,9 +123,38 @@ fn control() {
                 started_unix_ms: 1,
                 listeners: 1,
                 deadline_unix_ms: None,
+                report: Report {
+                    tasks: Some(2),
+                    ..Report::default()
+                },
+                cpu_ms: 3,
+                rss_bytes: 4,
             }],
         }]),
-        &[0, 1, 1, b'a', 1, 1, 0, 0, 0, 1, 1, 9, 1, 1, 1, 0],
+        &[
+            0, 1, 1, b'a', 0, 0, 1, 1, 0, 0, 0, 1, 1, 9, 1, 1, 1, 0, 1, 2, 0, 0, 0, 3, 4,
+        ],
+    );
+    check(
+        ControlRequest::Logs {
+            app: "w".into(),
+            lines: 10,
+            follow: true,
+        },
+        &[7, 1, b'w', 10, 1],
+    );
+    check(ControlRequest::Reread, &[8]);
+    check(
+        ControlRequest::Kill {
+            app: "w".into(),
+            signal: 10,
+        },
+        &[6, 1, b'w', 20],
+    );
+    check(ControlResponse::Done("ok".into()), b"\x04\x02ok");
+    check(
+        ControlResponse::LogLines(vec!["x".into()]),
+        &[5, 1, 1, b'x'],
     );
 }
 

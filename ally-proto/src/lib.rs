@@ -30,7 +30,9 @@ pub mod paths;
 pub mod state;
 
 pub use addr::{AddrError, ListenAddr, MAX_UNIX_PATH, Network};
-pub use control::{AppStatus, ControlRequest, ControlResponse, InstanceState, InstanceStatus};
+pub use control::{
+    AppState, AppStatus, ControlRequest, ControlResponse, InstanceState, InstanceStatus,
+};
 pub use error::{Error, ErrorCode, Failure};
 pub use hello::{Hello, HelloReply, MAGIC, PROTOCOL_VERSION, Role};
 pub use instance::{
