@@ -22,6 +22,7 @@ use crate::instance::Launch;
 use crate::limits::{ACCEPT_PAUSE, HELLO_TIMEOUT, MAX_CONNECTIONS};
 use crate::listeners::Listeners;
 use crate::log;
+use crate::logs::{self, AppLog};
 use crate::signals::Signals;
 
 /// Whether the master is stopping.
@@ -46,6 +47,10 @@ enum Token {
 /// The master's whole state.
 #[derive(Debug)]
 pub struct Master {
+    /// The config file, read again by `reread`.
+    pub(crate) config_path: std::path::PathBuf,
+    /// Where apps' default log files go.
+    pub(crate) log_dir: std::path::PathBuf,
     pub(crate) launch: Launch,
     control: UnixListener,
     signals: Signals,
@@ -63,19 +68,43 @@ pub struct Master {
 
 impl Master {
     /// A master for `config`, serving its control socket on `control`.
-    pub fn new(config: Config, launch: Launch, control: UnixListener, signals: Signals) -> Master {
-        Master {
+    ///
+    /// # Errors
+    ///
+    /// If an app's log file cannot be opened.
+    pub fn new(
+        config: Config,
+        launch: Launch,
+        control: UnixListener,
+        signals: Signals,
+    ) -> Result<Master, String> {
+        let log_dir = config
+            .master
+            .log_dir
+            .clone()
+            .unwrap_or_else(logs::default_dir);
+        let apps = config
+            .apps
+            .into_iter()
+            .map(|app| {
+                let log = AppLog::open(&app.name, &app.log, &log_dir)?;
+                Ok(App::new(app, log))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(Master {
+            config_path: config.path,
+            log_dir,
             launch,
             control,
             signals,
-            apps: config.apps.into_iter().map(App::new).collect(),
+            apps,
             listeners: Listeners::default(),
             conns: BTreeMap::new(),
             next_conn: 1,
             accept_paused_until: None,
             shutdown: Shutdown::Running,
             uid: rustix::process::geteuid(),
-        }
+        })
     }
 
     /// Starts every app and serves until a shutdown completes.
@@ -92,7 +121,16 @@ impl Master {
         );
         let mut notices = Vec::new();
         for app in &mut self.apps {
-            app.begin(Vec::new(), &self.launch, &mut notices);
+            if app.config.autostart {
+                app.begin(Vec::new(), &self.launch, &mut notices);
+            } else {
+                log!(
+                    "{}: autostart = false; start it with `ally-ctl start {}`",
+                    app.name(),
+                    app.name()
+                );
+                app.hold_down();
+            }
         }
         self.deliver(notices);
         while !(self.shutdown != Shutdown::Running && self.apps.iter().all(App::is_stopped)) {
@@ -190,18 +228,32 @@ impl Master {
                 {
                     self.on_readable(id);
                 }
-                Token::Output { app, instance } => {
-                    let app = &mut self.apps[app];
-                    let name = app.config.name.clone();
-                    if let Some(i) = app.instances.iter_mut().find(|i| i.id == instance) {
-                        i.drain_pipes(&name);
-                    }
-                }
+                Token::Output { app, instance } => self.apps[app].read_output(instance),
                 _ => {}
             }
         }
         if ready.iter().any(|(t, _)| matches!(t, Token::Control)) {
             self.accept();
+        }
+        self.send_to_followers();
+        self.apps.retain(|app| !app.is_gone());
+    }
+
+    /// Sends the log lines written this turn to `ally-ctl logs -f` clients,
+    /// forgetting those that went away.
+    fn send_to_followers(&mut self) {
+        for index in 0..self.apps.len() {
+            let app = &mut self.apps[index];
+            if app.unsent.is_empty() {
+                continue;
+            }
+            let lines = std::mem::take(&mut app.unsent);
+            let followers = app.followers.clone();
+            for conn in followers {
+                self.send(conn, &ControlResponse::LogLines(lines.clone()), Vec::new());
+            }
+            let conns = &self.conns;
+            self.apps[index].followers.retain(|c| conns.contains_key(c));
         }
     }
 
@@ -217,7 +269,7 @@ impl Master {
                     self.shutdown = Shutdown::Graceful;
                     let mut notices = Vec::new();
                     for app in &mut self.apps {
-                        app.stop(&mut notices);
+                        app.shutdown(&mut notices);
                     }
                     self.deliver(notices);
                 }
@@ -231,7 +283,13 @@ impl Master {
             }
         }
         if pending.hangup {
-            log!("SIGHUP received; nothing to reopen yet");
+            log!("SIGHUP: reopening log files and rereading the config");
+            if let Err(e) = self.reopen_logs() {
+                log!("reopen failed: {e}");
+            }
+            if let Err(e) = self.reread() {
+                log!("reread failed, nothing changed: {e}");
+            }
         }
     }
 
@@ -429,23 +487,31 @@ impl Master {
                             Vec::new(),
                         );
                     }
+                    Waiter::Lifecycle { .. } => {}
                 },
                 Notice::Done {
                     waiter,
                     app,
                     instance,
                 } => {
-                    if let Waiter::Control { conn, wait: true } = waiter {
-                        self.send(
+                    let done = match waiter {
+                        Waiter::Control { conn, wait: true } => {
+                            Some((conn, ControlResponse::ReloadDone { app, instance }))
+                        }
+                        Waiter::Lifecycle { conn } => Some((
                             conn,
-                            &ControlResponse::ReloadDone { app, instance },
-                            Vec::new(),
-                        );
+                            ControlResponse::Done(format!("{app}: instance {instance} is main")),
+                        )),
+                        Waiter::Control { wait: false, .. } | Waiter::Instance { .. } => None,
+                    };
+                    if let Some((conn, response)) = done {
+                        self.send(conn, &response, Vec::new());
                     }
                 }
                 Notice::Reply(reply) => self.send(reply.conn, &reply.reply, Vec::new()),
+                Notice::Control { conn, response } => self.send(conn, &response, Vec::new()),
                 Notice::Failed { waiter, failure } => match waiter {
-                    Waiter::Control { conn, .. } => {
+                    Waiter::Control { conn, .. } | Waiter::Lifecycle { conn } => {
                         self.send(conn, &ControlResponse::Error(failure), Vec::new());
                     }
                     Waiter::Instance { conn } => {

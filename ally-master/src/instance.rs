@@ -2,8 +2,9 @@
 //! the output it writes.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -11,9 +12,10 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use ally_proto::{InstanceState, Report, env};
 use rustix::process::{Pid, Rlimit, Signal};
 
-use crate::config::{self, AppConfig};
+use crate::config::{self, AppConfig, CLEAN_ENV};
 use crate::limits::{MAX_LOG_LINE, READ_CHUNK, STDERR_TAIL_LINES};
 use crate::sys;
+use crate::users;
 
 /// What every instance is started with, whatever its app.
 #[derive(Debug, Clone)]
@@ -134,8 +136,23 @@ impl Instance {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
+        if !app.inherit_env {
+            cmd.env_clear();
+            let passed = std::env::vars_os().filter(|(name, _)| clean_env_allows(name));
+            cmd.envs(passed);
+        }
         for var in env::ALL {
             cmd.env_remove(var);
+        }
+        let identity = users::resolve(app.user.as_deref(), app.group.as_deref())
+            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
+        if let Some(who) = &identity {
+            cmd.uid(who.uid).gid(who.gid);
+            if app.user.is_some() {
+                cmd.env("USER", &who.name)
+                    .env("LOGNAME", &who.name)
+                    .env("HOME", &who.home);
+            }
         }
         cmd.envs(&app.env)
             .env(env::SOCKET, &launch.socket)
@@ -186,72 +203,50 @@ impl Instance {
         self.state = State::Killed;
     }
 
-    /// Reads what pipe `index` has, forwarding whole lines to the master's
-    /// stderr as `[app#id] line`. Returns `false` once the pipe is at end of
-    /// file and has been removed.
-    pub fn read_pipe(&mut self, index: usize, app: &str) -> bool {
+    /// Reads what the output pipes hold, without blocking, and returns the
+    /// whole lines (and, at end of file, the last partial one). A pipe at
+    /// end of file is removed. The last stderr lines are also kept for
+    /// failure reports.
+    pub fn read_output(&mut self) -> Vec<(Stream, String)> {
+        let mut lines = Vec::new();
         let mut buf = vec![0u8; READ_CHUNK];
-        loop {
+        let mut index = 0;
+        while index < self.pipes.len() {
             let pipe = &mut self.pipes[index];
             match rustix::io::read(&pipe.fd, &mut buf) {
                 Ok(0) => {
                     let rest = std::mem::take(&mut pipe.partial);
-                    let stream = pipe.stream;
                     if !rest.is_empty() {
-                        self.emit_line(app, stream, &rest);
+                        lines.push((pipe.stream, rest));
                     }
                     self.pipes.remove(index);
-                    return false;
                 }
                 Ok(n) => {
                     pipe.partial.extend_from_slice(&buf[..n]);
-                    self.emit_lines(index, app);
+                    while let Some(end) = pipe.partial.iter().position(|&b| b == b'\n') {
+                        lines.push((pipe.stream, pipe.partial.drain(..=end).collect()));
+                    }
+                    if pipe.partial.len() > MAX_LOG_LINE {
+                        lines.push((pipe.stream, std::mem::take(&mut pipe.partial)));
+                    }
                 }
                 Err(rustix::io::Errno::INTR) => {}
-                Err(_) => return true,
+                Err(_) => index += 1,
             }
         }
-    }
-
-    /// Reads whatever is left in the pipes without blocking, so the stderr
-    /// tail is complete when the instance's exit is reported.
-    pub fn drain_pipes(&mut self, app: &str) {
-        let mut index = 0;
-        while index < self.pipes.len() {
-            if self.read_pipe(index, app) {
-                index += 1;
-            }
-        }
-    }
-
-    fn emit_lines(&mut self, index: usize, app: &str) {
-        let pipe = &mut self.pipes[index];
-        let stream = pipe.stream;
-        let mut lines = Vec::new();
-        while let Some(end) = pipe.partial.iter().position(|&b| b == b'\n') {
-            lines.push(pipe.partial.drain(..=end).collect::<Vec<u8>>());
-        }
-        if pipe.partial.len() > MAX_LOG_LINE {
-            lines.push(std::mem::take(&mut pipe.partial));
-        }
-        for line in lines {
-            self.emit_line(app, stream, &line);
-        }
-    }
-
-    fn emit_line(&mut self, app: &str, stream: Stream, line: &[u8]) {
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let mut text = String::from_utf8_lossy(&line[..line.len().min(MAX_LOG_LINE)]).into_owned();
-        if line.len() > MAX_LOG_LINE {
-            text.push('…');
-        }
-        let _ = writeln!(io::stderr().lock(), "[{app}#{}] {text}", self.id);
-        if stream == Stream::Stderr {
-            if self.tail.len() == STDERR_TAIL_LINES {
-                self.tail.pop_front();
-            }
-            self.tail.push_back(text);
-        }
+        lines
+            .into_iter()
+            .map(|(stream, line)| {
+                let text = line_text(&line);
+                if stream == Stream::Stderr {
+                    if self.tail.len() == STDERR_TAIL_LINES {
+                        self.tail.pop_front();
+                    }
+                    self.tail.push_back(text.clone());
+                }
+                (stream, text)
+            })
+            .collect()
     }
 
     /// The last lines the instance wrote to stderr, for failure reports.
@@ -282,6 +277,17 @@ impl OutputPipe {
     }
 }
 
+/// One output line as text: without its newline, invalid UTF-8 replaced,
+/// cut at [`MAX_LOG_LINE`] bytes with a `…`.
+fn line_text(line: &[u8]) -> String {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let mut text = String::from_utf8_lossy(&line[..line.len().min(MAX_LOG_LINE)]).into_owned();
+    if line.len() > MAX_LOG_LINE {
+        text.push('…');
+    }
+    text
+}
+
 /// The conventional name of `signal`, such as `SIGTERM`.
 pub fn signal_name(signal: Signal) -> String {
     if signal == Signal::KILL {
@@ -300,4 +306,18 @@ pub fn describe_exit(status: rustix::process::WaitStatus) -> String {
     } else {
         "ended".to_owned()
     }
+}
+
+/// Whether `name` is one of [`CLEAN_ENV`] (`LC_*` matching every locale
+/// variable).
+fn clean_env_allows(name: &std::ffi::OsStr) -> bool {
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    CLEAN_ENV
+        .iter()
+        .any(|allowed| match allowed.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => name == *allowed,
+        })
 }

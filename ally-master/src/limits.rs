@@ -38,16 +38,6 @@ pub const STDERR_TAIL_LINES: usize = 20;
 /// rest of a longer line is cut, marked with `…`.
 pub const MAX_LOG_LINE: usize = 4096;
 
-/// Delay before restarting an app whose main instance died unexpectedly,
-/// doubled at each consecutive crash.
-pub const RESTART_DELAY_MIN: Duration = Duration::from_millis(500);
-
-/// Longest delay between crash restarts.
-pub const RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
-
-/// A main instance that ran this long before dying resets the back-off.
-pub const STABLE_RUN: Duration = Duration::from_secs(60);
-
 /// How long a connection being closed after a refusal may take to read it.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 
@@ -59,3 +49,11 @@ pub const EXPIRY_SWEEP_BATCH: usize = 1024;
 /// close together are freed in one wake-up. They are invisible to readers
 /// from the exact moment they expire either way.
 pub const EXPIRY_WAKE_GRANULARITY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Lines of each app's output kept in memory, for `ally-ctl logs` when the
+/// output goes to the master's stderr rather than a file.
+pub const RECENT_LOG_LINES: usize = 1000;
+
+/// Most bytes `ally-ctl logs -n` reads back from the end of a log file,
+/// which keeps its answer within one frame.
+pub const MAX_LOG_TAIL_BYTES: u64 = 512 << 10;

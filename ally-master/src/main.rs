@@ -7,16 +7,21 @@
 mod app;
 mod config;
 mod conn;
+mod control;
 mod event_loop;
 mod instance;
 mod limits;
 mod listeners;
 mod log;
+mod logs;
+mod proc_stats;
 mod requests;
+mod reread;
 mod runtime;
 mod shared_state;
 mod signals;
 mod sys;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -106,7 +111,8 @@ fn run(args: Args) -> Result<(), Failure> {
         socket,
         fd_limit: sys::raise_fd_limit(),
     };
-    let mut master = event_loop::Master::new(config, launch, control, signals);
+    let mut master =
+        event_loop::Master::new(config, launch, control, signals).map_err(Failure::Runtime)?;
     master
         .run()
         .map_err(|e| Failure::Runtime(format!("event loop failed: {e}")))

@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use ally_proto::{
-    ControlRequest, ControlResponse, ErrorCode, Failure, Hello, HelloReply, InstanceInfo,
-    InstanceRequest, InstanceResponse, MAGIC, PROTOCOL_VERSION, Role,
+    ControlRequest, ErrorCode, Failure, Hello, HelloReply, InstanceInfo, InstanceRequest,
+    InstanceResponse, MAGIC, PROTOCOL_VERSION, Role,
 };
 
 use crate::app::{Notice, Waiter};
@@ -216,40 +216,5 @@ impl Master {
             ),
         };
         self.send(conn, &reply, fds);
-    }
-
-    fn on_control_request(&mut self, conn: u64, req: ControlRequest) {
-        match req {
-            ControlRequest::List => {
-                let apps = self
-                    .apps
-                    .iter()
-                    .map(|a| a.status(&self.listeners))
-                    .collect();
-                self.send(conn, &ControlResponse::Apps(apps), Vec::new());
-            }
-            ControlRequest::Reload { app, wait } => {
-                let Some(index) = self.apps.iter().position(|a| a.config.name == app) else {
-                    let known: Vec<&str> = self.apps.iter().map(|a| a.name()).collect();
-                    let failure = Failure::new(
-                        ErrorCode::UnknownApp,
-                        format!(
-                            "no app named `{app}`; this master runs: {}",
-                            known.join(", ")
-                        ),
-                    );
-                    self.send(conn, &ControlResponse::Error(failure), Vec::new());
-                    return;
-                };
-                log!("{app}: reload asked");
-                let mut notices = Vec::new();
-                self.apps[index].request_reload(
-                    Waiter::Control { conn, wait },
-                    &self.launch,
-                    &mut notices,
-                );
-                self.deliver(notices);
-            }
-        }
     }
 }

@@ -9,16 +9,19 @@
 //! The app does no I/O on connections: it returns [`Notice`]s for the event
 //! loop to deliver.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use ally_proto::{AppStatus, ErrorCode, Failure, InstanceStatus};
+use ally_proto::{AppStatus, ControlResponse, ErrorCode, Failure, InstanceStatus};
 use rustix::process::{Pid, WaitStatus};
 
-use crate::config::AppConfig;
-use crate::instance::{Instance, Launch, State, describe_exit, signal_name, unix_ms};
-use crate::limits::{RESTART_DELAY_MAX, RESTART_DELAY_MIN, STABLE_RUN};
+use crate::config::{AppConfig, RestartPolicy};
+use crate::instance::{Instance, Launch, State, Stream, describe_exit, signal_name, unix_ms};
 use crate::listeners::Listeners;
 use crate::log;
+use crate::logs::AppLog;
+use crate::proc_stats;
+
+mod lifecycle;
 use crate::shared_state::{Reply, SharedState};
 
 /// Who asked for a reload, and so who hears how it went.
@@ -33,6 +36,12 @@ pub enum Waiter {
     },
     /// An instance that asked for its own app's reload.
     Instance {
+        /// Connection id.
+        conn: u64,
+    },
+    /// A control client's `start` or `restart`: hears `Done` once an
+    /// instance is main.
+    Lifecycle {
         /// Connection id.
         conn: u64,
     },
@@ -68,6 +77,13 @@ pub enum Notice {
     },
     /// A late answer to an instance's request (a lock wait ended).
     Reply(Reply),
+    /// A late answer to a control request (a stop finished).
+    Control {
+        /// Connection id.
+        conn: u64,
+        /// The answer.
+        response: ControlResponse,
+    },
 }
 
 #[derive(Debug)]
@@ -92,19 +108,43 @@ pub struct App {
     pub instances: Vec<Instance>,
     /// Cache, atomics and locks: they outlive every instance.
     pub state: SharedState,
+    /// Where its instances' output goes.
+    pub log: AppLog,
+    /// Connections following the log (`ally-ctl logs -f`).
+    pub followers: Vec<u64>,
+    /// Lines written since the followers were last sent what is new.
+    pub unsent: Vec<String>,
     next_id: u64,
     reload: Option<Reload>,
     queued: Vec<Waiter>,
     last_error: Option<String>,
     backoff: Backoff,
-    stopping: bool,
+    /// The master is shutting down: nothing starts again.
+    shutting_down: bool,
+    /// Stopped on purpose (`ally-ctl stop`, `autostart = false`, removed by
+    /// `reread`): no instance should run.
+    down: bool,
+    /// Crashed `max_failures` times in a row: left alone until `start`.
+    failed: bool,
+    /// Crash restarts so far.
+    restarts: u32,
+    /// `stop` clients waiting for the last instance to exit.
+    stop_waiters: Vec<u64>,
+    /// `restart` clients waiting for the last instance to exit, then for
+    /// the new one to be main.
+    start_after_stop: Vec<Waiter>,
+    /// Removed from the config by `reread`; forgotten once stopped.
+    retired: bool,
 }
 
 impl App {
-    /// An app with no instances yet.
-    pub fn new(config: AppConfig) -> App {
+    /// An app with no instances yet, writing its output to `log`.
+    pub fn new(config: AppConfig, log: AppLog) -> App {
         App {
             state: SharedState::new(config.limits),
+            log,
+            followers: Vec::new(),
+            unsent: Vec::new(),
             config,
             instances: Vec::new(),
             next_id: 1,
@@ -112,7 +152,13 @@ impl App {
             queued: Vec::new(),
             last_error: None,
             backoff: Backoff::default(),
-            stopping: false,
+            shutting_down: false,
+            down: false,
+            failed: false,
+            restarts: 0,
+            stop_waiters: Vec::new(),
+            start_after_stop: Vec::new(),
+            retired: false,
         }
     }
 
@@ -131,15 +177,26 @@ impl App {
 
     /// Whether the app has stopped for good: shutting down, nothing left.
     pub fn is_stopped(&self) -> bool {
-        self.stopping && self.instances.is_empty()
+        self.shutting_down && self.instances.is_empty()
     }
 
     /// Asks for a reload on behalf of `waiter`.
     pub fn request_reload(&mut self, waiter: Waiter, launch: &Launch, out: &mut Vec<Notice>) {
-        if self.stopping {
+        if self.shutting_down {
             out.push(Notice::Failed {
                 waiter,
                 failure: Failure::new(ErrorCode::ShuttingDown, "the master is shutting down"),
+            });
+        } else if self.down {
+            out.push(Notice::Failed {
+                waiter,
+                failure: Failure::new(
+                    ErrorCode::BadRequest,
+                    format!(
+                        "{} is stopped; start it with `ally-ctl start {}`",
+                        self.config.name, self.config.name
+                    ),
+                ),
             });
         } else if self.reload.is_some() {
             self.queued.push(waiter);
@@ -167,10 +224,16 @@ impl App {
                     app: self.config.name.clone(),
                     instance: id,
                 }));
-                // Only `reload --wait` hears the outcome too.
+                // Only `reload --wait`, `start` and `restart` hear the
+                // outcome too.
                 let waiters = waiters
                     .into_iter()
-                    .filter(|w| matches!(w, Waiter::Control { wait: true, .. }))
+                    .filter(|w| {
+                        matches!(
+                            w,
+                            Waiter::Control { wait: true, .. } | Waiter::Lifecycle { .. }
+                        )
+                    })
                     .collect();
                 self.reload = Some(Reload {
                     instance: id,
@@ -215,6 +278,7 @@ impl App {
                 );
             }
         }
+        self.cap_draining();
         if let Some(reload) = self.reload.take_if(|r| r.instance == id) {
             self.last_error = None;
             out.extend(reload.waiters.into_iter().map(|waiter| Notice::Done {
@@ -240,7 +304,8 @@ impl App {
             return false;
         };
         let mut instance = self.instances.remove(index);
-        instance.drain_pipes(&self.config.name);
+        let lines = instance.read_output();
+        self.record(instance.id, lines);
         listeners.release_instance(&self.config.name, instance.id);
         self.owner_gone(instance.id, out);
         let how = describe_exit(status);
@@ -265,7 +330,7 @@ impl App {
                 );
                 log!("{message}");
                 self.last_error = Some(message);
-                if instance.started.elapsed() >= STABLE_RUN {
+                if instance.started.elapsed() >= self.config.restart.stable_after {
                     self.backoff.crashes = 0;
                 }
                 self.schedule_restart();
@@ -274,7 +339,29 @@ impl App {
                 log!("{}#{id}: {how}", self.config.name);
             }
         }
+        if self.instances.is_empty() {
+            self.on_last_exit(launch, out);
+        }
         true
+    }
+
+    /// Reads instance `id`'s pending output into the app's log.
+    pub fn read_output(&mut self, id: u64) {
+        if let Some(instance) = self.instances.iter_mut().find(|i| i.id == id) {
+            let lines = instance.read_output();
+            self.record(id, lines);
+        }
+    }
+
+    /// Writes `lines` of instance `id` to the log, keeping them for
+    /// followers if there are any.
+    fn record(&mut self, id: u64, lines: Vec<(Stream, String)>) {
+        for (stream, text) in lines {
+            let line = self.log.write(id, stream, &text);
+            if !self.followers.is_empty() {
+                self.unsent.push(line);
+            }
+        }
     }
 
     /// Instance `id` exited or closed its last connection: its locks go.
@@ -294,8 +381,8 @@ impl App {
             match instance.state {
                 State::Starting { deadline } if deadline <= now => {
                     instance.kill();
-                    instance.drain_pipes(&self.config.name);
-                    unready = Some((instance.id, instance.stderr_tail()));
+                    let lines = instance.read_output();
+                    unready = Some((instance.id, instance.stderr_tail(), lines));
                 }
                 State::Draining { deadline } if deadline <= now => {
                     log!(
@@ -309,7 +396,8 @@ impl App {
                 _ => {}
             }
         }
-        if let Some((id, tail)) = unready {
+        if let Some((id, tail, lines)) = unready {
+            self.record(id, lines);
             let message = format!(
                 "instance {id} of {} was not ready within {:?} and was killed; {tail}",
                 self.config.name, self.config.ready_timeout
@@ -321,6 +409,7 @@ impl App {
             self.after_reload(launch, out);
         }
         if self.backoff.at.is_some_and(|at| at <= now) && self.reload.is_none() {
+            self.restarts = self.restarts.saturating_add(1);
             log!("{}: restarting after a crash", self.config.name);
             self.begin(Vec::new(), launch, out);
         }
@@ -336,28 +425,6 @@ impl App {
             .min()
     }
 
-    /// Stops the app for good: fails pending reloads and sends every
-    /// instance the stop signal.
-    pub fn stop(&mut self, out: &mut Vec<Notice>) {
-        self.stopping = true;
-        self.backoff.at = None;
-        let mut waiters = self.reload.take().map(|r| r.waiters).unwrap_or_default();
-        waiters.append(&mut self.queued);
-        for waiter in waiters {
-            out.push(Notice::Failed {
-                waiter,
-                failure: Failure::new(ErrorCode::ShuttingDown, "the master is shutting down"),
-            });
-        }
-        let deadline = Instant::now() + self.config.stop_timeout;
-        for instance in &mut self.instances {
-            if matches!(instance.state, State::Main | State::Starting { .. }) {
-                instance.signal(self.config.stop_signal);
-                instance.state = State::Draining { deadline };
-            }
-        }
-    }
-
     /// Kills every instance at once (a second shutdown signal).
     pub fn kill_all(&mut self) {
         for instance in &mut self.instances {
@@ -369,8 +436,15 @@ impl App {
     pub fn status(&self, listeners: &Listeners) -> AppStatus {
         let now = Instant::now();
         let wall = std::time::SystemTime::now();
+        let usage: Vec<_> = self
+            .instances
+            .iter()
+            .map(|i| proc_stats::usage(i.pid))
+            .collect();
         AppStatus {
             name: self.config.name.clone(),
+            state: self.state(),
+            restarts: self.restarts,
             main: self.main(),
             reloading: self.reload.as_ref().map(|r| r.instance),
             queued_reloads: u32::try_from(self.queued.len()).unwrap_or(u32::MAX),
@@ -378,7 +452,8 @@ impl App {
             instances: self
                 .instances
                 .iter()
-                .map(|i| InstanceStatus {
+                .enumerate()
+                .map(|(index, i)| InstanceStatus {
                     id: i.id,
                     pid: i.pid.as_raw_nonzero().get() as u32,
                     state: i.state.wire(),
@@ -388,13 +463,16 @@ impl App {
                         .state
                         .deadline()
                         .map(|d| unix_ms(wall + d.saturating_duration_since(now))),
+                    report: i.report.clone(),
+                    cpu_ms: usage[index].cpu_ms,
+                    rss_bytes: usage[index].rss_bytes,
                 })
                 .collect(),
         }
     }
 
     fn fail(&mut self, waiters: Vec<Waiter>, message: String, out: &mut Vec<Notice>) {
-        log!("{}: reload failed: {message}", self.config.name);
+        log!("{}: {message}", self.config.name);
         out.extend(waiters.into_iter().map(|waiter| Notice::Failed {
             waiter,
             failure: Failure::new(ErrorCode::ReloadFailed, message.clone()),
@@ -407,24 +485,94 @@ impl App {
 
     /// After a reload ends: start the queued one, if any.
     fn after_reload(&mut self, launch: &Launch, out: &mut Vec<Notice>) {
-        if self.reload.is_none() && !self.queued.is_empty() && !self.stopping {
+        if self.reload.is_none() && !self.queued.is_empty() && !self.shutting_down && !self.down {
             let waiters = std::mem::take(&mut self.queued);
             self.begin(waiters, launch, out);
         }
     }
 
+    /// No main instance and nothing starting: plan the next start under the
+    /// app's restart policy, or give up and mark the app failed.
     fn schedule_restart(&mut self) {
-        if self.stopping || self.reload.is_some() || self.main().is_some() {
+        if self.shutting_down || self.down || self.reload.is_some() || self.main().is_some() {
             return;
         }
-        let delay = RESTART_DELAY_MIN
-            .saturating_mul(1u32 << self.backoff.crashes.min(16))
-            .min(RESTART_DELAY_MAX);
+        let policy = self.config.restart;
         self.backoff.crashes = self.backoff.crashes.saturating_add(1);
+        if !policy.enabled {
+            self.failed = true;
+            log!(
+                "{}: no main instance, and restarts are disabled: failed",
+                self.config.name
+            );
+            return;
+        }
+        if policy.max_failures > 0 && self.backoff.crashes > policy.max_failures {
+            self.failed = true;
+            log!(
+                "{}: failed {} times in a row; not restarting until `ally-ctl start {}`",
+                self.config.name,
+                policy.max_failures,
+                self.config.name
+            );
+            return;
+        }
+        let delay = backoff_delay(&policy, self.backoff.crashes - 1);
         self.backoff.at = Some(Instant::now() + delay);
         log!(
             "{}: no main instance; restarting in {delay:?}",
             self.config.name
         );
+    }
+
+    /// SIGKILLs the oldest draining instances beyond `max_draining`.
+    fn cap_draining(&mut self) {
+        let draining = self
+            .instances
+            .iter()
+            .filter(|i| matches!(i.state, State::Draining { .. }))
+            .count();
+        let excess = draining.saturating_sub(self.config.max_draining.max(1));
+        let oldest = self
+            .instances
+            .iter_mut()
+            .filter(|i| matches!(i.state, State::Draining { .. }))
+            .take(excess);
+        for instance in oldest {
+            log!(
+                "{}#{}: more than max_draining = {} instances draining; sent SIGKILL to the oldest",
+                self.config.name,
+                instance.id,
+                self.config.max_draining
+            );
+            instance.kill();
+        }
+    }
+}
+
+/// The delay before restart number `attempt` (from 0): `min_delay` times
+/// `factor` to the power `attempt`, at most `max_delay`.
+fn backoff_delay(policy: &RestartPolicy, attempt: u32) -> Duration {
+    let mut delay = policy.min_delay;
+    for _ in 0..attempt {
+        delay = delay.saturating_mul(policy.factor);
+        if delay >= policy.max_delay {
+            break;
+        }
+    }
+    delay.min(policy.max_delay)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let policy = RestartPolicy::default();
+        let ms = |a| backoff_delay(&policy, a).as_millis();
+        assert_eq!([ms(0), ms(1), ms(2), ms(3)], [500, 1000, 2000, 4000]);
+        assert_eq!(ms(10), 30_000);
+        assert_eq!(ms(u32::MAX), 30_000);
     }
 }

@@ -1,0 +1,82 @@
+//! `ally-ctl reread`: apply an edited config without a restart.
+//!
+//! The new file is parsed and every new log file opened before anything
+//! changes, so an invalid config (or an unwritable log) changes nothing.
+//! Then: apps that appeared start (if `autostart`); apps that disappeared
+//! are stopped and forgotten once their last instance exits; apps whose
+//! settings changed take them from their next start (a running instance
+//! keeps the command, environment and deadlines it was started with);
+//! untouched apps are not disturbed at all. `[master]` settings apply when
+//! the master restarts. Shared-state limits are those the app was first
+//! loaded with, until the master restarts.
+
+use crate::app::App;
+use crate::config;
+use crate::event_loop::Master;
+use crate::log;
+use crate::logs::AppLog;
+
+impl Master {
+    /// Applies the config file as it is now; returns a summary.
+    ///
+    /// # Errors
+    ///
+    /// The config's error (with file, line and column) or a log file that
+    /// cannot be opened; nothing has changed then.
+    pub(crate) fn reread(&mut self) -> Result<String, String> {
+        let config = config::load(&self.config_path).map_err(|e| e.to_string())?;
+        let mut opened = Vec::new();
+        for app in &config.apps {
+            let known = self.apps.iter().find(|a| a.name() == app.name);
+            if known.is_none_or(|a| a.config.log != app.log) {
+                opened.push(AppLog::open(&app.name, &app.log, &self.log_dir)?);
+            }
+        }
+        let mut opened = opened.into_iter();
+        let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
+        let mut notices = Vec::new();
+        for app in &mut self.apps {
+            if !config.apps.iter().any(|a| a.name == app.name()) && !app.is_retired() {
+                removed.push(app.name().to_owned());
+                app.retire(&mut notices);
+            }
+        }
+        for new in config.apps {
+            match self.apps.iter_mut().find(|a| a.name() == new.name) {
+                Some(app) if app.config == new => {}
+                Some(app) => {
+                    if app.config.log != new.log
+                        && let Some(log) = opened.next()
+                    {
+                        app.log = log;
+                    }
+                    changed.push(new.name.clone());
+                    app.config = new;
+                }
+                None => {
+                    let Some(log) = opened.next() else {
+                        continue;
+                    };
+                    added.push(new.name.clone());
+                    let mut app = App::new(new, log);
+                    if app.config.autostart {
+                        app.begin(Vec::new(), &self.launch, &mut notices);
+                    } else {
+                        app.hold_down();
+                    }
+                    self.apps.push(app);
+                }
+            }
+        }
+        self.deliver(notices);
+        let summary = format!(
+            "reread {}: added [{}], removed [{}], changed [{}] (changes apply from each app's next start)",
+            self.config_path.display(),
+            added.join(", "),
+            removed.join(", "),
+            changed.join(", ")
+        );
+        log!("{summary}");
+        Ok(summary)
+    }
+}
