@@ -30,6 +30,7 @@ name = "demo"
 command = ["$bin/examples/demo", "--addr", "$addr"]
 ready_timeout = "5s"
 stop_timeout = "10s"
+log = "inherit"   # instance output into the master's log, shown below
 TOML
 
 export ALLY_RUNTIME_DIR="$dir/run"

@@ -106,6 +106,11 @@ pub struct AppConfig {
     pub stop_timeout: Option<String>,
     /// `stop_signal`, e.g. `"SIGTERM"`.
     pub stop_signal: Option<String>,
+    /// `log`: `"inherit"` unless changed, so instance output lands in
+    /// `master.log` where tests read it.
+    pub log: Option<String>,
+    /// Further `key = value` lines, written as they are.
+    pub extra: Vec<String>,
 }
 
 impl AppConfig {
@@ -117,7 +122,21 @@ impl AppConfig {
             ready_timeout: None,
             stop_timeout: None,
             stop_signal: None,
+            log: Some("inherit".into()),
+            extra: Vec::new(),
         }
+    }
+
+    /// Sets `log` (`None`: the master's default file).
+    pub fn log(mut self, target: Option<&str>) -> AppConfig {
+        self.log = target.map(Into::into);
+        self
+    }
+
+    /// Adds a raw `key = value` line to the table.
+    pub fn line(mut self, line: &str) -> AppConfig {
+        self.extra.push(line.into());
+        self
     }
 
     /// Sets `ready_timeout`.
@@ -147,10 +166,15 @@ impl AppConfig {
             ("ready_timeout", &self.ready_timeout),
             ("stop_timeout", &self.stop_timeout),
             ("stop_signal", &self.stop_signal),
+            ("log", &self.log),
         ] {
             if let Some(v) = value {
                 t.push_str(&format!("{key} = {}\n", toml_str(v)));
             }
+        }
+        for line in &self.extra {
+            t.push_str(line);
+            t.push('\n');
         }
         t
     }
@@ -614,7 +638,8 @@ mod tests {
         assert_eq!(
             app.to_toml(),
             "[[app]]\nname = \"web\"\ncommand = [\"/t/a \\\"b\\\".sh\"]\n\
-             ready_timeout = \"1s\"\nstop_timeout = \"3s\"\nstop_signal = \"SIGTERM\"\n"
+             ready_timeout = \"1s\"\nstop_timeout = \"3s\"\nstop_signal = \"SIGTERM\"\n\
+             log = \"inherit\"\n"
         );
     }
 
