@@ -89,7 +89,7 @@ impl Master {
             ControlRequest::Reread => {
                 let response = match self.reread() {
                     Ok(summary) => ControlResponse::Done(summary),
-                    Err(e) => ControlResponse::Error(Failure::new(ErrorCode::BadRequest, e)),
+                    Err(failure) => ControlResponse::Error(failure),
                 };
                 self.send(conn, &response, Vec::new());
             }

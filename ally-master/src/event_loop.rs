@@ -287,8 +287,8 @@ impl Master {
             if let Err(e) = self.reopen_logs() {
                 log!("reopen failed: {e}");
             }
-            if let Err(e) = self.reread() {
-                log!("reread failed, nothing changed: {e}");
+            if let Err(failure) = self.reread() {
+                log!("reread failed, nothing changed: {}", failure.message);
             }
         }
     }

@@ -10,6 +10,8 @@
 //! the master restarts. Shared-state limits are those the app was first
 //! loaded with, until the master restarts.
 
+use ally_proto::{ErrorCode, Failure};
+
 use crate::app::App;
 use crate::config;
 use crate::event_loop::Master;
@@ -23,13 +25,16 @@ impl Master {
     ///
     /// The config's error (with file, line and column) or a log file that
     /// cannot be opened; nothing has changed then.
-    pub(crate) fn reread(&mut self) -> Result<String, String> {
-        let config = config::load(&self.config_path).map_err(|e| e.to_string())?;
+    pub(crate) fn reread(&mut self) -> Result<String, Failure> {
+        let config = config::load(&self.config_path)
+            .map_err(|e| Failure::new(ErrorCode::InvalidConfig, e.to_string()))?;
         let mut opened = Vec::new();
         for app in &config.apps {
             let known = self.apps.iter().find(|a| a.name() == app.name);
             if known.is_none_or(|a| a.config.log != app.log) {
-                opened.push(AppLog::open(&app.name, &app.log, &self.log_dir)?);
+                let log = AppLog::open(&app.name, &app.log, &self.log_dir)
+                    .map_err(|e| Failure::new(ErrorCode::Internal, e))?;
+                opened.push(log);
             }
         }
         let mut opened = opened.into_iter();

@@ -96,6 +96,8 @@ pub enum ErrorCode {
     Internal,
     /// An atomic operation would overflow an `i64`; the value is unchanged.
     Overflow,
+    /// The config file (read again by `reread`) is invalid; nothing changed.
+    InvalidConfig,
 }
 
 impl ErrorCode {
@@ -112,6 +114,7 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting-down",
             ErrorCode::Internal => "internal",
             ErrorCode::Overflow => "overflow",
+            ErrorCode::InvalidConfig => "invalid-config",
         }
     }
 }

@@ -648,7 +648,7 @@ fn reread_prints_the_summary() {
 #[test]
 fn reread_of_an_invalid_config_exits_1_with_the_place() {
     let message = "/etc/ally/ally.toml:12:9: unknown field `comand`; nothing changed";
-    let master = FakeMaster::start(vec![error(ErrorCode::Internal, message)]);
+    let master = FakeMaster::start(vec![error(ErrorCode::InvalidConfig, message)]);
     let (stdout, stderr) = expect_code(&ctl(master.dir(), &["reread"]), 1);
     assert_eq!(stdout, "");
     assert_eq!(
