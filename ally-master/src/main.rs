@@ -46,6 +46,9 @@ struct Args {
     /// path of the control socket (default: <runtime dir>/<config stem>.sock)
     #[argh(option)]
     socket: Option<PathBuf>,
+    /// check the config (and its includes) and exit: 0 if valid, 3 if not
+    #[argh(switch)]
+    check: bool,
 }
 
 /// How the master ended, mapped one to one to exit codes.
@@ -98,6 +101,16 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Failure> {
     let config = config::load(&args.config).map_err(|e| Failure::Config(e.to_string()))?;
+    if args.check {
+        let names: Vec<&str> = config.apps.iter().map(|a| a.name.as_str()).collect();
+        println!(
+            "{}: valid, {} app(s): {}",
+            config.path.display(),
+            names.len(),
+            names.join(", ")
+        );
+        return Ok(());
+    }
     let socket = runtime::socket_path(
         args.socket.as_deref().or(config.master.socket.as_deref()),
         &config.path,
