@@ -1,0 +1,97 @@
+//! `ally-bench` — what a reload costs, and what shared state can carry,
+//! measured on the real binaries.
+//!
+//! Run with `make bench` (`cargo run --release -p ally-tests --bin
+//! ally-bench`). It builds the release binaries, then prints one table:
+//!
+//! - failed requests per reload under a keep-alive load and under a
+//!   `Connection: close` load;
+//! - reload latency of the demo: `reload --wait` alone, and from its start
+//!   until the old instance has exited;
+//! - the cost of `ally::listen_tcp` (a round trip to the master and a
+//!   passed fd) against a plain `bind`, measured inside an instance;
+//! - shared-state throughput (cache get and set, atomic add, lock and
+//!   unlock) from 1 and from 8 clients, under a real master, beside the
+//!   same loops in simulate mode, on a `std::sync::Mutex` (the floor) and
+//!   on Redis through `redis-benchmark`; then the master's memory.
+//!
+//! Measurements run one at a time: the machine may have two cores, and two
+//! at once would measure each other.
+//!
+//! Two hidden modes are the instances those measurements need, run by the
+//! master as apps; each writes its numbers to OUTFILE, reports ready and
+//! waits for its stop signal:
+//!
+//! - `ally-bench --listen-probe OUTFILE N` times N calls of `listen_tcp`
+//!   and of `bind`;
+//! - `ally-bench --state-probe OUTFILE CLIENTS` runs the shared-state
+//!   loops from CLIENTS threads.
+
+mod cpu;
+mod listen;
+mod redis;
+mod reload;
+mod state;
+mod stores;
+mod table;
+mod throughput;
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use ally_tests::bins::bins;
+
+use crate::table::{Row, print_table};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.as_slice() {
+        [] => {
+            bench();
+            ExitCode::SUCCESS
+        }
+        [flag, out, n] if flag == "--listen-probe" => match n.parse() {
+            Ok(n) => listen::probe(Path::new(out), n),
+            Err(_) => usage(),
+        },
+        [flag, out, n] if flag == "--state-probe" => match n.parse() {
+            Ok(n) if n > 0 => state::probe(Path::new(out), n),
+            _ => usage(),
+        },
+        _ => usage(),
+    }
+}
+
+fn usage() -> ExitCode {
+    eprintln!("usage: ally-bench            (measure and print the table)");
+    eprintln!("       ally-bench --listen-probe OUTFILE N   (run by the master)");
+    eprintln!("       ally-bench --state-probe OUTFILE CLIENTS  (run by the master)");
+    ExitCode::from(2)
+}
+
+fn bench() {
+    // Build first, so that cargo's output comes before the measurements.
+    bins();
+    let mut rows: Vec<Row> = Vec::new();
+    for keep_alive in [true, false] {
+        rows.push(reload::load_run(keep_alive));
+    }
+    rows.extend(reload::latency());
+    rows.extend(listen::cost());
+    let shared = state::measure();
+    rows.extend(shared.rows);
+    println!(
+        "\nally-bench: {} connections, {} reloads per load run, {} timed reloads, \
+         {} listen calls; shared state: {}\n",
+        reload::CONNECTIONS,
+        reload::LOAD_RELOADS,
+        reload::TIMED_RELOADS,
+        listen::PROBE_CALLS,
+        throughput::describe(),
+    );
+    print_table(&rows);
+    println!("\nnotes:");
+    for note in &shared.notes {
+        println!("- {note}");
+    }
+}
