@@ -163,6 +163,9 @@ pub(crate) struct Conn {
     stream: UnixStream,
     input: FrameBuf,
     fds: VecDeque<OwnedFd>,
+    /// The read timeout the socket has now, so an exchange with the same
+    /// timeout as the last one costs no `setsockopt`.
+    read_timeout: Option<Duration>,
 }
 
 impl Conn {
@@ -198,6 +201,7 @@ impl Conn {
             stream,
             input: FrameBuf::new(),
             fds: VecDeque::new(),
+            read_timeout: Some(REQUEST_TIMEOUT),
         };
         conn.send(&frame::encode(&Hello::new(Role::Instance))?, "hello")?;
         match conn.receive("hello", FrameBuf::next::<HelloReply>)? {
@@ -234,7 +238,10 @@ impl Conn {
         what: &str,
         timeout: Option<Duration>,
     ) -> Result<Reply, Error> {
-        self.stream.set_read_timeout(timeout).map_err(Error::Io)?;
+        if self.read_timeout != timeout {
+            self.stream.set_read_timeout(timeout).map_err(Error::Io)?;
+            self.read_timeout = timeout;
+        }
         self.send(request, what)?;
         let response = self.receive(what, FrameBuf::next::<InstanceResponse>)?;
         let want = match &response {
