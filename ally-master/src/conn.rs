@@ -102,6 +102,12 @@ impl Conn {
         for _ in 0..READS_PER_WAKE {
             match (&self.stream).read(&mut chunk) {
                 Ok(0) => return Err(Broken::Gone),
+                // A short read took everything there was: skip the read
+                // that would only say WouldBlock (poll reports new bytes).
+                Ok(n) if n < chunk.len() => {
+                    self.input.extend(&chunk[..n]);
+                    return Ok(());
+                }
                 Ok(n) => self.input.extend(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
