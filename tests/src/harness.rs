@@ -241,13 +241,49 @@ impl Master {
     /// control socket within [`MASTER_START_TIMEOUT`] (the message carries
     /// its log).
     pub fn start_with(bins: &Bins, dir: &TestDir, config: &str) -> Master {
+        Master::start_wrapped(bins, dir, config, &[])
+    }
+
+    /// Like [`start_with`](Self::start_with), with the master run through
+    /// `wrapper` (a program and its arguments, e.g. `unshare --pid --fork`,
+    /// that ends by running the command line it is given); [`pid`](Self::pid)
+    /// is then the wrapper's.
+    pub fn start_wrapped(bins: &Bins, dir: &TestDir, config: &str, wrapper: &[&str]) -> Master {
+        let mut master = Master::spawn(bins, dir, config, wrapper);
+        master.wait_answering();
+        master
+    }
+
+    /// Like [`start_wrapped`](Self::start_wrapped), but returns once a line
+    /// of the log contains `pattern`, without asking the master anything:
+    /// for a master that `ally-ctl` cannot reach from here.
+    pub fn start_wrapped_until_log(
+        bins: &Bins,
+        dir: &TestDir,
+        config: &str,
+        wrapper: &[&str],
+        pattern: &str,
+    ) -> Master {
+        let master = Master::spawn(bins, dir, config, wrapper);
+        master.wait_for_log(pattern, MASTER_START_TIMEOUT);
+        master
+    }
+
+    fn spawn(bins: &Bins, dir: &TestDir, config: &str, wrapper: &[&str]) -> Master {
         let config_path = dir.path().join("ally.toml");
         std::fs::write(&config_path, config).expect("write ally.toml");
         let run_dir = dir.path().join("run");
         let log = dir.path().join("master.log");
         let log_file = std::fs::File::create(&log).expect("create master.log");
         let (log_reader, log_writer) = std::io::pipe().expect("pipe for the master's log");
-        let mut cmd = Command::new(&bins.master);
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&bins.master);
+                cmd
+            }
+            None => Command::new(&bins.master),
+        };
         cmd.arg("--config")
             .arg(&config_path)
             .env(ally_proto::paths::RUNTIME_DIR_VAR, &run_dir)
@@ -265,7 +301,7 @@ impl Master {
         // writer thread sees end of file when the master exits.
         drop(cmd);
         let log_thread = Some(stamp_lines(log_reader, log_file));
-        let mut master = Master {
+        Master {
             log_thread,
             pid: child.id(),
             child: Some(child),
@@ -274,9 +310,7 @@ impl Master {
             socket: ally_proto::paths::control_socket(&run_dir, &config_path),
             log,
             ctl: bins.ctl.clone(),
-        };
-        master.wait_answering();
-        master
+        }
     }
 
     fn wait_answering(&mut self) {

@@ -15,7 +15,9 @@
 //! - [`load`] is an HTTP/1.1 load client that counts every failed request;
 //! - [`proc`] reads `/proc` (liveness, socket inodes, listening sockets);
 //! - [`cmd`] runs a command within a time limit and shows what it did;
-//! - [`clock`] stamps the master's log and the load's errors alike.
+//! - [`clock`] stamps the master's log and the load's errors alike;
+//! - [`script`] writes shell-script services, guards processes a test
+//!   starts itself, and reads the stamped lines of the master's log.
 //! - [`state_suite`] is the shared-state test body, run in simulate mode and
 //!   by the `state-probe` service under a master.
 //!
@@ -29,5 +31,6 @@ pub mod fixture;
 pub mod harness;
 pub mod load;
 pub mod proc;
+pub mod script;
 pub mod service;
 pub mod state_suite;

@@ -10,14 +10,24 @@
 
 #[path = "e2e/ctl.rs"]
 mod ctl;
+#[path = "e2e/ctl_output.rs"]
+mod ctl_output;
 #[path = "e2e/drain.rs"]
 mod drain;
 #[path = "e2e/hostile.rs"]
 mod hostile;
+#[path = "e2e/lifecycle.rs"]
+mod lifecycle;
+#[path = "e2e/logs.rs"]
+mod logs;
+#[path = "e2e/pid1.rs"]
+mod pid1;
 #[path = "e2e/queue.rs"]
 mod queue;
 #[path = "e2e/reload_load.rs"]
 mod reload_load;
+#[path = "e2e/reread.rs"]
+mod reread;
 #[path = "e2e/rollback.rs"]
 mod rollback;
 #[path = "e2e/shutdown.rs"]
@@ -26,3 +36,7 @@ mod shutdown;
 mod sockets;
 #[path = "e2e/state.rs"]
 mod state;
+#[path = "e2e/supervise.rs"]
+mod supervise;
+#[path = "e2e/users.rs"]
+mod users;

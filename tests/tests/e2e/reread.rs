@@ -1,0 +1,105 @@
+//! `ally-ctl reread` applies an edited config: new apps start, removed
+//! apps stop and go, changed and untouched apps keep running as they are;
+//! an invalid config changes nothing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use ally_tests::bins::bins;
+use ally_tests::fixture::{ANY_PORT, START_TIMEOUT};
+use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
+use ally_tests::proc::{alive, wait_gone, wait_until};
+use ally_tests::service::Service;
+
+fn app(name: &str, script: &Path) -> AppConfig {
+    AppConfig::new(name, script)
+        .ready_timeout("10s")
+        .stop_timeout("10s")
+}
+
+fn names(master: &Master) -> Vec<String> {
+    master.list_json()["apps"]
+        .as_array()
+        .map(|apps| {
+            apps.iter()
+                .filter_map(|a| a["name"].as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn reread_adds_and_removes_apps_and_restarts_none() {
+    let dir = TestDir::new("reread");
+    let service = Service::new(dir.path(), "service", &bins().demo, &ANY_PORT);
+    let config = dir.path().join("ally.toml");
+    let master = Master::start_with(
+        bins(),
+        &dir,
+        &config_toml(&[app("a", service.path()), app("b", service.path())]),
+    );
+    let a = master.wait_main("a", Some(1), START_TIMEOUT);
+    let b = master.wait_main("b", Some(1), START_TIMEOUT);
+
+    // Add c, remove b, change a's stop_timeout.
+    let edited = config_toml(&[
+        app("a", service.path()).stop_timeout("7s"),
+        app("c", service.path()),
+    ]);
+    std::fs::write(&config, &edited).unwrap();
+    let out = master.ctl_expect(&["reread"], 0);
+    master.assert_output(
+        &out,
+        out.stdout.contains("added [c]")
+            && out.stdout.contains("removed [b]")
+            && out.stdout.contains("changed [a]"),
+        "reread's summary names what it added, removed and changed",
+    );
+    let c = master.wait_main("c", Some(1), START_TIMEOUT);
+    assert!(alive(c.pid));
+    assert!(
+        wait_gone(b.pid, Duration::from_secs(10)),
+        "b's instance still runs after b left the config\n{}",
+        master.log_tail()
+    );
+    let mut listed = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            listed = names(&master);
+            listed == ["a", "c"]
+        }),
+        "after the reread the master should list a and c, not {listed:?}\n{}",
+        master.log_tail()
+    );
+    assert_eq!(
+        master.main_of("a"),
+        Some(a),
+        "a changed setting must not restart a\n{}",
+        master.log_tail()
+    );
+    assert_eq!(master.instances("a").len(), 1);
+
+    // A second reread of the same file changes nothing.
+    let out = master.ctl_expect(&["reread"], 0);
+    master.assert_output(
+        &out,
+        out.stdout.contains("added [], removed [], changed []"),
+        "nothing to do",
+    );
+
+    // An invalid edit: reread fails, names file:line:col, changes nothing.
+    let bad_line = edited.lines().count() + 4;
+    let invalid = format!("{edited}\n[[app]]\nname = \"d\"\nno_such_key = 1\ncommand = [\"x\"]\n");
+    std::fs::write(&config, &invalid).unwrap();
+    let out = master.ctl_expect(&["reread"], 1);
+    let at = format!("{}:{bad_line}:1", config.display());
+    master.assert_output(
+        &out,
+        out.stderr.contains(&at) && out.stderr.contains("no_such_key"),
+        &format!("the error should point at {at}"),
+    );
+    assert_eq!(names(&master), ["a", "c"]);
+    assert_eq!(master.main_of("a"), Some(a));
+    assert_eq!(master.main_of("c"), Some(c));
+    assert!(alive(a.pid) && alive(c.pid));
+}
