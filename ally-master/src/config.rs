@@ -66,6 +66,7 @@
 
 mod file;
 mod include;
+mod interop;
 mod raw;
 #[cfg(test)]
 mod tests;
@@ -192,6 +193,21 @@ pub struct AppConfig {
     /// numeric gid, written and checked like `user`. Default: the user's
     /// primary group.
     pub group: Option<String>,
+    /// `listen` — sockets the master binds and hands to every instance as
+    /// systemd's socket activation does: at fds 3, 4, ... with
+    /// `LISTEN_FDS`, `LISTEN_PID` and `LISTEN_FDNAMES`, for programs that
+    /// do not link ally. Entries are `[NAME=]SCHEME://ADDRESS[?mode=OCTAL]`
+    /// with schemes `tcp`, `udp`, `unix` (an absolute path or `@name`) and
+    /// `unixgram`; the name (default: the scheme) goes to
+    /// `LISTEN_FDNAMES`. A reload hands the new instance the same sockets.
+    pub listen: Vec<ListenDecl>,
+    /// `ready` — how the master knows a new instance serves: `"lib"` or
+    /// `"notify"` (a message: the library's `ready()`, or `READY=1` on the
+    /// instance's `NOTIFY_SOCKET`; either is accepted in both modes, the
+    /// name says what the program does), `"delay:2s"` (ready if still
+    /// running after that long), `"immediate"` (ready at once). Default
+    /// `"lib"`.
+    pub ready: ReadyMode,
     /// `log` — where instances' stdout and stderr go: `"inherit"` (the
     /// master's stderr, each line prefixed `[app#id]`) or a file path,
     /// resolved against the directory of the file declaring the app (write
@@ -246,6 +262,28 @@ impl Default for RestartPolicy {
             max_failures: 10,
         }
     }
+}
+
+/// One `listen` socket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenDecl {
+    /// Its entry in `LISTEN_FDNAMES`.
+    pub name: String,
+    /// What to bind.
+    pub spec: ally_proto::ListenSpec,
+}
+
+/// How readiness is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyMode {
+    /// The library's `ready()` (or `READY=1`).
+    Lib,
+    /// `READY=1` on `NOTIFY_SOCKET` (or the library's `ready()`).
+    Notify,
+    /// Still running after this long.
+    Delay(Duration),
+    /// At once.
+    Immediate,
 }
 
 /// Where an app's output goes: its `log` key.

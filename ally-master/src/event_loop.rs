@@ -20,7 +20,7 @@ use crate::config::Config;
 use crate::conn::{Broken, Conn, Peer, Unsendable};
 use crate::instance::Launch;
 use crate::limits::{ACCEPT_PAUSE, HELLO_TIMEOUT, MAX_CONNECTIONS};
-use crate::listeners::Listeners;
+use crate::listeners::{Bound, Listeners};
 use crate::log;
 use crate::logs::{self, AppLog};
 use crate::signals::Signals;
@@ -42,6 +42,7 @@ enum Token {
     Control,
     Conn(u64),
     Output { app: usize, instance: u64 },
+    Notify { app: usize, instance: u64 },
 }
 
 /// The master's whole state.
@@ -88,7 +89,13 @@ impl Master {
             .into_iter()
             .map(|app| {
                 let log = AppLog::open(&app.name, &app.log, &log_dir)?;
-                Ok(App::new(app, log))
+                let sockets = app
+                    .listen
+                    .iter()
+                    .map(|decl| Ok((decl.name.clone(), Bound::new(&decl.spec)?)))
+                    .collect::<Result<_, Failure>>()
+                    .map_err(|f| f.message)?;
+                Ok(App::new(app, log, sockets))
             })
             .collect::<Result<_, String>>()?;
         Ok(Master {
@@ -179,6 +186,11 @@ impl Master {
         }
         for (index, app) in self.apps.iter().enumerate() {
             for instance in &app.instances {
+                tokens.push(Token::Notify {
+                    app: index,
+                    instance: instance.id,
+                });
+                fds.push(PollFd::new(&instance.notify, PollFlags::IN));
                 for pipe in &instance.pipes {
                     tokens.push(Token::Output {
                         app: index,
@@ -229,6 +241,11 @@ impl Master {
                     self.on_readable(id);
                 }
                 Token::Output { app, instance } => self.apps[app].read_output(instance),
+                Token::Notify { app, instance } => {
+                    let mut notices = Vec::new();
+                    self.apps[app].read_notify(instance, &self.launch, &mut notices);
+                    self.deliver(notices);
+                }
                 _ => {}
             }
         }

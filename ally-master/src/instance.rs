@@ -12,10 +12,17 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use ally_proto::{InstanceState, Report, env};
 use rustix::process::{Pid, Rlimit, Signal};
 
-use crate::config::{self, AppConfig, CLEAN_ENV};
+use crate::config::{self, AppConfig, CLEAN_ENV, ReadyMode};
 use crate::limits::{MAX_LOG_LINE, READ_CHUNK, STDERR_TAIL_LINES};
+use crate::listeners::Bound;
+use crate::notify::NotifySocket;
 use crate::sys;
 use crate::users;
+
+/// The argument that makes `ally-master` the exec shim of an instance
+/// with sockets to hand over: `ally-master --exec-with-listen-pid PROGRAM
+/// ARGS...` sets `LISTEN_PID` to its own pid and executes `PROGRAM`.
+pub const LISTEN_PID_SHIM: &str = "--exec-with-listen-pid";
 
 /// What every instance is started with, whatever its app.
 #[derive(Debug, Clone)]
@@ -106,6 +113,10 @@ pub struct Instance {
     pub report: Report,
     /// Its stdout and stderr pipes, until they reach end of file.
     pub pipes: Vec<OutputPipe>,
+    /// Its private `NOTIFY_SOCKET`.
+    pub notify: NotifySocket,
+    /// When it counts as ready under `ready = "delay:..."`.
+    pub ready_at: Option<Instant>,
     tail: VecDeque<String>,
 }
 
@@ -125,12 +136,31 @@ impl Instance {
     /// # Errors
     ///
     /// If the command cannot be executed (missing, not executable, bad cwd).
-    pub fn spawn(app: &AppConfig, id: u64, launch: &Launch) -> io::Result<Instance> {
+    pub fn spawn(
+        app: &AppConfig,
+        id: u64,
+        launch: &Launch,
+        sockets: &[(String, Bound)],
+    ) -> io::Result<Instance> {
         let (program, args) = app
             .command
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-        let mut cmd = Command::new(program);
+        // With sockets to hand over, the master itself runs first, as a shim
+        // that only sets LISTEN_PID to its pid (which exec keeps) and execs
+        // the command: the child's pid is not known before the fork.
+        let mut cmd = if sockets.is_empty() {
+            Command::new(program)
+        } else {
+            let mut shim = Command::new("/proc/self/exe");
+            shim.arg(LISTEN_PID_SHIM).arg(program);
+            shim
+        };
+        let mut pass = Vec::with_capacity(sockets.len());
+        for (_, bound) in sockets {
+            pass.push(sys::dup_above(&bound.fd, sockets.len())?);
+        }
+        let notify = NotifySocket::bind(&app.name, id)?;
         cmd.args(args)
             .current_dir(&app.cwd)
             .stdin(Stdio::null())
@@ -159,8 +189,17 @@ impl Instance {
             .env(env::MASTER_PID, std::process::id().to_string())
             .env(env::APP, &app.name)
             .env(env::INSTANCE, id.to_string())
-            .env(env::STOP_SIGNAL, signal_name(app.stop_signal));
-        sys::prepare_child(&mut cmd, launch.fd_limit);
+            .env(env::STOP_SIGNAL, signal_name(app.stop_signal))
+            .env("NOTIFY_SOCKET", notify.address());
+        for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+            cmd.env_remove(var);
+        }
+        if !sockets.is_empty() {
+            let names: Vec<&str> = sockets.iter().map(|(name, _)| name.as_str()).collect();
+            cmd.env("LISTEN_FDS", sockets.len().to_string())
+                .env("LISTEN_FDNAMES", names.join(":"));
+        }
+        sys::prepare_child(&mut cmd, launch.fd_limit, pass);
         let mut child = cmd.spawn()?;
         let started = Instant::now();
         let pid =
@@ -175,9 +214,15 @@ impl Instance {
         // The master reaps every child itself with waitpid; `Child` holds
         // nothing else, so dropping it is fine.
         drop(child);
+        let ready_at = match app.ready {
+            ReadyMode::Delay(delay) => Some(started + delay),
+            ReadyMode::Lib | ReadyMode::Notify | ReadyMode::Immediate => None,
+        };
         Ok(Instance {
             id,
             pid,
+            notify,
+            ready_at,
             state: State::Starting {
                 deadline: started + app.ready_timeout,
             },

@@ -57,3 +57,7 @@ pub const RECENT_LOG_LINES: usize = 1000;
 /// Most bytes `ally-ctl logs -n` reads back from the end of a log file,
 /// which keeps its answer within one frame.
 pub const MAX_LOG_TAIL_BYTES: u64 = 512 << 10;
+
+/// Largest notify datagram read; systemd's own limit is the same order.
+/// Longer ones are cut.
+pub const MAX_NOTIFY_DATAGRAM: usize = 4096;

@@ -30,23 +30,75 @@ struct Key {
     addr: ListenAddr,
 }
 
-/// One bound socket.
+/// A socket the master bound: closed, and its unix socket file removed,
+/// when dropped.
 #[derive(Debug)]
-struct Entry {
-    fd: OwnedFd,
-    local: String,
-    mode: Option<u32>,
-    holders: BTreeSet<u64>,
+pub struct Bound {
+    /// The socket.
+    pub fd: OwnedFd,
+    /// Its local address as text.
+    pub local: String,
     /// The socket file to remove when the socket closes.
     path: Option<PathBuf>,
+    /// What was asked for, when bound by [`Bound::new`].
+    spec: Option<ListenSpec>,
 }
 
-impl Drop for Entry {
+impl Drop for Bound {
     fn drop(&mut self) {
         if let Some(path) = &self.path {
             remove_socket_file(path);
         }
     }
+}
+
+impl Bound {
+    /// Binds `spec` (non-blocking, close-on-exec; listening if a stream).
+    ///
+    /// # Errors
+    ///
+    /// A bad address, or the bind failing, as a message naming the socket.
+    pub fn new(spec: &ListenSpec) -> Result<Bound, Failure> {
+        let addr = ListenAddr::parse(spec.network, &spec.address)
+            .map_err(|e| Failure::new(ErrorCode::BadRequest, e.to_string()))?;
+        let mode = spec.mode.filter(|_| matches!(addr, ListenAddr::Path(_)));
+        let mut bound = Bound::bind(spec.network, &addr, mode)?;
+        bound.spec = Some(spec.clone());
+        Ok(bound)
+    }
+
+    /// What was asked for, if bound by [`Bound::new`].
+    pub fn spec(&self) -> Option<&ListenSpec> {
+        self.spec.as_ref()
+    }
+
+    fn bind(network: Network, addr: &ListenAddr, mode: Option<u32>) -> Result<Bound, Failure> {
+        let fd = bind(network, addr, mode).map_err(|e| {
+            Failure::new(
+                ErrorCode::ListenFailed,
+                format!("cannot listen on {network} {addr}: {e}"),
+            )
+        })?;
+        let local = local_address(&fd).map_err(internal)?;
+        let path = match addr {
+            ListenAddr::Path(path) => Some(path.clone()),
+            _ => None,
+        };
+        Ok(Bound {
+            fd,
+            local,
+            path,
+            spec: None,
+        })
+    }
+}
+
+/// One socket of the table.
+#[derive(Debug)]
+struct Entry {
+    bound: Bound,
+    mode: Option<u32>,
+    holders: BTreeSet<u64>,
 }
 
 /// All listeners of the master.
@@ -85,30 +137,19 @@ impl Listeners {
                     ),
                 ));
             }
-            let fd = entry.fd.try_clone().map_err(internal)?;
+            let fd = entry.bound.fd.try_clone().map_err(internal)?;
             entry.holders.insert(id);
-            return Ok((fd, entry.local.clone()));
+            return Ok((fd, entry.bound.local.clone()));
         }
-        let fd = bind(key.network, &key.addr, mode).map_err(|e| {
-            Failure::new(
-                ErrorCode::ListenFailed,
-                format!("cannot listen on {} {}: {e}", key.network, key.addr),
-            )
-        })?;
-        let local = local_address(&fd).map_err(internal)?;
-        let copy = fd.try_clone().map_err(internal)?;
-        let path = match &key.addr {
-            ListenAddr::Path(path) => Some(path.clone()),
-            _ => None,
-        };
+        let bound = Bound::bind(key.network, &key.addr, mode)?;
+        let copy = bound.fd.try_clone().map_err(internal)?;
+        let local = bound.local.clone();
         self.entries.insert(
             key,
             Entry {
-                fd,
-                local: local.clone(),
+                bound,
                 mode,
                 holders: BTreeSet::from([id]),
-                path,
             },
         );
         Ok((copy, local))

@@ -14,6 +14,7 @@ mod limits;
 mod listeners;
 mod log;
 mod logs;
+mod notify;
 mod proc_stats;
 mod requests;
 mod reread;
@@ -70,6 +71,12 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
+    // The shim must run before anything else: the sockets it passes on sit
+    // at fds 3.. and must stay open across its exec.
+    let mut raw = std::env::args_os();
+    if raw.nth(1).is_some_and(|a| a == instance::LISTEN_PID_SHIM) {
+        return exec_with_listen_pid(raw.collect());
+    }
     if let Err(e) = sys::cloexec_inherited_fds() {
         eprintln!("ally-master: cannot list inherited file descriptors: {e}");
         return ExitCode::from(Failure::Runtime(String::new()).exit_code());
@@ -129,4 +136,24 @@ fn run(args: Args) -> Result<(), Failure> {
     master
         .run()
         .map_err(|e| Failure::Runtime(format!("event loop failed: {e}")))
+}
+
+/// The shim of [`instance::LISTEN_PID_SHIM`]: executes `argv` with
+/// `LISTEN_PID` set to this process's pid, which the program keeps.
+fn exec_with_listen_pid(argv: Vec<std::ffi::OsString>) -> ExitCode {
+    use std::os::unix::process::CommandExt;
+
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("ally-master: {} needs a program", instance::LISTEN_PID_SHIM);
+        return ExitCode::from(2);
+    };
+    let error = std::process::Command::new(program)
+        .args(args)
+        .env("LISTEN_PID", std::process::id().to_string())
+        .exec();
+    eprintln!(
+        "ally-master: cannot execute {}: {error}",
+        program.to_string_lossy()
+    );
+    ExitCode::from(127)
 }

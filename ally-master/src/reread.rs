@@ -13,8 +13,9 @@
 use ally_proto::{ErrorCode, Failure};
 
 use crate::app::App;
-use crate::config;
+use crate::config::{self, AppConfig};
 use crate::event_loop::Master;
+use crate::listeners::Bound;
 use crate::log;
 use crate::logs::AppLog;
 
@@ -37,6 +38,22 @@ impl Master {
                 opened.push(log);
             }
         }
+        // Sockets of `listen` entries that are new for their app: bound now,
+        // so a port in use fails the reread before anything changed.
+        let mut staged = Vec::with_capacity(config.apps.len());
+        for app in &config.apps {
+            let known = self.apps.iter().find(|a| a.name() == app.name);
+            let mut fresh = Vec::new();
+            for decl in &app.listen {
+                let held = known
+                    .is_some_and(|a| a.sockets.iter().any(|(_, b)| b.spec() == Some(&decl.spec)));
+                if !held {
+                    fresh.push(Bound::new(&decl.spec)?);
+                }
+            }
+            staged.push(fresh);
+        }
+        let mut staged = staged.into_iter();
         let mut opened = opened.into_iter();
         let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
         let mut notices = Vec::new();
@@ -47,9 +64,12 @@ impl Master {
             }
         }
         for new in config.apps {
+            let fresh = staged.next().unwrap_or_default();
             match self.apps.iter_mut().find(|a| a.name() == new.name) {
                 Some(app) if app.config == new => {}
                 Some(app) => {
+                    let old = std::mem::take(&mut app.sockets);
+                    app.sockets = assemble(&new, old, fresh);
                     if app.config.log != new.log
                         && let Some(log) = opened.next()
                     {
@@ -63,7 +83,8 @@ impl Master {
                         continue;
                     };
                     added.push(new.name.clone());
-                    let mut app = App::new(new, log);
+                    let sockets = assemble(&new, Vec::new(), fresh);
+                    let mut app = App::new(new, log, sockets);
                     if app.config.autostart {
                         app.begin(Vec::new(), &self.launch, &mut notices);
                     } else {
@@ -84,4 +105,25 @@ impl Master {
         log!("{summary}");
         Ok(summary)
     }
+}
+
+/// The sockets for `app`'s `listen` entries, in order: taken from `old`
+/// when the same address was bound before, else the next of `fresh`.
+fn assemble(
+    app: &AppConfig,
+    mut old: Vec<(String, Bound)>,
+    fresh: Vec<Bound>,
+) -> Vec<(String, Bound)> {
+    let mut fresh = fresh.into_iter();
+    app.listen
+        .iter()
+        .filter_map(|decl| {
+            let kept = old
+                .iter()
+                .position(|(_, b)| b.spec() == Some(&decl.spec))
+                .map(|i| old.swap_remove(i).1);
+            kept.or_else(|| fresh.next())
+                .map(|bound| (decl.name.clone(), bound))
+        })
+        .collect()
 }

@@ -1,6 +1,8 @@
 //! The few calls that need `unsafe`.
 #![allow(unsafe_code)]
 
+use std::mem::ManuallyDrop;
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
@@ -14,19 +16,42 @@ use rustix::process::{Resource, Rlimit};
 /// - gives it back the file-descriptor limit the master started with
 ///   (`setrlimit(2)`), since the master raises its own (see
 ///   [`raise_fd_limit`]) and programs using `select(2)` break above 1024.
-pub fn prepare_child(cmd: &mut Command, fd_limit: Option<Rlimit>) {
+///
+/// `pass` are sockets to hand over at fds 3, 4, ... (systemd's socket
+/// activation layout). They must all be numbered at or above
+/// `3 + pass.len()`, so that placing one never overwrites another: see
+/// [`dup_above`].
+pub fn prepare_child(cmd: &mut Command, fd_limit: Option<Rlimit>, pass: Vec<OwnedFd>) {
     // SAFETY: the closure runs in the forked child before exec; it calls only
-    // setsid(2) and setrlimit(2), which are async-signal-safe, and allocates
-    // nothing (`fd_limit` is moved in, plain data).
+    // setsid(2), setrlimit(2) and dup2(2), which are async-signal-safe, and
+    // allocates nothing (`fd_limit` and `pass` are moved in). The targets
+    // 3.. are wrapped in `ManuallyDrop`, so nothing is closed twice: dup2
+    // replaces whatever the number held, and exec keeps the result (dup2
+    // clears close-on-exec on the new descriptor).
     unsafe {
         cmd.pre_exec(move || {
             rustix::process::setsid()?;
             if let Some(limit) = fd_limit {
                 rustix::process::setrlimit(Resource::Nofile, limit)?;
             }
+            for (index, fd) in pass.iter().enumerate() {
+                let target = FIRST_PASSED_FD + index as i32;
+                let mut target = ManuallyDrop::new(OwnedFd::from_raw_fd(target));
+                rustix::io::dup2(fd, &mut target)?;
+            }
             Ok(())
         });
     }
+}
+
+/// The first descriptor number of sockets handed over (`SD_LISTEN_FDS_START`).
+pub const FIRST_PASSED_FD: i32 = 3;
+
+/// A close-on-exec duplicate of `fd` numbered at least `3 + count`, for
+/// [`prepare_child`].
+pub fn dup_above(fd: impl AsFd, count: usize) -> std::io::Result<OwnedFd> {
+    let min = FIRST_PASSED_FD.saturating_add(i32::try_from(count).unwrap_or(i32::MAX));
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, min)?)
 }
 
 /// `setrlimit(RLIMIT_NOFILE)` — raises the master's soft limit on open files

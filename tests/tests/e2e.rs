@@ -16,6 +16,8 @@ mod ctl_output;
 mod drain;
 #[path = "e2e/hostile.rs"]
 mod hostile;
+#[path = "e2e/interop.rs"]
+mod interop;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
 #[path = "e2e/logs.rs"]

@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 use ally_proto::{AppStatus, ControlResponse, ErrorCode, Failure, InstanceStatus};
 use rustix::process::{Pid, WaitStatus};
 
-use crate::config::{AppConfig, RestartPolicy};
+use crate::config::{AppConfig, ReadyMode, RestartPolicy};
 use crate::instance::{Instance, Launch, State, Stream, describe_exit, signal_name, unix_ms};
-use crate::listeners::Listeners;
+use crate::listeners::{Bound, Listeners};
 use crate::log;
 use crate::logs::AppLog;
+use crate::notify;
 use crate::proc_stats;
 
 mod lifecycle;
@@ -114,6 +115,9 @@ pub struct App {
     pub followers: Vec<u64>,
     /// Lines written since the followers were last sent what is new.
     pub unsent: Vec<String>,
+    /// The sockets of its `listen` key, handed to every instance at fds
+    /// 3.. (bound while the app is configured, like a socket unit).
+    pub sockets: Vec<(String, Bound)>,
     next_id: u64,
     reload: Option<Reload>,
     queued: Vec<Waiter>,
@@ -138,9 +142,11 @@ pub struct App {
 }
 
 impl App {
-    /// An app with no instances yet, writing its output to `log`.
-    pub fn new(config: AppConfig, log: AppLog) -> App {
+    /// An app with no instances yet, writing its output to `log`, handing
+    /// `sockets` to its instances.
+    pub fn new(config: AppConfig, log: AppLog, sockets: Vec<(String, Bound)>) -> App {
         App {
+            sockets,
             state: SharedState::new(config.limits),
             log,
             followers: Vec::new(),
@@ -211,7 +217,7 @@ impl App {
         self.backoff.at = None;
         let id = self.next_id;
         self.next_id += 1;
-        match Instance::spawn(&self.config, id, launch) {
+        match Instance::spawn(&self.config, id, launch, &self.sockets) {
             Ok(instance) => {
                 log!(
                     "{}#{id}: started, pid {}",
@@ -239,6 +245,9 @@ impl App {
                     instance: id,
                     waiters,
                 });
+                if self.config.ready == ReadyMode::Immediate {
+                    self.on_ready(id, launch, out);
+                }
             }
             Err(e) => {
                 let message = format!(
@@ -345,6 +354,41 @@ impl App {
         true
     }
 
+    /// Handles what instance `id` sent on its notify socket.
+    pub fn read_notify(&mut self, id: u64, launch: &Launch, out: &mut Vec<Notice>) {
+        let Some(instance) = self.instances.iter_mut().find(|i| i.id == id) else {
+            return;
+        };
+        let (messages, strangers) = instance.notify.receive(instance.pid);
+        if strangers > 0 {
+            log!(
+                "{}#{id}: ignored {strangers} notify message(s) not sent by the instance itself",
+                self.config.name
+            );
+        }
+        for message in messages {
+            match message {
+                notify::Message::Ready => self.on_ready(id, launch, out),
+                notify::Message::Status(text) => {
+                    if let Some(i) = self.instances.iter_mut().find(|i| i.id == id) {
+                        i.report.text = Some(text);
+                    }
+                }
+                notify::Message::Stopping => log!("{}#{id}: says it is stopping", self.config.name),
+                notify::Message::Reloading => {
+                    log!(
+                        "{}#{id}: says it is reloading its configuration",
+                        self.config.name
+                    );
+                }
+                notify::Message::MainPid(pid) => log!(
+                    "{}#{id}: MAINPID={pid} ignored: ally supervises the process it started",
+                    self.config.name
+                ),
+            }
+        }
+    }
+
     /// Reads instance `id`'s pending output into the app's log.
     pub fn read_output(&mut self, id: u64) {
         if let Some(instance) = self.instances.iter_mut().find(|i| i.id == id) {
@@ -376,6 +420,17 @@ impl App {
         let mut replies = Vec::new();
         self.state.on_timer(now, &mut replies);
         out.extend(replies.into_iter().map(Notice::Reply));
+        let delayed: Vec<u64> = self
+            .instances
+            .iter()
+            .filter(|i| matches!(i.state, State::Starting { .. }))
+            .filter(|i| i.ready_at.is_some_and(|at| at <= now))
+            .map(|i| i.id)
+            .collect();
+        for id in delayed {
+            log!("{}#{id}: ready by its delay", self.config.name);
+            self.on_ready(id, launch, out);
+        }
         let mut unready = None;
         for instance in &mut self.instances {
             match instance.state {
@@ -420,6 +475,12 @@ impl App {
         self.instances
             .iter()
             .filter_map(|i| i.state.deadline())
+            .chain(
+                self.instances
+                    .iter()
+                    .filter(|i| matches!(i.state, State::Starting { .. }))
+                    .filter_map(|i| i.ready_at),
+            )
             .chain(self.backoff.at)
             .chain(self.state.next_deadline())
             .min()
@@ -458,7 +519,8 @@ impl App {
                     pid: i.pid.as_raw_nonzero().get() as u32,
                     state: i.state.wire(),
                     started_unix_ms: i.started_unix_ms,
-                    listeners: listeners.held_by(&self.config.name, i.id),
+                    listeners: listeners.held_by(&self.config.name, i.id)
+                        + u32::try_from(self.sockets.len()).unwrap_or(u32::MAX),
                     deadline_unix_ms: i
                         .state
                         .deadline()

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use ally_proto::state::Limits;
 
+use super::interop::DEFAULT_READY;
 use super::raw::{RawApp, RawConfig, RawRestart};
 use super::value::{IncludePattern, LogValue};
 use super::{
@@ -197,6 +198,13 @@ fn app_config(
         inherit_env: app.inherit_env.unwrap_or(false),
         user: app.user.map(|u| u.0),
         group: app.group.map(|g| g.0),
+        listen: app
+            .listen
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| l.0)
+            .collect(),
+        ready: app.ready.map_or(DEFAULT_READY, |r| r.0),
         log: match app.log {
             None => LogTarget::Default,
             Some(LogValue::Inherit) => LogTarget::Inherit,

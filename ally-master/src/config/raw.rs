@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use toml::Spanned;
 
+use super::interop::{ListenValue, ReadyValue};
 use super::value::{
     AppName, Command, Count, EnvName, EnvValue, Factor, IncludePattern, LogValue, PathValue,
     Positive, Principal, StopSignal, Timeout,
@@ -72,6 +73,10 @@ pub struct RawApp {
     pub restart: Option<RawRestart>,
     /// `max_draining`.
     pub max_draining: Option<Positive>,
+    /// `listen`.
+    pub listen: Option<Vec<ListenValue>>,
+    /// `ready`.
+    pub ready: Option<ReadyValue>,
     /// `inherit_env`.
     pub inherit_env: Option<bool>,
     /// `user`.

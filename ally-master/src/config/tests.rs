@@ -103,6 +103,8 @@ fn defaults() {
             inherit_env: false,
             user: None,
             group: None,
+            listen: Vec::new(),
+            ready: ReadyMode::Lib,
             log: LogTarget::Default,
         }]
     );
@@ -170,7 +172,7 @@ fn rejects_unknown_keys() {
         err(&app_with("restarts = true")),
         "4:1: unknown field `restarts`, expected one of `name`, `command`, `cwd`, `env`, \
          `ready_timeout`, `stop_timeout`, `stop_signal`, `max_cache_entries`, `max_cache_bytes`, \
-         `max_atomics`, `max_locks`, `autostart`, `restart`, `max_draining`, `inherit_env`, \
+         `max_atomics`, `max_locks`, `autostart`, `restart`, `max_draining`, `listen`, `ready`, `inherit_env`, \
          `user`, `group`, `log`"
     );
     assert_eq!(

@@ -52,7 +52,7 @@ impl<T> Visitor<'_> for StrVisitor<T> {
 }
 
 /// Deserializes a string and checks it with `parse`.
-fn from_str<'de, D, T>(
+pub(super) fn from_str<'de, D, T>(
     d: D,
     expecting: &'static str,
     parse: fn(&str) -> Result<T, String>,

@@ -1,0 +1,69 @@
+//! A server that knows nothing of ally — only systemd's socket activation
+//! (LISTEN_FDS) and readiness (NOTIFY_SOCKET) — gets zero-downtime reloads.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::Path;
+use std::time::Duration;
+
+use ally_tests::bins::bins;
+use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
+use ally_tests::load::Load;
+
+const APP: &str = "activated";
+const RELOADS: u64 = 10;
+
+/// A port free on 127.0.0.1 right now.
+fn free_port() -> u16 {
+    let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe socket");
+    probe.local_addr().expect("probe address").port()
+}
+
+#[test]
+fn socket_activated_server_is_reloaded_under_load_without_a_failed_connect() {
+    let dir = TestDir::new("socket_activated");
+    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/socket_activated_server.py");
+    let port = free_port();
+    let app = AppConfig::new(APP, &server)
+        .ready_timeout("10s")
+        .stop_timeout("10s")
+        .line(&format!("listen = [\"http=tcp://127.0.0.1:{port}\"]"))
+        .line("ready = \"notify\"");
+    let master = Master::start_with(bins(), &dir, &config_toml(&[app]));
+    let first = master.wait_main(APP, Some(1), Duration::from_secs(20));
+    // It saw the socket-activation variables as systemd sets them.
+    master.wait_for_log("got 1 socket(s) named 'http'", Duration::from_secs(10));
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let load = Load::start(addr, 16, false);
+    assert!(
+        load.wait_for_ok(50, Duration::from_secs(20)),
+        "the server did not answer the load\n{}",
+        master.log_tail()
+    );
+    for n in 1..=RELOADS {
+        master.reload_ok(APP);
+        let main = master.main_of(APP).map(|m| m.id);
+        assert_eq!(
+            main,
+            Some(first.id + n),
+            "reload {n}\n{}",
+            master.log_tail()
+        );
+    }
+    let so_far = load.ok();
+    assert!(load.wait_for_ok(so_far + 50, Duration::from_secs(20)));
+    let stats = load.stop();
+    eprintln!("{stats}");
+    assert_eq!(
+        (stats.failed_connects, stats.failed_requests),
+        (0, 0),
+        "requests or connects failed across reloads\n{stats}\n{}",
+        master.log_tail()
+    );
+    assert!(
+        stats.instances_seen.len() > 1,
+        "one instance answered everything: the reloads took no traffic\n{stats}"
+    );
+    // Readiness came from READY=1: STATUS= from the same datagram shows.
+    let status = &master.instances(APP)[0]["text"];
+    assert_eq!(status, "serving", "{}", master.log_tail());
+}
