@@ -9,10 +9,11 @@ use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use ally_proto::frame::{self, FrameBuf};
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, UCred};
+use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use serde::Serialize;
 
 use crate::limits::{MAX_PENDING_OUTPUT, READ_CHUNK, READS_PER_WAKE};
+use crate::sys::PeerCred;
 
 /// What the peer turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,7 +52,7 @@ struct Outgoing {
 pub struct Conn {
     stream: UnixStream,
     /// Who the kernel says the peer is.
-    pub cred: UCred,
+    pub cred: PeerCred,
     /// What the peer is to the master.
     pub peer: Peer,
     input: FrameBuf,
@@ -78,7 +79,7 @@ pub enum Broken {
 
 impl Conn {
     /// Wraps an accepted stream (already non-blocking and close-on-exec).
-    pub fn new(stream: UnixStream, cred: UCred, deadline: Instant) -> Conn {
+    pub fn new(stream: UnixStream, cred: PeerCred, deadline: Instant) -> Conn {
         Conn {
             stream,
             cred,

@@ -24,6 +24,7 @@ use crate::listeners::{Bound, Listeners};
 use crate::log;
 use crate::logs::{self, AppLog};
 use crate::signals::Signals;
+use crate::sys;
 
 /// Whether the master is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -346,7 +347,7 @@ impl Master {
             {
                 log!(
                     "closed connection from pid {}: no hello within {HELLO_TIMEOUT:?}",
-                    conn.cred.pid.as_raw_nonzero()
+                    conn.cred.pid_text()
                 );
             }
         }
@@ -367,8 +368,12 @@ impl Master {
                     return;
                 }
             };
-            let Ok(cred) = rustix::net::sockopt::socket_peercred(&stream) else {
-                continue;
+            let cred = match sys::peer_cred(&stream) {
+                Ok(cred) => cred,
+                Err(e) => {
+                    log!("refused a connection whose credentials cannot be read: {e}");
+                    continue;
+                }
             };
             if stream.set_nonblocking(true).is_err() {
                 continue;
@@ -420,7 +425,7 @@ impl Master {
         if let Peer::Instance { app, id: instance } = &conn.peer {
             self.instance_conn_closed(id, app, *instance);
         }
-        let pid = conn.cred.pid.as_raw_nonzero();
+        let pid = conn.cred.pid_text();
         match why {
             Broken::Gone => {}
             Broken::Malformed(e) => log!("closed connection from pid {pid}: {e}"),

@@ -74,15 +74,18 @@ impl Master {
                         self.uid.as_raw()
                     ),
                 )),
-                Role::Instance => self.instance_of_pid(cred.pid).ok_or_else(|| {
-                    Failure::new(
-                        ErrorCode::NotPermitted,
-                        format!(
-                            "pid {} is not an instance started by this master",
-                            cred.pid.as_raw_nonzero()
-                        ),
-                    )
-                }),
+                Role::Instance => cred
+                    .pid
+                    .and_then(|pid| self.instance_of_pid(pid))
+                    .ok_or_else(|| {
+                        Failure::new(
+                            ErrorCode::NotPermitted,
+                            format!(
+                                "pid {} is not an instance started by this master",
+                                cred.pid_text()
+                            ),
+                        )
+                    }),
             }
         };
         match peer {
@@ -99,7 +102,7 @@ impl Master {
             Err(failure) => {
                 log!(
                     "refused connection from pid {} uid {}: {}",
-                    cred.pid.as_raw_nonzero(),
+                    cred.pid_text(),
                     cred.uid.as_raw(),
                     failure.message
                 );

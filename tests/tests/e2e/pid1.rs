@@ -184,7 +184,6 @@ fn as_pid_1_the_master_reaps_orphaned_grandchildren() {
 /// pid as 0 there, and the master drops the connection (`ally-ctl` exits 3,
 /// "Connection reset by peer").
 #[test]
-#[ignore = "known bug: the master drops control clients whose pid it cannot see (peer pid 0)"]
 fn ctl_from_outside_the_pid_namespace_reaches_the_master() {
     if !unshare_works() {
         return;
