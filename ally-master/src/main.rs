@@ -43,7 +43,10 @@ use argh::FromArgs;
 struct Args {
     /// path of the config file
     #[argh(option)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
     /// path of the control socket (default: <runtime dir>/<config stem>.sock)
     #[argh(option)]
     socket: Option<PathBuf>,
@@ -94,7 +97,19 @@ fn main() -> ExitCode {
             return ExitCode::from(Failure::Usage.exit_code());
         }
     };
-    match run(args) {
+    if args.version {
+        println!(
+            "ally-master {} (protocol {})",
+            env!("CARGO_PKG_VERSION"),
+            ally_proto::PROTOCOL_VERSION
+        );
+        return ExitCode::SUCCESS;
+    }
+    let Some(config) = args.config.clone() else {
+        eprintln!("ally-master: --config FILE is required (see --help)");
+        return ExitCode::from(Failure::Usage.exit_code());
+    };
+    match run(args, &config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             match &failure {
@@ -106,8 +121,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(args: Args) -> Result<(), Failure> {
-    let config = config::load(&args.config).map_err(|e| Failure::Config(e.to_string()))?;
+fn run(args: Args, config_path: &std::path::Path) -> Result<(), Failure> {
+    let config = config::load(config_path).map_err(|e| Failure::Config(e.to_string()))?;
     if args.check {
         let names: Vec<&str> = config.apps.iter().map(|a| a.name.as_str()).collect();
         println!(
