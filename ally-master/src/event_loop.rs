@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,7 @@ use crate::limits::{ACCEPT_PAUSE, HELLO_TIMEOUT, MAX_CONNECTIONS};
 use crate::listeners::{Bound, Listeners};
 use crate::log;
 use crate::logs::{self, AppLog};
+use crate::sd_notify::Notifier;
 use crate::signals::Signals;
 use crate::sys;
 
@@ -66,6 +68,12 @@ pub struct Master {
     accept_paused_until: Option<Instant>,
     shutdown: Shutdown,
     pub(crate) uid: Uid,
+    /// systemd's `NOTIFY_SOCKET`, if the master runs under it.
+    notifier: Notifier,
+    /// Where to write a newline once ready (`--ready-fd`), until it is.
+    ready_fd: Option<OwnedFd>,
+    /// Whether readiness was announced.
+    announced: bool,
 }
 
 impl Master {
@@ -112,7 +120,29 @@ impl Master {
             accept_paused_until: None,
             shutdown: Shutdown::Running,
             uid: rustix::process::geteuid(),
+            notifier: Notifier::from_env(),
+            ready_fd: None,
+            announced: false,
         })
+    }
+
+    /// Writes a newline to `fd` (and closes it) once the master is ready:
+    /// s6-style readiness for supervisors other than systemd.
+    pub fn announce_on(&mut self, fd: OwnedFd) {
+        self.ready_fd = Some(fd);
+    }
+
+    /// Announces readiness once every app has come to rest.
+    fn announce_if_ready(&mut self) {
+        if self.announced || !self.apps.iter().all(App::settled) {
+            return;
+        }
+        self.announced = true;
+        log!("ready: every app is serving, stopped or failed");
+        self.notifier.send("READY=1\nSTATUS=serving");
+        if let Some(fd) = self.ready_fd.take() {
+            let _ = rustix::io::write(&fd, b"\n");
+        }
     }
 
     /// Starts every app and serves until a shutdown completes.
@@ -255,6 +285,9 @@ impl Master {
         }
         self.send_to_followers();
         self.apps.retain(|app| !app.is_gone());
+        if self.shutdown == Shutdown::Running {
+            self.announce_if_ready();
+        }
     }
 
     /// Sends the log lines written this turn to `ally-ctl logs -f` clients,
@@ -284,6 +317,7 @@ impl Master {
             match self.shutdown {
                 Shutdown::Running => {
                     log!("shutting down: stopping every app (send the signal again to kill them)");
+                    self.notifier.send("STOPPING=1");
                     self.shutdown = Shutdown::Graceful;
                     let mut notices = Vec::new();
                     for app in &mut self.apps {
@@ -302,12 +336,14 @@ impl Master {
         }
         if pending.hangup {
             log!("SIGHUP: reopening log files and rereading the config");
+            self.notifier.reloading();
             if let Err(e) = self.reopen_logs() {
                 log!("reopen failed: {e}");
             }
             if let Err(failure) = self.reread() {
                 log!("reread failed, nothing changed: {}", failure.message);
             }
+            self.notifier.send("READY=1");
         }
     }
 

@@ -19,6 +19,7 @@ mod proc_stats;
 mod requests;
 mod reread;
 mod runtime;
+mod sd_notify;
 mod shared_state;
 mod signals;
 mod sys;
@@ -53,6 +54,10 @@ struct Args {
     /// check the config (and its includes) and exit: 0 if valid, 3 if not
     #[argh(switch)]
     check: bool,
+    /// write a newline to this descriptor once every app is serving,
+    /// stopped or failed (readiness for s6 and other supervisors)
+    #[argh(option)]
+    ready_fd: Option<i32>,
 }
 
 /// How the master ended, mapped one to one to exit codes.
@@ -146,8 +151,16 @@ fn run(args: Args, config_path: &std::path::Path) -> Result<(), Failure> {
         socket,
         fd_limit: sys::raise_fd_limit(),
     };
+    let ready_fd = args
+        .ready_fd
+        .map(sys::adopt_fd)
+        .transpose()
+        .map_err(|e| Failure::Runtime(format!("--ready-fd: {e}")))?;
     let mut master =
         event_loop::Master::new(config, launch, control, signals).map_err(Failure::Runtime)?;
+    if let Some(fd) = ready_fd {
+        master.announce_on(fd);
+    }
     master
         .run()
         .map_err(|e| Failure::Runtime(format!("event loop failed: {e}")))

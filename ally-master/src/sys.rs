@@ -172,3 +172,27 @@ pub fn peer_cred(fd: impl AsFd) -> std::io::Result<PeerCred> {
         uid: rustix::process::Uid::from_raw(cred.uid),
     })
 }
+
+/// Takes ownership of descriptor `raw`, given on the command line by a
+/// supervisor (`--ready-fd`), after checking it is open.
+///
+/// # Errors
+///
+/// If `raw` is not an open descriptor above stderr.
+pub fn adopt_fd(raw: i32) -> std::io::Result<OwnedFd> {
+    use std::os::fd::BorrowedFd;
+
+    if raw <= 2 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("descriptor {raw} is stdio; give one above 2"),
+        ));
+    }
+    // SAFETY: only used for one fcntl(F_GETFD) while nothing else in the
+    // process closes descriptors (called from main, before any thread).
+    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+    rustix::io::fcntl_getfd(borrowed)?;
+    // SAFETY: `raw` is open (just checked), was inherited from the parent,
+    // and nothing in this process has taken ownership of it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+}

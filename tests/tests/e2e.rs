@@ -40,5 +40,7 @@ mod sockets;
 mod state;
 #[path = "e2e/supervise.rs"]
 mod supervise;
+#[path = "e2e/systemd_notify.rs"]
+mod systemd_notify;
 #[path = "e2e/users.rs"]
 mod users;

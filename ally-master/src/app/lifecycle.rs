@@ -33,6 +33,12 @@ impl App {
         }
     }
 
+    /// Whether the app has come to rest after the master started it:
+    /// serving, stopped on purpose, or given up (`failed`).
+    pub fn settled(&self) -> bool {
+        self.down || self.failed || self.main().is_some()
+    }
+
     /// Leaves the app stopped without starting it (`autostart = false`).
     pub fn hold_down(&mut self) {
         self.down = true;
