@@ -123,6 +123,12 @@ pub struct MasterSettings {
     /// resolved against the config file's directory. Not created or checked
     /// while parsing.
     pub log_dir: Option<PathBuf>,
+    /// `group` — a group (name or gid) whose members may control the master
+    /// too: the control socket becomes mode 0660 owned by that group, and a
+    /// client whose primary or supplementary groups include it passes the
+    /// credential check. Default: none (mode 0600; root and the master's
+    /// own user only).
+    pub group: Option<String>,
 }
 
 /// One `[[app]]` table: a service the master runs and reloads.

@@ -68,6 +68,8 @@ pub struct Master {
     accept_paused_until: Option<Instant>,
     shutdown: Shutdown,
     pub(crate) uid: Uid,
+    /// A group whose members may control the master (`[master] group`).
+    pub(crate) control_group: Option<u32>,
     /// systemd's `NOTIFY_SOCKET`, if the master runs under it.
     notifier: Notifier,
     /// Where to write a newline once ready (`--ready-fd`), until it is.
@@ -120,6 +122,7 @@ impl Master {
             accept_paused_until: None,
             shutdown: Shutdown::Running,
             uid: rustix::process::geteuid(),
+            control_group: None,
             notifier: Notifier::from_env(),
             ready_fd: None,
             announced: false,

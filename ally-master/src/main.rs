@@ -146,7 +146,15 @@ fn run(args: Args, config_path: &std::path::Path) -> Result<(), Failure> {
     // Handlers first: a SIGTERM that arrives while we bind is not lost.
     let signals = signals::Signals::install()
         .map_err(|e| Failure::Runtime(format!("cannot install signal handlers: {e}")))?;
-    let control = runtime::bind(&socket).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let control_group = config
+        .master
+        .group
+        .as_deref()
+        .map(users::group_id)
+        .transpose()
+        .map_err(|e| Failure::Config(format!("[master] group: {e}")))?;
+    let control =
+        runtime::bind(&socket, control_group).map_err(|e| Failure::Runtime(e.to_string()))?;
     let launch = instance::Launch {
         socket,
         fd_limit: sys::raise_fd_limit(),
@@ -161,6 +169,7 @@ fn run(args: Args, config_path: &std::path::Path) -> Result<(), Failure> {
     if let Some(fd) = ready_fd {
         master.announce_on(fd);
     }
+    master.control_group = control_group;
     master
         .run()
         .map_err(|e| Failure::Runtime(format!("event loop failed: {e}")))

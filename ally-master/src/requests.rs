@@ -13,6 +13,8 @@ use crate::conn::{Broken, Peer};
 use crate::event_loop::Master;
 use crate::limits::CLOSE_LINGER;
 use crate::log;
+use crate::sys::PeerCred;
+use crate::users;
 
 impl Master {
     /// Handles every complete message connection `id` has buffered.
@@ -64,14 +66,16 @@ impl Master {
             ))
         } else {
             match hello.role {
-                Role::Control if cred.uid.is_root() || cred.uid == self.uid => Ok(Peer::Control),
+                Role::Control if self.may_control(&cred) => Ok(Peer::Control),
                 Role::Control => Err(Failure::new(
                     ErrorCode::NotPermitted,
                     format!(
-                        "uid {} may not control this master (it runs as uid {}); \
+                        "uid {} may not control this master (it runs as uid {}{}); \
                          run ally-ctl as that user or as root",
                         cred.uid.as_raw(),
-                        self.uid.as_raw()
+                        self.uid.as_raw(),
+                        self.control_group
+                            .map_or_else(String::new, |g| format!(" and admits group {g}"))
                     ),
                 )),
                 Role::Instance => cred
@@ -117,6 +121,20 @@ impl Master {
                 }
             }
         }
+    }
+
+    /// Whether a control client with `cred` may control this master: root,
+    /// the master's own user, or a member of `[master] group`.
+    fn may_control(&self, cred: &PeerCred) -> bool {
+        if cred.uid.is_root() || cred.uid == self.uid {
+            return true;
+        }
+        self.control_group.is_some_and(|gid| {
+            cred.gid == gid
+                || cred
+                    .pid
+                    .is_some_and(|pid| users::has_supplementary_group(pid, gid))
+        })
     }
 
     fn instance_of_pid(&self, pid: rustix::process::Pid) -> Option<Peer> {

@@ -14,6 +14,9 @@ use ally_proto::paths;
 /// always can). The uid check on hello enforces the same rule.
 pub const SOCKET_MODE: u32 = 0o600;
 
+/// Mode of the control socket when `[master] group` grants a group.
+pub const GROUP_SOCKET_MODE: u32 = 0o660;
+
 /// Mode of a runtime directory the master creates.
 pub const DIR_MODE: u32 = 0o700;
 
@@ -66,7 +69,10 @@ pub fn socket_path(explicit: Option<&Path>, config: &Path) -> Result<PathBuf, Ru
 /// Binds the control socket at `path` (non-blocking, close-on-exec, mode
 /// [`SOCKET_MODE`]), creating its directory if needed and replacing a
 /// stale socket nobody answers on.
-pub fn bind(path: &Path) -> Result<UnixListener, RuntimeError> {
+///
+/// With `group`, the socket is owned by that group and mode 0660, so its
+/// members can connect (the master checks their groups again on hello).
+pub fn bind(path: &Path, group: Option<u32>) -> Result<UnixListener, RuntimeError> {
     let io_err = |e| RuntimeError::Io(path.to_owned(), e);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::DirBuilder::new()
@@ -88,7 +94,14 @@ pub fn bind(path: &Path) -> Result<UnixListener, RuntimeError> {
         fs::remove_file(path).map_err(io_err)?;
     }
     let listener = UnixListener::bind(path).map_err(io_err)?;
-    fs::set_permissions(path, fs::Permissions::from_mode(SOCKET_MODE)).map_err(io_err)?;
+    let mode = match group {
+        Some(gid) => {
+            std::os::unix::fs::chown(path, None, Some(gid)).map_err(io_err)?;
+            GROUP_SOCKET_MODE
+        }
+        None => SOCKET_MODE,
+    };
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_err)?;
     listener.set_nonblocking(true).map_err(io_err)?;
     Ok(listener)
 }

@@ -125,6 +125,8 @@ pub struct PeerCred {
     pub pid: Option<rustix::process::Pid>,
     /// Its effective uid.
     pub uid: rustix::process::Uid,
+    /// Its effective primary gid.
+    pub gid: u32,
 }
 
 impl PeerCred {
@@ -170,6 +172,7 @@ pub fn peer_cred(fd: impl AsFd) -> std::io::Result<PeerCred> {
     Ok(PeerCred {
         pid: rustix::process::Pid::from_raw(cred.pid),
         uid: rustix::process::Uid::from_raw(cred.uid),
+        gid: cred.gid,
     })
 }
 

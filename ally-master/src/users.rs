@@ -56,6 +56,29 @@ pub fn resolve(user: Option<&str>, group: Option<&str>) -> Result<Option<Identit
     Ok(Some(identity))
 }
 
+/// The gid of group `group` (a name or a number).
+///
+/// # Errors
+///
+/// A message naming the group when it does not exist.
+pub fn group_id(group: &str) -> Result<u32, String> {
+    let groups = fs::read_to_string("/etc/group").unwrap_or_default();
+    find_group(&groups, group)
+        .ok_or_else(|| format!("group `{group}` does not exist (looked in /etc/group)"))
+}
+
+/// Whether process `pid` belongs to group `gid` as a supplementary group,
+/// from the `Groups:` line of `/proc/<pid>/status`.
+pub fn has_supplementary_group(pid: rustix::process::Pid, gid: u32) -> bool {
+    let status = fs::read_to_string(format!("/proc/{}/status", pid.as_raw_nonzero()));
+    status.is_ok_and(|status| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("Groups:"))
+            .is_some_and(|groups| groups.split_whitespace().any(|g| g == gid.to_string()))
+    })
+}
+
 /// The passwd entry whose name, or uid if `wanted` is a number, matches.
 fn find_user(passwd: &str, wanted: &str) -> Option<Identity> {
     passwd.lines().find_map(|line| {

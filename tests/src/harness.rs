@@ -403,6 +403,21 @@ impl Master {
         })
     }
 
+    /// Runs `ally-ctl --socket SOCKET ARGS...` behind `wrapper` (e.g.
+    /// `setpriv --reuid=...`), as another user would.
+    pub fn ctl_as(&self, wrapper: &[&str], args: &[&str]) -> CmdOutput {
+        let mut cmd = Command::new(wrapper[0]);
+        cmd.args(&wrapper[1..])
+            .arg(&self.ctl)
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args);
+        for var in ally_proto::env::ALL {
+            cmd.env_remove(var);
+        }
+        run(&mut cmd, CTL_TIMEOUT)
+    }
+
     /// Runs `ally-ctl --socket SOCKET ARGS...` to completion (at most
     /// [`CTL_TIMEOUT`]).
     pub fn ctl(&self, args: &[&str]) -> CmdOutput {

@@ -42,5 +42,7 @@ mod state;
 mod supervise;
 #[path = "e2e/systemd_notify.rs"]
 mod systemd_notify;
+#[path = "e2e/trust.rs"]
+mod trust;
 #[path = "e2e/users.rs"]
 mod users;

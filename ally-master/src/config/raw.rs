@@ -38,6 +38,8 @@ pub struct RawMaster {
     pub socket: Option<Spanned<PathValue>>,
     /// `log_dir`.
     pub log_dir: Option<PathValue>,
+    /// `group`.
+    pub group: Option<Principal<true>>,
 }
 
 /// One `[[app]]` table.
