@@ -109,6 +109,18 @@ pub enum Error {
         /// What the socket turned out to be.
         found: String,
     },
+    /// In simulate mode, the sockets passed by systemd (`LISTEN_FDS`) under
+    /// the name asked for with
+    /// [`ListenOptions::systemd_name`](crate::ListenOptions::systemd_name)
+    /// do not fit the network asked for.
+    InheritedMismatch {
+        /// The name asked for, as in `LISTEN_FDNAMES`.
+        name: String,
+        /// The network asked for.
+        network: Network,
+        /// What the socket turned out to be.
+        found: String,
+    },
     /// Binding a socket in simulate mode failed.
     Bind {
         /// The network asked for.
@@ -166,7 +178,8 @@ impl Error {
             | Error::Unexpected { .. }
             | Error::MissingFds { .. }
             | Error::ControlTruncated
-            | Error::SocketMismatch { .. } => K::InvalidData,
+            | Error::SocketMismatch { .. }
+            | Error::InheritedMismatch { .. } => K::InvalidData,
             Error::Disconnected => K::ConnectionAborted,
             Error::Timeout { .. } => K::TimedOut,
             Error::NoMaster { .. } => K::Unsupported,
@@ -277,6 +290,16 @@ impl fmt::Display for Error {
                 f,
                 "the ally master sent a socket that is not {network} {address} \
                  (it is {found}); the socket was closed"
+            ),
+            Error::InheritedMismatch {
+                name,
+                network,
+                found,
+            } => write!(
+                f,
+                "the socket passed as `{name}` (LISTEN_FDNAMES) is not a {network} socket \
+                 (it is {found}); check the socket unit's FileDescriptorName= against \
+                 the listen call"
             ),
             Error::Bind {
                 network,

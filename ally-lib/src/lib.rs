@@ -35,7 +35,7 @@
 //! [`listen_tcp`], [`listen_udp`], [`listen_unix`] and [`listen_unixgram`]
 //! return std socket types; [`listen_fd`] returns an [`OwnedFd`] of any
 //! [`Network`] for other socket types; [`ListenOptions`] sets the file mode
-//! of a unix socket. Addresses are `IP:PORT`, `[IPv6]:PORT` or `:PORT`
+//! of a unix socket, or the name of a socket passed by systemd. Addresses are `IP:PORT`, `[IPv6]:PORT` or `:PORT`
 //! (host names are refused, so the master's key for a socket never depends
 //! on DNS), and for unix sockets a path (a relative one is made absolute
 //! against the current directory) or `@name` for an abstract socket. An
@@ -90,6 +90,21 @@
 //! [`drain`] module has the helpers ([`drain::accept`], [`drain::Drain`])
 //! and the full pattern; the `demo` example is a complete HTTP/1.1 server
 //! that loses no request across reloads.
+//!
+//! # tokio and axum
+//!
+//! The sockets are std types, so any runtime takes them: for tokio,
+//! `tokio::net::TcpListener::from_std(ally::listen_tcp(addr)?)`, called
+//! inside the runtime. They are already non-blocking, as `from_std`
+//! requires (see "Socket mode": never make them blocking). The `axum`
+//! example (`cargo run -p ally --example axum`) is a complete axum server
+//! that fails no request across reloads, keep-alive included: it awaits
+//! the stop signal from a task, stops accepting at once, answers every
+//! request from then on with `Connection: close`, and starts axum's
+//! graceful shutdown only once the connections are gone or have been idle
+//! for a grace period, because hyper closes idle keep-alive connections as
+//! soon as that shutdown starts, under clients that may be sending a
+//! request at that very moment.
 //!
 //! # Shared state
 //!
@@ -147,6 +162,7 @@
 //! (non-blocking, close-on-exec, `SO_REUSEADDR` for TCP, a backlog of 1024,
 //! a stale unix socket file replaced), unless systemd's socket activation
 //! (`LISTEN_PID`, `LISTEN_FDS`) passed a socket of the same type and address,
+//! or of the name given to [`ListenOptions::systemd_name`] (`LISTEN_FDNAMES`),
 //! which is then used instead; [`ready`] and [`report`] do nothing;
 //! [`reload`] is an error; [`instance`] reports id 0; `SIGTERM` and `SIGINT`
 //! are stop signals; the cache, atomics and locks live in the process. So

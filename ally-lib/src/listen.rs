@@ -20,7 +20,8 @@ use crate::inherit;
 use crate::mode;
 use crate::verify;
 
-/// Options for a listen request: today, the file mode of a unix socket.
+/// Options for a listen request: the file mode of a unix socket, and the
+/// name of a socket passed by systemd.
 ///
 /// ```no_run
 /// # fn main() -> std::io::Result<()> {
@@ -28,16 +29,24 @@ use crate::verify;
 /// let listener = ally::ListenOptions::new()
 ///     .unix_mode(0o660)
 ///     .listen_unix("/run/web/web.sock")?;
+///
+/// // Under systemd's socket activation, the socket named `http`
+/// // (`FileDescriptorName=http`); bound here when none was passed.
+/// let http = ally::ListenOptions::new()
+///     .systemd_name("http")
+///     .listen_tcp("0.0.0.0:8080")?;
 /// # Ok(()) }
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct ListenOptions {
     mode: Option<u32>,
+    name: Option<String>,
 }
 
 impl ListenOptions {
     /// Default options: unix socket files get the mode the umask gives
-    /// (of the master when managed, of this process in simulate mode).
+    /// (of the master when managed, of this process in simulate mode);
+    /// inherited sockets are matched by address only.
     pub fn new() -> Self {
         Self::default()
     }
@@ -52,13 +61,48 @@ impl ListenOptions {
         self
     }
 
+    /// In simulate mode, take the socket systemd passed under `name` (its
+    /// entry in `LISTEN_FDNAMES`, set by `FileDescriptorName=` in the
+    /// socket unit, or `systemd-socket-activate --fdname`), wherever it is
+    /// bound.
+    ///
+    /// The socket must fit the network (type, family, listening), or the
+    /// listen fails with [`Error::InheritedMismatch`](crate::Error::InheritedMismatch);
+    /// of several sockets with that name, one bound to the requested address
+    /// is preferred. When no unused socket has the name, the listen goes on
+    /// as without it: a passed socket bound to the address, else a socket
+    /// bound here. The address is checked in every case. Under a master the
+    /// name is ignored: the master's sockets are keyed by address.
+    pub fn systemd_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// [`listen_fd`] with these options.
     ///
     /// # Errors
     ///
     /// As [`listen_fd`].
     pub fn listen_fd(&self, network: Network, addr: &str) -> io::Result<OwnedFd> {
-        Ok(listen_raw(network, addr, self.mode)?)
+        Ok(listen_raw(network, addr, self)?)
+    }
+
+    /// [`listen_tcp`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`listen_fd`].
+    pub fn listen_tcp(&self, addr: &str) -> io::Result<TcpListener> {
+        Ok(TcpListener::from(listen_raw(Network::Tcp, addr, self)?))
+    }
+
+    /// [`listen_udp`] with these options.
+    ///
+    /// # Errors
+    ///
+    /// As [`listen_fd`].
+    pub fn listen_udp(&self, addr: &str) -> io::Result<UdpSocket> {
+        Ok(UdpSocket::from(listen_raw(Network::Udp, addr, self)?))
     }
 
     /// [`listen_unix`] with these options.
@@ -67,7 +111,7 @@ impl ListenOptions {
     ///
     /// As [`listen_fd`].
     pub fn listen_unix(&self, path: impl AsRef<Path>) -> io::Result<UnixListener> {
-        let fd = listen_raw(Network::Unix, path_str(path.as_ref())?, self.mode)?;
+        let fd = listen_raw(Network::Unix, path_str(path.as_ref())?, self)?;
         Ok(UnixListener::from(fd))
     }
 
@@ -77,7 +121,7 @@ impl ListenOptions {
     ///
     /// As [`listen_fd`].
     pub fn listen_unixgram(&self, path: impl AsRef<Path>) -> io::Result<UnixDatagram> {
-        let fd = listen_raw(Network::Unixgram, path_str(path.as_ref())?, self.mode)?;
+        let fd = listen_raw(Network::Unixgram, path_str(path.as_ref())?, self)?;
         Ok(UnixDatagram::from(fd))
     }
 }
@@ -100,7 +144,7 @@ impl ListenOptions {
 /// a missing or untrusted master, or the master's refusal. The error wraps
 /// an [`Error`](crate::Error) with the details.
 pub fn listen_tcp(addr: &str) -> io::Result<TcpListener> {
-    Ok(TcpListener::from(listen_raw(Network::Tcp, addr, None)?))
+    ListenOptions::new().listen_tcp(addr)
 }
 
 /// A UDP socket bound to `addr` (same forms as [`listen_tcp`]),
@@ -113,7 +157,7 @@ pub fn listen_tcp(addr: &str) -> io::Result<TcpListener> {
 ///
 /// As [`listen_tcp`].
 pub fn listen_udp(addr: &str) -> io::Result<UdpSocket> {
-    Ok(UdpSocket::from(listen_raw(Network::Udp, addr, None)?))
+    ListenOptions::new().listen_udp(addr)
 }
 
 /// A unix stream listener at `path`, **non-blocking**.
@@ -191,10 +235,11 @@ pub fn unlisten(network: Network, addr: &str) -> io::Result<()> {
 }
 
 /// The heart of every `listen_*`: normalize, then ask the master or bind.
-fn listen_raw(network: Network, addr: &str, mode: Option<u32>) -> Result<OwnedFd, Error> {
+fn listen_raw(network: Network, addr: &str, opts: &ListenOptions) -> Result<OwnedFd, Error> {
     let target = normalize(network, addr)?;
+    let mode = opts.mode;
     let Some(m) = mode::managed()? else {
-        if let Some(fd) = inherit::take(network, &target) {
+        if let Some(fd) = inherit::take(network, &target, opts.name.as_deref())? {
             return Ok(fd);
         }
         return bind_local(network, &target, mode);

@@ -84,6 +84,38 @@ pub(crate) fn matches(
     Ok(())
 }
 
+/// Whether `fd` is a socket that `network` can use, wherever it is bound:
+/// its type, its family (IPv4 or IPv6 for tcp and udp, unix for the unix
+/// networks), and listening if it is a stream socket.
+///
+/// # Errors
+///
+/// What the socket is instead, for a message.
+pub(crate) fn fits(fd: BorrowedFd<'_>, network: Network) -> Result<(), String> {
+    let sys = |what: &str, e: rustix::io::Errno| format!("unreadable ({what}: {e})");
+    let ty = sockopt::socket_type(fd).map_err(|e| sys("SO_TYPE", e))?;
+    if ty != socket_type(network) {
+        return Err(format!("a socket of type {ty:?}"));
+    }
+    let family = getsockname(fd)
+        .map_err(|e| sys("getsockname", e))?
+        .address_family();
+    let family_ok = if network.is_unix() {
+        family == AddressFamily::UNIX
+    } else {
+        family == AddressFamily::INET || family == AddressFamily::INET6
+    };
+    if !family_ok {
+        return Err(format!("a socket of family {family:?}"));
+    }
+    if ty == SocketType::STREAM
+        && !sockopt::socket_acceptconn(fd).map_err(|e| sys("SO_ACCEPTCONN", e))?
+    {
+        return Err("a stream socket that is not listening".to_owned());
+    }
+    Ok(())
+}
+
 /// Makes `fd` non-blocking if it is not.
 ///
 /// The master binds every socket non-blocking and the whole system relies on

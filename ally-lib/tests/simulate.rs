@@ -188,3 +188,52 @@ fn listen_fds_socket_is_used_instead_of_binding() {
         .stdin(std::os::fd::OwnedFd::from(listener));
     run_ok(cmd);
 }
+
+/// Socket activation by name: the socket passed as `http` in
+/// `LISTEN_FDNAMES` is taken wherever it is bound, refused for another
+/// network, and once taken the address is bound as without a name.
+#[test]
+fn listen_fdnames_socket_is_taken_by_name() {
+    const ROLE: &str = "named";
+    const ADDR_VAR: &str = "ALLY_LIB_TEST_ADDR";
+    if is_child(ROLE) {
+        let passed = std::env::var(ADDR_VAR).unwrap();
+        let http = ListenOptions::new().systemd_name("http");
+        // A UDP request for a TCP socket of that name: refused, and the
+        // socket stays in the pool.
+        let err = http.listen_udp("127.0.0.9:0").unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+        assert!(err.to_string().contains("`http`"), "{err}");
+        // Another address: only the name can match the passed socket.
+        let listener = http.listen_tcp("127.0.0.9:0").unwrap();
+        assert_eq!(listener.local_addr().unwrap().to_string(), passed);
+        assert_nonblocking_cloexec(&listener);
+        let stop = ally::StopSignal::new().unwrap();
+        assert!(ally::drain::accept(&listener, &stop).unwrap().is_some());
+        // Taken: the same request binds its own address now.
+        let bound = http.listen_tcp("127.0.0.9:0").unwrap();
+        assert_eq!(bound.local_addr().unwrap().ip().to_string(), "127.0.0.9");
+        // A name nobody passed falls back to the address.
+        let other = ListenOptions::new()
+            .systemd_name("admin")
+            .listen_tcp("127.0.0.1:0")
+            .unwrap();
+        assert_ne!(other.local_addr().unwrap().to_string(), passed);
+        return;
+    }
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let _queued = std::net::TcpStream::connect(&addr).unwrap();
+    let test = child("listen_fdnames_socket_is_taken_by_name", ROLE);
+    let mut cmd = std::process::Command::new("/bin/sh");
+    cmd.arg("-c")
+        .arg(
+            r#"exec 3<&0 </dev/null; LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=http exec "$0" "$@""#,
+        )
+        .arg(test.get_program())
+        .args(test.get_args())
+        .envs(test.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .env(ADDR_VAR, &addr)
+        .stdin(std::os::fd::OwnedFd::from(listener));
+    run_ok(cmd);
+}

@@ -8,6 +8,10 @@
 //!
 //! Tests are named after the regression they guard against.
 
+#[path = "e2e/axum.rs"]
+mod axum;
+#[path = "e2e/chaos.rs"]
+mod chaos;
 #[path = "e2e/ctl.rs"]
 mod ctl;
 #[path = "e2e/ctl_output.rs"]
@@ -34,12 +38,16 @@ mod reread;
 mod rollback;
 #[path = "e2e/shutdown.rs"]
 mod shutdown;
+#[path = "e2e/soak.rs"]
+mod soak;
 #[path = "e2e/sockets.rs"]
 mod sockets;
 #[path = "e2e/state.rs"]
 mod state;
 #[path = "e2e/supervise.rs"]
 mod supervise;
+#[path = "e2e/systemd_activation.rs"]
+mod systemd_activation;
 #[path = "e2e/systemd_notify.rs"]
 mod systemd_notify;
 #[path = "e2e/trust.rs"]

@@ -1,0 +1,104 @@
+//! The axum example (tokio, hyper) under ally-master: zero failed requests
+//! across reloads, with and without keep-alive.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use ally_tests::bins::{Bins, bins};
+use ally_tests::fixture::{DEFAULT_TIMEOUT, START_TIMEOUT, free_port};
+use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
+use ally_tests::load::Load;
+use ally_tests::service::Service;
+
+const APP: &str = "axum";
+const CONNECTIONS: usize = 16;
+const RELOADS: u64 = 10;
+
+/// The binaries, with the axum example (built with the demo, from the
+/// examples of package `ally`) as the service.
+fn axum_bins() -> Bins {
+    let mut bins = bins().clone();
+    bins.demo = bins.demo.with_file_name("axum");
+    assert!(
+        bins.demo.is_file(),
+        "{} was not built with the other examples",
+        bins.demo.display()
+    );
+    bins
+}
+
+fn reloads_under_load_lose_nothing(test: &str, keep_alive: bool) {
+    let bins = axum_bins();
+    let dir = TestDir::new(test);
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let service = Service::new(
+        dir.path(),
+        "service",
+        &bins.demo,
+        &["--addr", &addr.to_string()],
+    );
+    let app = AppConfig::new(APP, service.path())
+        .ready_timeout(DEFAULT_TIMEOUT)
+        .stop_timeout(DEFAULT_TIMEOUT)
+        .stop_signal("SIGTERM");
+    let master = Master::start_with(&bins, &dir, &config_toml(&[app]));
+    let first = master.wait_main(APP, Some(1), START_TIMEOUT);
+    master.wait_for_log(
+        &format!(
+            "axum: instance {} pid {} listening on {addr}",
+            first.id, first.pid
+        ),
+        Duration::from_secs(10),
+    );
+    let load = Load::start(addr, CONNECTIONS, keep_alive);
+    assert!(
+        load.wait_for_ok(100, Duration::from_secs(20)),
+        "the axum example did not answer the load\n{}",
+        master.log_tail()
+    );
+    for n in 1..=RELOADS {
+        master.reload_ok(APP);
+        let main = master.main_of(APP).map(|m| m.id);
+        assert_eq!(
+            main,
+            Some(first.id + n),
+            "reload {n} did not leave its new instance main\n{}",
+            master.log_tail()
+        );
+    }
+    let so_far = load.ok();
+    assert!(load.wait_for_ok(so_far + 100, Duration::from_secs(20)));
+    let stats = load.stop();
+    eprintln!("{stats}");
+    assert_eq!(
+        (stats.failed_requests, stats.failed_connects),
+        (0, 0),
+        "requests or connects failed across reloads\n{stats}\n{}",
+        master.log_tail()
+    );
+    assert!(
+        stats.instances_seen.len() > 1,
+        "one instance answered everything: the reloads took no traffic\n{stats}"
+    );
+    // Every drained instance exits; only the newest one is left.
+    let last = first.id + RELOADS;
+    assert!(
+        ally_tests::proc::wait_until(Duration::from_secs(15), || {
+            master.instances(APP).iter().all(|i| i["id"] == last)
+        }),
+        "old instances did not finish draining: {:?}\n{}",
+        master.instances(APP),
+        master.log_tail()
+    );
+}
+
+#[test]
+fn axum_reloads_under_keep_alive_load_fail_no_request() {
+    reloads_under_load_lose_nothing("axum_keep_alive_load", true);
+}
+
+#[test]
+fn axum_reloads_under_connection_close_load_fail_no_request() {
+    reloads_under_load_lose_nothing("axum_close_load", false);
+}
