@@ -58,6 +58,9 @@ pub struct Conn {
     input: FrameBuf,
     output: VecDeque<Outgoing>,
     pending: usize,
+    /// Requests may be left in the input buffer: handle them next turn,
+    /// and read nothing more until then.
+    pub backlog: bool,
 }
 
 /// A reply that cannot be encoded as a frame (larger than the limit).
@@ -87,6 +90,7 @@ impl Conn {
             input: FrameBuf::new(),
             output: VecDeque::new(),
             pending: 0,
+            backlog: false,
         }
     }
 

@@ -211,7 +211,13 @@ impl Master {
             fds.push(PollFd::new(&self.control, PollFlags::IN));
         }
         for (&id, conn) in &self.conns {
-            let mut flags = PollFlags::IN;
+            // With requests still buffered, read no more until they are
+            // handled: a client cannot make the master buffer its input.
+            let mut flags = if conn.backlog {
+                PollFlags::empty()
+            } else {
+                PollFlags::IN
+            };
             if conn.wants_write() {
                 flags |= PollFlags::OUT;
             }
@@ -234,7 +240,13 @@ impl Master {
                 }
             }
         }
-        let timeout = self.next_deadline().map(|deadline| {
+        let backlog = self.conns.values().any(|c| c.backlog);
+        let deadline = if backlog {
+            Some(Instant::now())
+        } else {
+            self.next_deadline()
+        };
+        let timeout = deadline.map(|deadline| {
             let wait = deadline.saturating_duration_since(Instant::now());
             // Round up so the deadline has passed when we wake.
             let wait = wait + Duration::from_millis(1);
@@ -266,6 +278,16 @@ impl Master {
             {
                 self.flush(id);
             }
+        }
+        // Requests left from the last turn, before anything new is read.
+        let backlog: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.backlog)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in backlog {
+            self.handle_input(id);
         }
         for &(token, revents) in ready {
             match token {
@@ -442,6 +464,11 @@ impl Master {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
+        if conn.backlog {
+            // A hang-up is reported even unasked: the requests sent before
+            // it are handled first, in the turns to come.
+            return;
+        }
         let read = conn.read_ready();
         if matches!(conn.peer, Peer::Closing { .. }) {
             if read.is_err() {

@@ -27,6 +27,13 @@ pub const READ_CHUNK: usize = 64 << 10;
 /// clients.
 pub const READS_PER_WAKE: usize = 4;
 
+/// Most requests handled from one connection per loop turn; the rest wait
+/// for the next turn, and no more is read from that connection until they
+/// are handled. Pipelined requests are cheap to send and each may cost the
+/// master a `/proc` read, so without this one client could keep every
+/// other waiting for seconds.
+pub const REQUESTS_PER_TURN: usize = 64;
+
 /// Listen backlog for stream sockets the master binds; the kernel caps it
 /// at `net.core.somaxconn`.
 pub const LISTEN_BACKLOG: i32 = 4096;

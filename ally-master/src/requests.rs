@@ -11,18 +11,25 @@ use ally_proto::{
 use crate::app::{Notice, Waiter};
 use crate::conn::{Broken, Peer};
 use crate::event_loop::Master;
-use crate::limits::CLOSE_LINGER;
+use crate::limits::{CLOSE_LINGER, REQUESTS_PER_TURN};
 use crate::log;
 use crate::sys::PeerCred;
 use crate::users;
 
 impl Master {
-    /// Handles every complete message connection `id` has buffered.
+    /// Handles the complete messages connection `id` has buffered, at most
+    /// [`REQUESTS_PER_TURN`]; sets its `backlog` if some may be left.
     pub(crate) fn handle_input(&mut self, id: u64) {
-        loop {
+        for handled in 0.. {
             let Some(conn) = self.conns.get_mut(&id) else {
                 return;
             };
+            // At most REQUESTS_PER_TURN, so other clients are served too;
+            // the event loop comes back for the rest.
+            conn.backlog = handled >= REQUESTS_PER_TURN;
+            if conn.backlog {
+                return;
+            }
             let step = match conn.peer.clone() {
                 Peer::Unknown { .. } => conn
                     .next::<Hello>()
