@@ -34,3 +34,4 @@ pub mod proc;
 pub mod script;
 pub mod service;
 pub mod state_suite;
+pub mod vitals;
