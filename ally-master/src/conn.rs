@@ -61,6 +61,9 @@ pub struct Conn {
     /// Requests may be left in the input buffer: handle them next turn,
     /// and read nothing more until then.
     pub backlog: bool,
+    /// The peer hung up (or the socket failed) with requests still
+    /// buffered: close once they are handled.
+    pub hung_up: Option<Broken>,
 }
 
 /// A reply that cannot be encoded as a frame (larger than the limit).
@@ -91,6 +94,7 @@ impl Conn {
             output: VecDeque::new(),
             pending: 0,
             backlog: false,
+            hung_up: None,
         }
     }
 

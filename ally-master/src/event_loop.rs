@@ -288,6 +288,14 @@ impl Master {
             .collect();
         for id in backlog {
             self.handle_input(id);
+            let done = self
+                .conns
+                .get_mut(&id)
+                .filter(|c| !c.backlog)
+                .and_then(|c| c.hung_up.take());
+            if let Some(broken) = done {
+                self.drop_conn(id, &broken);
+            }
         }
         for &(token, revents) in ready {
             match token {
@@ -476,10 +484,14 @@ impl Master {
             }
             return;
         }
-        // Handle what arrived before the peer closed, then close.
+        // Handle what arrived before the peer closed, then close: at once,
+        // or once a backlog of requests is handled (they may be writes).
         self.handle_input(id);
         if let Err(broken) = read {
-            self.drop_conn(id, &broken);
+            match self.conns.get_mut(&id) {
+                Some(conn) if conn.backlog => conn.hung_up = Some(broken),
+                _ => self.drop_conn(id, &broken),
+            }
         }
     }
 
