@@ -5,7 +5,8 @@
 //! ally-bench`). It builds the release binaries, then prints one table:
 //!
 //! - failed requests per reload under a keep-alive load and under a
-//!   `Connection: close` load;
+//!   `Connection: close` load, then the same runs against nginx and
+//!   HAProxy when installed (see [`proxies`]);
 //! - reload latency of the demo: `reload --wait` alone, and from its start
 //!   until the old instance has exited;
 //! - the cost of `ally::listen_tcp` (a round trip to the master and a
@@ -13,7 +14,9 @@
 //! - shared-state throughput (cache get and set, atomic add, lock and
 //!   unlock) from 1 and from 8 clients, under a real master, beside the
 //!   same loops in simulate mode, on a `std::sync::Mutex` (the floor) and
-//!   on Redis through `redis-benchmark`; then the master's memory.
+//!   on Redis through `redis-benchmark`; then the master's memory;
+//! - the master's memory idle with one app and with 100 apps holding 1,000
+//!   listeners, and how often an idle master wakes up (never, it should).
 //!
 //! Measurements run one at a time: the machine may have two cores, and two
 //! at once would measure each other.
@@ -28,13 +31,19 @@
 //!   loops from CLIENTS threads.
 
 mod cpu;
+mod daemon;
+mod footprint;
+mod haproxy;
 mod listen;
+mod nginx;
+mod proxies;
 mod redis;
 mod reload;
 mod state;
 mod stores;
 mod table;
 mod throughput;
+mod wakeups;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -73,13 +82,25 @@ fn bench() {
     // Build first, so that cargo's output comes before the measurements.
     bins();
     let mut rows: Vec<Row> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut ally_loads = Vec::new();
     for keep_alive in [true, false] {
-        rows.push(reload::load_run(keep_alive));
+        let (row, stats) = reload::load_run(keep_alive);
+        rows.push(row);
+        ally_loads.push(stats);
     }
+    let versus = proxies::compare([&ally_loads[0], &ally_loads[1]]);
     rows.extend(reload::latency());
+    rows.extend(versus.rows);
+    notes.extend(versus.notes);
     rows.extend(listen::cost());
     let shared = state::measure();
     rows.extend(shared.rows);
+    notes.extend(shared.notes);
+    for section in [footprint::measure(), wakeups::measure()] {
+        rows.extend(section.rows);
+        notes.extend(section.notes);
+    }
     println!(
         "\nally-bench: {} connections, {} reloads per load run, {} timed reloads, \
          {} listen calls; shared state: {}\n",
@@ -91,7 +112,7 @@ fn bench() {
     );
     print_table(&rows);
     println!("\nnotes:");
-    for note in &shared.notes {
+    for note in &notes {
         println!("- {note}");
     }
 }

@@ -226,10 +226,10 @@ impl Drop for Server {
     }
 }
 
-/// Makes the server receive SIGTERM when the thread that started it dies,
+/// Makes a server receive SIGTERM when the thread that started it dies,
 /// so a bench killed without unwinding leaves no server behind.
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub fn die_with_parent(cmd: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: the closure runs between fork and exec and only makes the
     // prctl(PR_SET_PDEATHSIG) system call, which is async-signal-safe; it

@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use ally_tests::fixture::{APP, Demo};
-use ally_tests::load::Load;
+use ally_tests::load::{Load, LoadStats};
 use ally_tests::proc::{alive, wait_until_every};
 
 use crate::table::Row;
@@ -16,8 +16,8 @@ pub const LOAD_RELOADS: u64 = 20;
 pub const TIMED_RELOADS: usize = 20;
 
 /// Failed requests per reload while [`CONNECTIONS`] clients send requests,
-/// with keep-alive or `Connection: close`.
-pub fn load_run(keep_alive: bool) -> Row {
+/// with keep-alive or `Connection: close`: the row, and what the load saw.
+pub fn load_run(keep_alive: bool) -> (Row, LoadStats) {
     let mode = if keep_alive {
         "keep-alive"
     } else {
@@ -40,7 +40,7 @@ pub fn load_run(keep_alive: bool) -> Row {
     if stats.failures() > 0 {
         eprintln!("{stats}");
     }
-    Row(
+    let row = Row(
         format!("failed requests per reload, {mode} ({CONNECTIONS} conns)"),
         format!(
             "{} / {LOAD_RELOADS} = {:.2}  ({} ok in {:.1?}, {:.0} req/s, {} failed connects, \
@@ -53,7 +53,8 @@ pub fn load_run(keep_alive: bool) -> Row {
             stats.failed_connects,
             stats.instances_seen.len()
         ),
-    )
+    );
+    (row, stats)
 }
 
 /// How long [`TIMED_RELOADS`] reloads of an idle demo take.

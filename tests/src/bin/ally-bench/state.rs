@@ -272,7 +272,7 @@ fn under_master(clients: usize) -> (Vec<Sample>, Option<u64>, Option<u64>) {
 }
 
 /// A `Field:   1234 kB` line of `/proc/PID/status`, in KiB.
-fn status_kib(status: &str, field: &str) -> Option<u64> {
+pub fn status_kib(status: &str, field: &str) -> Option<u64> {
     status.lines().find_map(|line| {
         let rest = line.strip_prefix(field)?.strip_prefix(':')?;
         rest.trim().strip_suffix("kB")?.trim().parse().ok()

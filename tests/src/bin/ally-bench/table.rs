@@ -4,6 +4,15 @@
 #[derive(Debug)]
 pub struct Row(pub String, pub String);
 
+/// Rows of the table, and the notes under it that say what they are.
+#[derive(Debug, Default)]
+pub struct Section {
+    /// The rows.
+    pub rows: Vec<Row>,
+    /// Printed under the table.
+    pub notes: Vec<String>,
+}
+
 /// Prints `rows` as a Markdown table, columns padded to line up.
 pub fn print_table(rows: &[Row]) {
     let (h0, h1) = ("measurement", "result");
