@@ -4,7 +4,8 @@
 #   make test     every test: unit, integration, end-to-end (real processes)
 #   make demo     run the demo service under ally-master and reload it under load
 #   make bench    the benchmark table (release build); installs redis-server for
-#                 its Redis baseline when missing and run as root with apt-get
+#                 its Redis baseline, and nginx and haproxy for its reload
+#                 comparison, when missing and run as root with apt-get
 #   make lint     rustfmt and clippy, as CI runs them
 
 CARGO ?= cargo
@@ -26,6 +27,7 @@ demo: build
 bench:
 	$(CARGO) build --release --workspace --bins --examples
 	sh scripts/bench-redis.sh
+	sh scripts/bench-proxies.sh
 	$(CARGO) run --release -p ally-tests --bin ally-bench
 
 lint:
