@@ -24,11 +24,15 @@ test:
 demo: build
 	scripts/demo.sh target/release
 
+# bench runs the ally-bench the build made: `cargo run -p ally-tests` would
+# build it again with other dependency features (without the examples'
+# dev-dependencies), and ally-bench's own build would then replace the
+# running binary, which its probes run as apps.
 bench:
 	$(CARGO) build --release --workspace --bins --examples
 	sh scripts/bench-redis.sh
 	sh scripts/bench-proxies.sh
-	$(CARGO) run --release -p ally-tests --bin ally-bench
+	$(or $(CARGO_TARGET_DIR),target)/release/ally-bench
 
 lint:
 	$(CARGO) fmt --all --check

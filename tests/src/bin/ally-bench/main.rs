@@ -1,8 +1,10 @@
 //! `ally-bench` — what a reload costs, and what shared state can carry,
 //! measured on the real binaries.
 //!
-//! Run with `make bench` (`cargo run --release -p ally-tests --bin
-//! ally-bench`). It builds the release binaries, then prints one table:
+//! Run with `make bench`: it builds the workspace and runs the
+//! `ally-bench` built (not `cargo run -p ally-tests`, which builds it with
+//! other dependency features; its own build would then replace the running
+//! binary). It builds the release binaries, then prints one table:
 //!
 //! - failed requests per reload under a keep-alive load and under a
 //!   `Connection: close` load, then the same runs against nginx and
