@@ -7,6 +7,8 @@
 #                 its Redis baseline, and nginx and haproxy for its reload
 #                 comparison, when missing and run as root with apt-get
 #   make lint     rustfmt and clippy, as CI runs them
+#   make deb      a .deb in target/debian/, make rpm an .rpm in target/generate-rpm/
+#   make install  install without a package: PREFIX=/usr/local DESTDIR=
 
 CARGO ?= cargo
 
@@ -45,6 +47,66 @@ FUZZ_SECONDS ?= 60
 .PHONY: fuzz
 fuzz:
 	sh fuzz/run.sh $(FUZZ_SECONDS)
+
+# make deb, make rpm: both binaries, the systemd unit ally@.service, the
+# logrotate file and /etc/ally/example.toml.sample, as a package. Each
+# installs its cargo plugin (cargo install --locked, the version below)
+# when it is missing: a few minutes the first time.
+CARGO_DEB_VERSION ?= 3.8.0
+CARGO_GENERATE_RPM_VERSION ?= 0.21.1
+# make install: the same files under $(DESTDIR); the unit and the logrotate
+# file are rewritten for PREFIX and SYSCONFDIR. logrotate and systemd read
+# /etc/logrotate.d and $(PREFIX)/lib/systemd/system (/usr and /usr/local).
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+DESTDIR ?=
+BINDIR = $(DESTDIR)$(PREFIX)/bin
+UNITDIR = $(DESTDIR)$(PREFIX)/lib/systemd/system
+DOCDIR = $(DESTDIR)$(PREFIX)/share/doc/ally
+CONFDIR = $(DESTDIR)$(SYSCONFDIR)/ally
+LOGROTATEDIR = $(DESTDIR)$(SYSCONFDIR)/logrotate.d
+FOR_PREFIX = sed -e 's|/usr/bin/|$(PREFIX)/bin/|g' -e 's|/usr/share/doc/ally/|$(PREFIX)/share/doc/ally/|g' -e 's|/etc/ally/|$(SYSCONFDIR)/ally/|g'
+
+.PHONY: release-bins deb rpm install uninstall
+
+release-bins:
+	$(CARGO) build --release -p ally-master -p ally-ctl
+
+deb: release-bins
+	@$(CARGO) deb --version >/dev/null 2>&1 || { \
+	    echo "make deb: installing cargo-deb $(CARGO_DEB_VERSION) (cargo install --locked)"; \
+	    $(CARGO) install --locked cargo-deb@$(CARGO_DEB_VERSION); }
+	rm -f target/debian/ally_*.deb
+	$(CARGO) deb -p ally-master --no-build --strip
+
+rpm: release-bins
+	@$(CARGO) generate-rpm --version >/dev/null 2>&1 || { \
+	    echo "make rpm: installing cargo-generate-rpm $(CARGO_GENERATE_RPM_VERSION) (cargo install --locked)"; \
+	    $(CARGO) install --locked cargo-generate-rpm@$(CARGO_GENERATE_RPM_VERSION); }
+	rm -rf target/generate-rpm/bin target/generate-rpm/ally-*.rpm
+	mkdir -p target/generate-rpm/bin
+	strip --strip-unneeded -o target/generate-rpm/bin/ally-master target/release/ally-master
+	strip --strip-unneeded -o target/generate-rpm/bin/ally-ctl target/release/ally-ctl
+	$(CARGO) generate-rpm -p ally-master
+
+# Without a build when the binaries exist, so that `make && sudo make
+# install` runs cargo as the user only.
+target/release/ally-master target/release/ally-ctl:
+	$(CARGO) build --release -p ally-master -p ally-ctl
+
+install: target/release/ally-master target/release/ally-ctl
+	install -d $(BINDIR) $(UNITDIR) $(DOCDIR) $(CONFDIR) $(LOGROTATEDIR)
+	install -m 755 target/release/ally-master target/release/ally-ctl $(BINDIR)/
+	$(FOR_PREFIX) packaging/ally@.service > $(UNITDIR)/ally@.service
+	$(FOR_PREFIX) packaging/logrotate > $(LOGROTATEDIR)/ally
+	chmod 644 $(UNITDIR)/ally@.service $(LOGROTATEDIR)/ally
+	install -m 644 packaging/example.toml $(CONFDIR)/example.toml.sample
+	install -m 644 README.md $(DOCDIR)/README.md
+
+uninstall:
+	rm -f $(BINDIR)/ally-master $(BINDIR)/ally-ctl $(UNITDIR)/ally@.service \
+	    $(LOGROTATEDIR)/ally $(CONFDIR)/example.toml.sample $(DOCDIR)/README.md
+	rmdir $(DOCDIR) $(CONFDIR) 2>/dev/null || true
 
 clean:
 	$(CARGO) clean
