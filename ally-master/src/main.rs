@@ -15,6 +15,7 @@ mod listeners;
 mod log;
 mod logs;
 mod notify;
+mod outbox;
 mod proc_stats;
 mod requests;
 mod reread;

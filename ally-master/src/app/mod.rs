@@ -11,18 +11,18 @@
 
 use std::time::{Duration, Instant};
 
-use ally_proto::{AppStatus, ControlResponse, ErrorCode, Failure, InstanceStatus};
+use ally_proto::{ControlResponse, ErrorCode, Failure};
 use rustix::process::{Pid, WaitStatus};
 
 use crate::config::{AppConfig, ReadyMode, RestartPolicy};
-use crate::instance::{Instance, Launch, State, Stream, describe_exit, signal_name, unix_ms};
+use crate::instance::{Instance, Launch, State, describe_exit, signal_name};
 use crate::listeners::{Bound, Listeners};
 use crate::log;
 use crate::logs::AppLog;
-use crate::notify;
-use crate::proc_stats;
 
+mod io;
 mod lifecycle;
+mod status;
 use crate::shared_state::{Reply, SharedState};
 
 /// Who asked for a reload, and so who hears how it went.
@@ -354,60 +354,6 @@ impl App {
         true
     }
 
-    /// Handles what instance `id` sent on its notify socket.
-    pub fn read_notify(&mut self, id: u64, launch: &Launch, out: &mut Vec<Notice>) {
-        let Some(instance) = self.instances.iter_mut().find(|i| i.id == id) else {
-            return;
-        };
-        let (messages, strangers) = instance.notify.receive(instance.pid);
-        if strangers > 0 {
-            log!(
-                "{}#{id}: ignored {strangers} notify message(s) not sent by the instance itself",
-                self.config.name
-            );
-        }
-        for message in messages {
-            match message {
-                notify::Message::Ready => self.on_ready(id, launch, out),
-                notify::Message::Status(text) => {
-                    if let Some(i) = self.instances.iter_mut().find(|i| i.id == id) {
-                        i.report.text = Some(text);
-                    }
-                }
-                notify::Message::Stopping => log!("{}#{id}: says it is stopping", self.config.name),
-                notify::Message::Reloading => {
-                    log!(
-                        "{}#{id}: says it is reloading its configuration",
-                        self.config.name
-                    );
-                }
-                notify::Message::MainPid(pid) => log!(
-                    "{}#{id}: MAINPID={pid} ignored: ally supervises the process it started",
-                    self.config.name
-                ),
-            }
-        }
-    }
-
-    /// Reads instance `id`'s pending output into the app's log.
-    pub fn read_output(&mut self, id: u64) {
-        if let Some(instance) = self.instances.iter_mut().find(|i| i.id == id) {
-            let lines = instance.read_output();
-            self.record(id, lines);
-        }
-    }
-
-    /// Writes `lines` of instance `id` to the log, keeping them for
-    /// followers if there are any.
-    fn record(&mut self, id: u64, lines: Vec<(Stream, String)>) {
-        for (stream, text) in lines {
-            let line = self.log.write(id, stream, &text);
-            if !self.followers.is_empty() {
-                self.unsent.push(line);
-            }
-        }
-    }
-
     /// Instance `id` exited or closed its last connection: its locks go.
     pub fn owner_gone(&mut self, id: u64, out: &mut Vec<Notice>) {
         let mut replies = Vec::new();
@@ -490,46 +436,6 @@ impl App {
     pub fn kill_all(&mut self) {
         for instance in &mut self.instances {
             instance.kill();
-        }
-    }
-
-    /// The app as `ally-ctl list` shows it.
-    pub fn status(&self, listeners: &Listeners) -> AppStatus {
-        let now = Instant::now();
-        let wall = std::time::SystemTime::now();
-        let usage: Vec<_> = self
-            .instances
-            .iter()
-            .map(|i| proc_stats::usage(i.pid))
-            .collect();
-        AppStatus {
-            name: self.config.name.clone(),
-            state: self.state(),
-            restarts: self.restarts,
-            main: self.main(),
-            reloading: self.reload.as_ref().map(|r| r.instance),
-            queued_reloads: u32::try_from(self.queued.len()).unwrap_or(u32::MAX),
-            last_error: self.last_error.clone(),
-            instances: self
-                .instances
-                .iter()
-                .enumerate()
-                .map(|(index, i)| InstanceStatus {
-                    id: i.id,
-                    pid: i.pid.as_raw_nonzero().get() as u32,
-                    state: i.state.wire(),
-                    started_unix_ms: i.started_unix_ms,
-                    listeners: listeners.held_by(&self.config.name, i.id)
-                        + u32::try_from(self.sockets.len()).unwrap_or(u32::MAX),
-                    deadline_unix_ms: i
-                        .state
-                        .deadline()
-                        .map(|d| unix_ms(wall + d.saturating_duration_since(now))),
-                    report: i.report.clone(),
-                    cpu_ms: usage[index].cpu_ms,
-                    rss_bytes: usage[index].rss_bytes,
-                })
-                .collect(),
         }
     }
 
