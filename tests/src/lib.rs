@@ -31,6 +31,7 @@ pub mod fixture;
 pub mod harness;
 pub mod load;
 pub mod proc;
+pub mod reloading;
 pub mod script;
 pub mod service;
 pub mod state_suite;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use ally_tests::bins::{Bins, bins};
 use ally_tests::fixture::{DEFAULT_TIMEOUT, START_TIMEOUT, free_port};
 use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
-use ally_tests::load::Load;
+use ally_tests::reloading::assert_reloads_lose_nothing;
 use ally_tests::service::Service;
 
 const APP: &str = "axum";
@@ -51,45 +51,14 @@ fn reloads_under_load_lose_nothing(test: &str, keep_alive: bool) {
         ),
         Duration::from_secs(10),
     );
-    let load = Load::start(addr, CONNECTIONS, keep_alive);
-    assert!(
-        load.wait_for_ok(100, Duration::from_secs(20)),
-        "the axum example did not answer the load\n{}",
-        master.log_tail()
-    );
-    for n in 1..=RELOADS {
-        master.reload_ok(APP);
-        let main = master.main_of(APP).map(|m| m.id);
-        assert_eq!(
-            main,
-            Some(first.id + n),
-            "reload {n} did not leave its new instance main\n{}",
-            master.log_tail()
-        );
-    }
-    let so_far = load.ok();
-    assert!(load.wait_for_ok(so_far + 100, Duration::from_secs(20)));
-    let stats = load.stop();
-    eprintln!("{stats}");
-    assert_eq!(
-        (stats.failed_requests, stats.failed_connects),
-        (0, 0),
-        "requests or connects failed across reloads\n{stats}\n{}",
-        master.log_tail()
-    );
-    assert!(
-        stats.instances_seen.len() > 1,
-        "one instance answered everything: the reloads took no traffic\n{stats}"
-    );
-    // Every drained instance exits; only the newest one is left.
-    let last = first.id + RELOADS;
-    assert!(
-        ally_tests::proc::wait_until(Duration::from_secs(15), || {
-            master.instances(APP).iter().all(|i| i["id"] == last)
-        }),
-        "old instances did not finish draining: {:?}\n{}",
-        master.instances(APP),
-        master.log_tail()
+    assert_reloads_lose_nothing(
+        &master,
+        APP,
+        addr,
+        first.id,
+        RELOADS,
+        CONNECTIONS,
+        keep_alive,
     );
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use ally_tests::bins::bins;
 use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
-use ally_tests::load::Load;
+use ally_tests::reloading::assert_reloads_lose_nothing;
 
 const APP: &str = "activated";
 const RELOADS: u64 = 10;
@@ -33,36 +33,7 @@ fn socket_activated_server_is_reloaded_under_load_without_a_failed_connect() {
     // It saw the socket-activation variables as systemd sets them.
     master.wait_for_log("got 1 socket(s) named 'http'", Duration::from_secs(10));
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let load = Load::start(addr, 16, false);
-    assert!(
-        load.wait_for_ok(50, Duration::from_secs(20)),
-        "the server did not answer the load\n{}",
-        master.log_tail()
-    );
-    for n in 1..=RELOADS {
-        master.reload_ok(APP);
-        let main = master.main_of(APP).map(|m| m.id);
-        assert_eq!(
-            main,
-            Some(first.id + n),
-            "reload {n}\n{}",
-            master.log_tail()
-        );
-    }
-    let so_far = load.ok();
-    assert!(load.wait_for_ok(so_far + 50, Duration::from_secs(20)));
-    let stats = load.stop();
-    eprintln!("{stats}");
-    assert_eq!(
-        (stats.failed_connects, stats.failed_requests),
-        (0, 0),
-        "requests or connects failed across reloads\n{stats}\n{}",
-        master.log_tail()
-    );
-    assert!(
-        stats.instances_seen.len() > 1,
-        "one instance answered everything: the reloads took no traffic\n{stats}"
-    );
+    assert_reloads_lose_nothing(&master, APP, addr, first.id, RELOADS, 16, false);
     // Readiness came from READY=1: STATUS= from the same datagram shows.
     let status = &master.instances(APP)[0]["text"];
     assert_eq!(status, "serving", "{}", master.log_tail());
