@@ -10,7 +10,6 @@
 use std::io::{BufRead, BufReader, PipeReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,6 +20,9 @@ use crate::bins::{Bins, bins};
 use crate::clock::stamp;
 use crate::cmd::{CmdOutput, run, tail};
 use crate::proc::{POLL, describe, kill_all_with_env, signal, wait_until};
+
+pub use crate::config::{AppConfig, config_toml};
+pub use crate::testdir::TestDir;
 
 /// How long the master may take to answer on its control socket at start.
 pub const MASTER_START_TIMEOUT: Duration = Duration::from_secs(15);
@@ -38,170 +40,6 @@ pub const SLOW_RELOAD: Duration = Duration::from_secs(3);
 
 /// Lines of `master.log` shown when an assertion fails.
 const LOG_TAIL: usize = 60;
-
-/// A fresh directory for one test, removed on drop — unless the test is
-/// failing, in which case it is kept and its path printed.
-#[derive(Debug)]
-pub struct TestDir {
-    path: PathBuf,
-}
-
-impl TestDir {
-    /// Creates `<tmp>/ally-<pid>-<n>-<name>`; `name` is shortened so that
-    /// the control socket path stays well within `sun_path`.
-    ///
-    /// # Panics
-    ///
-    /// When the directory cannot be created.
-    pub fn new(name: &str) -> TestDir {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let short: String = name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-            .take(24)
-            .collect();
-        let path = std::env::temp_dir().join(format!("ally-{}-{n}-{short}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path)
-            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-        TestDir { path }
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// A string that occurs in the environment of every process the test's
-    /// master started (and of the master itself): the path plus `/`.
-    pub fn env_marker(&self) -> String {
-        format!("{}/", self.path.display())
-    }
-}
-
-impl Drop for TestDir {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!(
-                "test directory kept for inspection: {}",
-                self.path.display()
-            );
-        } else {
-            let _ = std::fs::remove_dir_all(&self.path);
-        }
-    }
-}
-
-/// One `[[app]]` of a config.
-#[derive(Debug, Clone)]
-pub struct AppConfig {
-    /// The app's name.
-    pub name: String,
-    /// Its argv.
-    pub command: Vec<String>,
-    /// `ready_timeout`, e.g. `"2s"`.
-    pub ready_timeout: Option<String>,
-    /// `stop_timeout`, e.g. `"3s"`.
-    pub stop_timeout: Option<String>,
-    /// `stop_signal`, e.g. `"SIGTERM"`.
-    pub stop_signal: Option<String>,
-    /// `log`: `"inherit"` unless changed, so instance output lands in
-    /// `master.log` where tests read it.
-    pub log: Option<String>,
-    /// Further `key = value` lines, written as they are.
-    pub extra: Vec<String>,
-}
-
-impl AppConfig {
-    /// An app running `command` (one argument) with the master's defaults.
-    pub fn new(name: &str, command: &Path) -> AppConfig {
-        AppConfig {
-            name: name.into(),
-            command: vec![command.to_string_lossy().into_owned()],
-            ready_timeout: None,
-            stop_timeout: None,
-            stop_signal: None,
-            log: Some("inherit".into()),
-            extra: Vec::new(),
-        }
-    }
-
-    /// Sets `log` (`None`: the master's default file).
-    pub fn log(mut self, target: Option<&str>) -> AppConfig {
-        self.log = target.map(Into::into);
-        self
-    }
-
-    /// Adds a raw `key = value` line to the table.
-    pub fn line(mut self, line: &str) -> AppConfig {
-        self.extra.push(line.into());
-        self
-    }
-
-    /// Sets `ready_timeout`.
-    pub fn ready_timeout(mut self, d: &str) -> AppConfig {
-        self.ready_timeout = Some(d.into());
-        self
-    }
-
-    /// Sets `stop_timeout`.
-    pub fn stop_timeout(mut self, d: &str) -> AppConfig {
-        self.stop_timeout = Some(d.into());
-        self
-    }
-
-    /// Sets `stop_signal`.
-    pub fn stop_signal(mut self, s: &str) -> AppConfig {
-        self.stop_signal = Some(s.into());
-        self
-    }
-
-    /// The app as a TOML `[[app]]` table.
-    pub fn to_toml(&self) -> String {
-        let mut t = format!("[[app]]\nname = {}\n", toml_str(&self.name));
-        let argv: Vec<String> = self.command.iter().map(|a| toml_str(a)).collect();
-        t.push_str(&format!("command = [{}]\n", argv.join(", ")));
-        for (key, value) in [
-            ("ready_timeout", &self.ready_timeout),
-            ("stop_timeout", &self.stop_timeout),
-            ("stop_signal", &self.stop_signal),
-            ("log", &self.log),
-        ] {
-            if let Some(v) = value {
-                t.push_str(&format!("{key} = {}\n", toml_str(v)));
-            }
-        }
-        for line in &self.extra {
-            t.push_str(line);
-            t.push('\n');
-        }
-        t
-    }
-}
-
-/// A config file's text for `apps`.
-pub fn config_toml(apps: &[AppConfig]) -> String {
-    apps.iter()
-        .map(AppConfig::to_toml)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// A TOML basic string.
-fn toml_str(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
 
 /// The main instance of an app.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -679,20 +517,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn config_is_valid_toml_shape() {
-        let app = AppConfig::new("web", Path::new("/t/a \"b\".sh"))
-            .ready_timeout("1s")
-            .stop_timeout("3s")
-            .stop_signal("SIGTERM");
-        assert_eq!(
-            app.to_toml(),
-            "[[app]]\nname = \"web\"\ncommand = [\"/t/a \\\"b\\\".sh\"]\n\
-             ready_timeout = \"1s\"\nstop_timeout = \"3s\"\nstop_signal = \"SIGTERM\"\n\
-             log = \"inherit\"\n"
-        );
-    }
-
-    #[test]
     fn main_instance_is_read_from_the_listing() {
         let app: Value = serde_json::from_str(
             r#"{"name":"web","main":2,"instances":[
@@ -703,16 +527,5 @@ mod tests {
         let none: Value =
             serde_json::from_str(r#"{"name":"web","main":null,"instances":[]}"#).unwrap();
         assert_eq!(main_in(&none), None);
-    }
-
-    #[test]
-    fn test_dirs_are_unique_and_removed() {
-        let a = TestDir::new("same name");
-        let b = TestDir::new("same name");
-        assert_ne!(a.path(), b.path());
-        let path = a.path().to_path_buf();
-        assert!(path.is_dir());
-        drop(a);
-        assert!(!path.exists());
     }
 }

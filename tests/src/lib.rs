@@ -27,6 +27,7 @@
 pub mod bins;
 pub mod clock;
 pub mod cmd;
+pub mod config;
 pub mod fixture;
 pub mod harness;
 pub mod load;
@@ -35,4 +36,5 @@ pub mod reloading;
 pub mod script;
 pub mod service;
 pub mod state_suite;
+pub mod testdir;
 pub mod vitals;
