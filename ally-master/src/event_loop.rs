@@ -19,11 +19,14 @@ use rustix::process::{Uid, WaitOptions};
 use crate::app::App;
 use crate::config::Config;
 use crate::conn::{Conn, Peer};
+use crate::helpers;
 use crate::instance::Launch;
-use crate::limits::{ACCEPT_PAUSE, HELLO_TIMEOUT, MAX_CONNECTIONS};
+use crate::limits::{ACCEPT_PAUSE, HELLO_TIMEOUT, HELPER_EXIT_WAIT, MAX_CONNECTIONS};
 use crate::listeners::{Bound, Listeners};
+use crate::listening::PendingListens;
 use crate::log;
 use crate::logs::{self, AppLog};
+use crate::scope;
 use crate::sd_notify::Notifier;
 use crate::signals::Signals;
 use crate::sys;
@@ -44,8 +47,16 @@ enum Token {
     Signals,
     Control,
     Conn(u64),
-    Output { app: usize, instance: u64 },
-    Notify { app: usize, instance: u64 },
+    Output {
+        app: usize,
+        instance: u64,
+    },
+    Notify {
+        app: usize,
+        instance: u64,
+    },
+    /// The report pipe of a pending unix-path listen's helper.
+    Helper(u64),
 }
 
 /// The master's whole state.
@@ -60,6 +71,8 @@ pub struct Master {
     signals: Signals,
     pub(crate) apps: Vec<App>,
     pub(crate) listeners: Listeners,
+    /// Unix path sockets waiting for their helper.
+    pub(crate) pending: PendingListens,
     pub(crate) conns: BTreeMap<u64, Conn>,
     next_conn: u64,
     /// Set when accepting failed for lack of resources (EMFILE and the
@@ -100,10 +113,11 @@ impl Master {
             .into_iter()
             .map(|app| {
                 let log = AppLog::open(&app.name, &app.log, &log_dir)?;
+                let owner = scope::owner_for_config_sockets(&app).map_err(|f| f.message)?;
                 let sockets = app
                     .listen
                     .iter()
-                    .map(|decl| Ok((decl.name.clone(), Bound::new(&decl.spec)?)))
+                    .map(|decl| Ok((decl.name.clone(), Bound::new(&decl.spec, owner)?)))
                     .collect::<Result<_, Failure>>()
                     .map_err(|f| f.message)?;
                 Ok(App::new(app, log, sockets))
@@ -117,6 +131,7 @@ impl Master {
             signals,
             apps,
             listeners: Listeners::default(),
+            pending: PendingListens::default(),
             conns: BTreeMap::new(),
             next_conn: 1,
             accept_paused_until: None,
@@ -182,6 +197,14 @@ impl Master {
             let _ = conn.write_ready();
         }
         let _ = std::fs::remove_file(&self.launch.socket);
+        // Close every socket now, and give the helpers removing their files
+        // a moment, so the files are gone once the master has exited.
+        self.pending.clear();
+        self.listeners.clear();
+        for app in &mut self.apps {
+            app.sockets.clear();
+        }
+        helpers::wait_outstanding(HELPER_EXIT_WAIT);
         log!("all apps stopped; exiting");
         Ok(())
     }
@@ -195,6 +218,7 @@ impl Master {
             .iter()
             .filter_map(App::next_deadline)
             .chain(conns)
+            .chain(self.pending.deadline())
             .chain(self.accept_paused_until)
             .min()
     }
@@ -239,6 +263,10 @@ impl Master {
                     fds.push(PollFd::new(pipe, PollFlags::IN));
                 }
             }
+        }
+        for (ticket, helper) in self.pending.helpers() {
+            tokens.push(Token::Helper(ticket));
+            fds.push(PollFd::new(helper, PollFlags::IN));
         }
         let backlog = self.conns.values().any(|c| c.backlog);
         let deadline = if backlog {
@@ -310,6 +338,7 @@ impl Master {
                     self.apps[app].read_notify(instance, &self.launch, &mut notices);
                     self.deliver(notices);
                 }
+                Token::Helper(ticket) => self.on_helper_report(ticket),
                 _ => {}
             }
         }
@@ -362,10 +391,14 @@ impl Master {
         }
     }
 
-    /// Reaps every child that has exited, instances and (as PID 1) orphans.
+    /// Reaps every child that has exited: path-socket helpers, instances and
+    /// (as PID 1) orphans.
     fn reap(&mut self) {
         let mut notices = Vec::new();
         while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
+            if helpers::reaped(pid) {
+                continue;
+            }
             let launch = &self.launch;
             let listeners = &mut self.listeners;
             let _ = self
@@ -383,6 +416,7 @@ impl Master {
             app.on_timer(now, &self.launch, &mut notices);
         }
         self.deliver(notices);
+        self.expire_listens(now);
         let expired: Vec<u64> = self
             .conns
             .iter()

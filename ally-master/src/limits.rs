@@ -68,3 +68,23 @@ pub const MAX_LOG_TAIL_BYTES: u64 = 512 << 10;
 /// Largest notify datagram read; systemd's own limit is the same order.
 /// Longer ones are cut.
 pub const MAX_NOTIFY_DATAGRAM: usize = 4096;
+
+/// How long the file-system work for a unix socket path (done by a helper
+/// running as the app's user) may take. Past it the helper is killed and
+/// the listen fails; the event loop never waits for it.
+pub const PATH_SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most unix-path listens waiting for their helper at once, over all apps.
+/// Past it a listen for a new path is refused until one finishes, so a
+/// flood of requests cannot fork the master without bound.
+pub const MAX_PENDING_LISTENS: usize = 64;
+
+/// Longest report read from a helper; the rest is ignored.
+pub const MAX_HELPER_REPORT: usize = 4096;
+
+/// How long an exiting master waits, in all, for the helpers removing its
+/// socket files, so the files are gone when it has exited.
+pub const HELPER_EXIT_WAIT: Duration = Duration::from_secs(1);
+
+/// How often the exiting master checks whether those helpers are done.
+pub const HELPER_EXIT_POLL: Duration = Duration::from_millis(5);

@@ -179,12 +179,10 @@ impl Master {
             return;
         }
         let (reply, fds) = match req {
-            InstanceRequest::Listen(spec) => match self.listeners.acquire(app_name, id, &spec) {
-                Ok((fd, local)) => (InstanceResponse::Listening { fds: 1, local }, vec![fd]),
-                Err(failure) => {
-                    log!("{app_name}#{id}: {}", failure.message);
-                    (InstanceResponse::Error(failure), Vec::new())
-                }
+            InstanceRequest::Listen(spec) => match self.on_listen(conn, app_index, id, &spec) {
+                Some(answer) => answer,
+                // Answered once the path-socket helper reports.
+                None => return,
             },
             InstanceRequest::Unlisten(spec) => match self.listeners.release(app_name, id, &spec) {
                 Ok(()) => (InstanceResponse::Done, Vec::new()),
