@@ -10,7 +10,8 @@ use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
 use ally_tests::proc::wait_until;
 use ally_tests::script::{NEVER_READY, write_script};
 
-const USER: &str = "ally-e2e-user";
+/// The throwaway user tests run instances as.
+pub(crate) const USER: &str = "ally-e2e-user";
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -40,7 +41,7 @@ fn group_id(group: &str) -> Option<u32> {
 
 /// [`USER`]'s ids, creating it first (a system user without a home) if
 /// needed; `None`, with a message, when that is not possible.
-fn test_user() -> Option<(u32, u32)> {
+pub(crate) fn test_user() -> Option<(u32, u32)> {
     static CREATE: Mutex<()> = Mutex::new(());
     let _one_at_a_time = CREATE.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(ids) = passwd_ids(USER) {
