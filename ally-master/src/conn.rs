@@ -23,7 +23,17 @@ pub enum Peer {
         /// Hello deadline.
         deadline: Instant,
     },
-    /// An instance of app `app` (index into the master's apps) with id `id`.
+    /// The channel the master made for instance `id` of `app` at spawn,
+    /// before the library's hello. It has no hello deadline: a program
+    /// that does not link the library never speaks on it.
+    Channel {
+        /// Name of its app.
+        app: String,
+        /// Its instance id.
+        id: u64,
+    },
+    /// One of the connections of instance `id` of `app`: its channel after
+    /// the hello, or a connection the master made for it on request.
     Instance {
         /// Name of its app.
         app: String,
@@ -84,17 +94,28 @@ pub enum Broken {
 }
 
 impl Conn {
-    /// Wraps an accepted stream (already non-blocking and close-on-exec).
-    pub fn new(stream: UnixStream, cred: PeerCred, deadline: Instant) -> Conn {
+    /// Wraps a stream (already non-blocking and close-on-exec): one
+    /// accepted from the control socket (`Peer::Unknown`), or one of an
+    /// instance's own.
+    pub fn new(stream: UnixStream, cred: PeerCred, peer: Peer) -> Conn {
         Conn {
             stream,
             cred,
-            peer: Peer::Unknown { deadline },
+            peer,
             input: FrameBuf::new(),
             output: VecDeque::new(),
             pending: 0,
             backlog: false,
             hung_up: None,
+        }
+    }
+
+    /// The app name and instance id whose connection this is, if it is an
+    /// instance's.
+    pub fn instance(&self) -> Option<(&str, u64)> {
+        match &self.peer {
+            Peer::Channel { app, id } | Peer::Instance { app, id } => Some((app, *id)),
+            _ => None,
         }
     }
 

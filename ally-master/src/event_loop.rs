@@ -189,6 +189,7 @@ impl Master {
             }
         }
         self.deliver(notices);
+        self.adopt_channels();
         while !(self.shutdown != Shutdown::Running && self.apps.iter().all(App::is_stopped)) {
             let ready = self.poll()?;
             self.turn(&ready);
@@ -347,6 +348,7 @@ impl Master {
         }
         self.send_to_followers();
         self.apps.retain(|app| !app.is_gone());
+        self.adopt_channels();
         if self.shutdown == Shutdown::Running {
             self.announce_if_ready();
         }
@@ -406,6 +408,7 @@ impl Master {
                 .iter_mut()
                 .any(|app| app.on_exit(pid, status, listeners, launch, &mut notices));
         }
+        self.close_dead_instance_conns();
         self.deliver(notices);
     }
 
@@ -463,11 +466,17 @@ impl Master {
             if stream.set_nonblocking(true).is_err() {
                 continue;
             }
-            let id = self.next_conn;
-            self.next_conn += 1;
             let deadline = Instant::now() + HELLO_TIMEOUT;
-            self.conns.insert(id, Conn::new(stream, cred, deadline));
+            let peer = Peer::Unknown { deadline };
+            self.add_conn(Conn::new(stream, cred, peer));
         }
+    }
+
+    /// Serves `conn` from now on, under a new id.
+    pub(crate) fn add_conn(&mut self, conn: Conn) {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(id, conn);
     }
 
     fn flush(&mut self, id: u64) {

@@ -7,6 +7,11 @@ use std::time::Duration;
 /// exhaust its file descriptors.
 pub const MAX_CONNECTIONS: usize = 4096;
 
+/// Most connections one instance may have open to the master: its
+/// channel and the ones it asked for (the library keeps at most 16). Past
+/// this, asking for another is refused.
+pub const MAX_INSTANCE_CONNECTIONS: usize = 32;
+
 /// How long accepting pauses after it failed for lack of resources
 /// (too many open files): long enough not to spin, short enough that the
 /// next client barely notices.

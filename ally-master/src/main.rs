@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod app;
+mod channels;
 mod config;
 mod conn;
 mod control;

@@ -17,8 +17,7 @@ use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
 use ally_tests::proc::wait_until;
 use ally_tests::script::write_script;
 use ally_tests::service::Service;
-
-use crate::users::{USER, test_user};
+use ally_tests::users::{USER, is_root, test_user};
 
 /// How long a probe may take to print how its requests went.
 const VERDICT: Duration = Duration::from_secs(30);
@@ -61,10 +60,6 @@ fn inode(path: &Path) -> u64 {
     std::fs::symlink_metadata(path)
         .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
         .ino()
-}
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
 }
 
 #[test]
@@ -378,15 +373,6 @@ fn the_helper_binds_as_the_apps_user_only_where_that_user_may_write() {
     assert_eq!(words.get(2), Some(&meta.ino().to_string().as_str()));
 }
 
-/// `ally-e2e-user` instances reach the master through its control socket
-/// until they get a channel of their own: open the way to it.
-fn let_the_user_reach(master: &Master) {
-    for d in [master.dir(), master.socket().parent().unwrap()] {
-        std::fs::set_permissions(d, PermissionsExt::from_mode(0o755)).unwrap();
-    }
-    std::fs::set_permissions(master.socket(), PermissionsExt::from_mode(0o666)).unwrap();
-}
-
 #[test]
 fn a_user_app_may_listen_only_where_its_user_may_write() {
     if !is_root() {
@@ -411,7 +397,6 @@ fn a_user_app_may_listen_only_where_its_user_may_write() {
         .line(&format!("user = \"{USER}\""))
         .line("autostart = false");
     let master = Master::start_with(bins(), &dir, &config_toml(&[app]));
-    let_the_user_reach(&master);
     master.ctl_expect(&["start", "probe"], 0);
     let got = verdict(&master, "probe", "unix", &refused);
     assert!(
@@ -455,7 +440,6 @@ fn a_privileged_port_needs_a_grant_for_a_user_app() {
         .line(&format!("privileged_ports = [{port}]"))
         .line("autostart = false");
     let master = Master::start_with(bins(), &dir, &config_toml(&[plain, granted]));
-    let_the_user_reach(&master);
     master.ctl_expect(&["start", "plain"], 0);
     let got = verdict(&master, "plain", "tcp", &address);
     assert!(
