@@ -458,3 +458,36 @@ fn a_privileged_port_needs_a_grant_for_a_user_app() {
         "nothing listens on {address}"
     );
 }
+
+#[test]
+fn a_config_unix_socket_is_bound_as_the_apps_user_and_removed_at_exit() {
+    if !is_root() {
+        eprintln!("skipped: a user app needs a root master");
+        return;
+    }
+    let Some((uid, gid)) = test_user() else {
+        return;
+    };
+    let dir = TestDir::new("scope_config_user");
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let theirs = dir.path().join("theirs");
+    std::fs::create_dir(&theirs).unwrap();
+    std::os::unix::fs::chown(&theirs, Some(uid), Some(gid)).unwrap();
+    let path = theirs.join("legacy.sock");
+    let idle = write_script(dir.path(), "idle", "exec sleep 600\n");
+    let app = AppConfig::new("legacy", &idle)
+        .line(&format!("user = \"{USER}\""))
+        .line(&format!(
+            "listen = [\"unix://{}?mode=0660\"]",
+            path.display()
+        ))
+        .line("ready = \"immediate\"");
+    let mut master = Master::start_with(bins(), &dir, &config_toml(&[app]));
+    let meta = std::fs::symlink_metadata(&path).expect("the socket file exists");
+    assert!(meta.file_type().is_socket());
+    assert_eq!((meta.uid(), meta.gid()), (uid, gid), "bound as {USER}");
+    assert_eq!(meta.permissions().mode() & 0o7777, 0o660);
+    UnixStream::connect(&path).expect("it listens");
+    master.terminate(Duration::from_secs(20));
+    assert!(!path.exists(), "the socket file outlived the master");
+}
