@@ -197,7 +197,17 @@ fn spawn(
         .collect();
     sys::prepare_child(&mut cmd, None, pass);
     let mut record = outstanding();
-    let mut child = cmd.spawn()?;
+    let mut child = cmd.spawn().map_err(|e| match (e.kind(), owner) {
+        (io::ErrorKind::PermissionDenied, Some(owner)) => io::Error::new(
+            e.kind(),
+            format!(
+                "{e}: the ally-master binary (and the directories above it) must be \
+                 executable by uid {}",
+                owner.uid
+            ),
+        ),
+        _ => e,
+    })?;
     let raw = i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))?;
     let pid = Pid::from_raw(raw).ok_or_else(|| io::Error::other("child has pid 0"))?;
     record.insert(raw);
