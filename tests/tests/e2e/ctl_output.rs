@@ -145,6 +145,7 @@ const INSTANCE_KEYS: [&str; 12] = [
     "text",
     "cpu_ms",
     "rss_bytes",
+    "uid",
 ];
 
 #[test]
