@@ -102,7 +102,7 @@ impl Master {
         match peer {
             Ok(peer) => {
                 if let Some(conn) = self.conns.get_mut(&id) {
-                    conn.peer = peer;
+                    conn.set_peer(peer);
                 }
                 let welcome = HelloReply::Welcome {
                     version: PROTOCOL_VERSION,
