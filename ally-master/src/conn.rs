@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
-use ally_proto::frame::{self, FrameBuf, MAX_CONTROL_FRAME_LEN, MAX_FRAME_LEN};
+use ally_proto::frame::{self, FrameBuf, MAX_CONTROL_FRAME_LEN};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use serde::Serialize;
 
@@ -25,7 +25,17 @@ pub enum Peer {
         /// Hello deadline.
         deadline: Instant,
     },
-    /// An instance of app `app` (index into the master's apps) with id `id`.
+    /// The channel the master made for instance `id` of `app` at spawn,
+    /// before the library's hello. It has no hello deadline: a program
+    /// that does not link the library never speaks on it.
+    Channel {
+        /// Name of its app.
+        app: String,
+        /// Its instance id.
+        id: u64,
+    },
+    /// One of the connections of instance `id` of `app`: its channel after
+    /// the hello, or a connection the master made for it on request.
     Instance {
         /// Name of its app.
         app: String,
@@ -66,8 +76,8 @@ pub struct Conn {
     /// The peer hung up (or the socket failed) with requests still
     /// buffered: close once they are handled.
     pub hung_up: Option<Broken>,
-    /// Set while the connection came from the control socket and is not an
-    /// instance's: its slot, and its input held against the shared budget.
+    /// Set when the connection came from the control socket: its slot, and
+    /// its input held against the shared budget.
     accepted: Option<Accepted>,
     /// When the first byte of the frame at the head of `input` arrived.
     frame_started: Option<Instant>,
@@ -76,7 +86,7 @@ pub struct Conn {
 /// What a connection from the control socket holds of the shared limits.
 #[derive(Debug)]
 struct Accepted {
-    /// Given back when the connection closes or becomes an instance's.
+    /// Given back when the connection closes.
     _slot: Slot,
     input: Held,
 }
@@ -99,14 +109,15 @@ pub enum Broken {
 }
 
 impl Conn {
-    /// Wraps a stream (already non-blocking and close-on-exec) that may
-    /// carry frames up to [`MAX_FRAME_LEN`] and is bound by no shared
-    /// limit: an instance's.
-    pub fn new(stream: UnixStream, cred: PeerCred, deadline: Instant) -> Conn {
+    /// Wraps a stream (already non-blocking and close-on-exec) as `peer`,
+    /// with frames up to [`MAX_FRAME_LEN`](frame::MAX_FRAME_LEN) and no shared limit: one of an
+    /// instance's own. Those from the control socket are made by
+    /// [`accepted`](Self::accepted).
+    pub fn new(stream: UnixStream, cred: PeerCred, peer: Peer) -> Conn {
         Conn {
             stream,
             cred,
-            peer: Peer::Unknown { deadline },
+            peer,
             input: FrameBuf::new(),
             output: VecDeque::new(),
             pending: 0,
@@ -114,6 +125,15 @@ impl Conn {
             hung_up: None,
             accepted: None,
             frame_started: None,
+        }
+    }
+
+    /// The app name and instance id whose connection this is, if it is an
+    /// instance's.
+    pub fn instance(&self) -> Option<(&str, u64)> {
+        match &self.peer {
+            Peer::Channel { app, id } | Peer::Instance { app, id } => Some((app, *id)),
+            _ => None,
         }
     }
 
@@ -127,20 +147,10 @@ impl Conn {
         slot: Slot,
         input: Held,
     ) -> Conn {
-        let mut conn = Conn::new(stream, cred, deadline);
+        let mut conn = Conn::new(stream, cred, Peer::Unknown { deadline });
         conn.input.set_limit(MAX_CONTROL_FRAME_LEN);
         conn.accepted = Some(Accepted { _slot: slot, input });
         conn
-    }
-
-    /// Sets what the peer is. An instance gives back its control slot and
-    /// budget, and may send frames up to [`MAX_FRAME_LEN`] (cache values).
-    pub fn set_peer(&mut self, peer: Peer) {
-        if matches!(peer, Peer::Instance { .. }) {
-            self.accepted = None;
-            self.input.set_limit(MAX_FRAME_LEN);
-        }
-        self.peer = peer;
     }
 
     /// How many bytes the next read may take: none with requests still

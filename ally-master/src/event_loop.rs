@@ -181,6 +181,7 @@ impl Master {
             }
         }
         self.deliver(notices);
+        self.adopt_channels();
         while !(self.shutdown != Shutdown::Running && self.apps.iter().all(App::is_stopped)) {
             let ready = self.poll()?;
             self.turn(&ready);
@@ -328,6 +329,7 @@ impl Master {
         }
         self.send_to_followers();
         self.apps.retain(|app| !app.is_gone());
+        self.adopt_channels();
         if self.shutdown == Shutdown::Running {
             self.announce_if_ready();
         }
@@ -383,6 +385,7 @@ impl Master {
                 .iter_mut()
                 .any(|app| app.on_exit(pid, status, listeners, launch, &mut notices));
         }
+        self.close_dead_instance_conns();
         self.deliver(notices);
     }
 
@@ -453,10 +456,15 @@ impl Master {
     /// Takes the connections the control socket admits this turn.
     fn accept(&mut self) {
         for conn in self.control.accept(&mut self.tally) {
-            let id = self.next_conn;
-            self.next_conn += 1;
-            self.conns.insert(id, conn);
+            self.add_conn(conn);
         }
+    }
+
+    /// Serves `conn` from now on, under a new id.
+    pub(crate) fn add_conn(&mut self, conn: Conn) {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(id, conn);
     }
 
     fn flush(&mut self, id: u64) {

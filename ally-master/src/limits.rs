@@ -47,6 +47,11 @@ pub const READ_WHEN_SPENT: usize = 1 << 10;
 /// one line per interval, so a flood cannot fill the log.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
+/// Most connections one instance may have open to the master: its
+/// channel and the ones it asked for (the library keeps at most 16). Past
+/// this, asking for another is refused.
+pub const MAX_INSTANCE_CONNECTIONS: usize = 32;
+
 /// How long accepting pauses after it failed for lack of resources
 /// (too many open files): long enough not to spin, short enough that the
 /// next client barely notices.

@@ -6,6 +6,7 @@
 
 mod app;
 mod budget;
+mod channels;
 mod config;
 mod conn;
 mod control;

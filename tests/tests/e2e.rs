@@ -10,6 +10,8 @@
 
 #[path = "e2e/axum.rs"]
 mod axum;
+#[path = "e2e/channel.rs"]
+mod channel;
 #[path = "e2e/chaos.rs"]
 mod chaos;
 #[path = "e2e/control_limits.rs"]

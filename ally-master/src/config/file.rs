@@ -189,6 +189,7 @@ fn app_config(
         env: app.env.into_iter().map(|(k, v)| (k.0, v.0)).collect(),
         ready_timeout: app.ready_timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
         stop_timeout: app.stop_timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+        request_timeout: app.request_timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
         stop_signal: app.stop_signal.map_or(DEFAULT_STOP_SIGNAL, |s| s.0),
         limits,
         autostart: app.autostart.unwrap_or(true),

@@ -61,6 +61,8 @@ pub struct RawApp {
     pub ready_timeout: Option<Timeout>,
     /// `stop_timeout`.
     pub stop_timeout: Option<Timeout>,
+    /// `request_timeout`.
+    pub request_timeout: Option<Timeout>,
     /// `stop_signal`.
     pub stop_signal: Option<StopSignal>,
     /// `max_cache_entries`.
