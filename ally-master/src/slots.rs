@@ -34,8 +34,9 @@ impl Refusal {
                 uid.as_raw()
             ),
             Refusal::Full => format!(
-                "this master holds all the {MAX_CONNECTIONS} control connections uid {} may \
-                 share; try again later, or as root",
+                "every control connection uid {} may take is in use ({MAX_CONNECTIONS} in all, \
+                 {PRIVILEGED_RESERVE} of them kept for root and the master's user); \
+                 try again later",
                 uid.as_raw()
             ),
         };
