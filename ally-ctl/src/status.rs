@@ -12,6 +12,7 @@
 //! instance    3
 //! state       main
 //! pid         4242
+//! user        www-data (uid 33)
 //! uptime      5m12s
 //! listeners   2
 //! tasks       17
@@ -231,7 +232,7 @@ mod tests {
                     },
                     cpu_ms: 1_234,
                     rss_bytes: 12_900_000,
-                    uid: Some(1000),
+                    uid: Some(4_000_000_000),
                 },
                 InstanceStatus {
                     id: 4,
@@ -243,7 +244,7 @@ mod tests {
                     report: Report::default(),
                     cpu_ms: 10,
                     rss_bytes: 2_000_000,
-                    uid: Some(1000),
+                    uid: Some(4_000_000_000),
                 },
             ],
         };
@@ -260,6 +261,7 @@ instances   2
 instance    3
 state       main
 pid         4242
+user        uid 4000000000
 uptime      5m12s
 listeners   2
 tasks       17
@@ -274,6 +276,7 @@ deadline    -
 instance    4
 state       starting
 pid         4300
+user        uid 4000000000
 uptime      1s
 listeners   0
 tasks       -

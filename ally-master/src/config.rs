@@ -7,6 +7,7 @@
 //! [master]                              # optional
 //! socket = "/run/ally/custom.sock"      # optional
 //! log_dir = "/var/log/ally"             # optional
+//! frame_timeout = "10s"                 # optional, default 10s
 //!
 //! [[app]]
 //! name = "web"
@@ -131,6 +132,10 @@ pub struct MasterSettings {
     /// credential check. Default: none (mode 0600; root and the master's
     /// own user only).
     pub group: Option<String>,
+    /// `frame_timeout` — how long a client may take to finish sending a
+    /// frame (a request) once it has started; past it the connection is
+    /// closed. Default: [`FRAME_TIMEOUT`](crate::limits::FRAME_TIMEOUT).
+    pub frame_timeout: Option<Duration>,
 }
 
 /// One `[[app]]` table: a service the master runs and reloads.

@@ -5,10 +5,12 @@
 #![deny(unsafe_code)]
 
 mod app;
+mod budget;
 mod channels;
 mod config;
 mod conn;
 mod control;
+mod control_socket;
 mod event_loop;
 mod helpers;
 mod instance;
@@ -28,7 +30,9 @@ mod scope;
 mod sd_notify;
 mod shared_state;
 mod signals;
+mod slots;
 mod sys;
+mod tally;
 mod users;
 
 use std::path::PathBuf;

@@ -14,6 +14,8 @@ mod axum;
 mod channel;
 #[path = "e2e/chaos.rs"]
 mod chaos;
+#[path = "e2e/control_limits.rs"]
+mod control_limits;
 #[path = "e2e/ctl.rs"]
 mod ctl;
 #[path = "e2e/ctl_output.rs"]

@@ -97,6 +97,7 @@ pub fn parse_file(
         }
         master.log_dir = raw_master.log_dir.map(|d| resolve(&dir, &d.0));
         master.group = raw_master.group.map(|g| g.0);
+        master.frame_timeout = raw_master.frame_timeout.map(|t| t.0);
     }
 
     let includes = raw.include.map_or_else(Vec::new, |list| {

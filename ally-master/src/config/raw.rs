@@ -40,6 +40,8 @@ pub struct RawMaster {
     pub log_dir: Option<PathValue>,
     /// `group`.
     pub group: Option<Principal<true>>,
+    /// `frame_timeout`.
+    pub frame_timeout: Option<Timeout>,
 }
 
 /// One `[[app]]` table.

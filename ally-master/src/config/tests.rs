@@ -179,7 +179,7 @@ fn rejects_unknown_keys() {
     );
     assert_eq!(
         err("[master]\nsockets = \"x\"\n"),
-        "2:1: unknown field `sockets`, expected one of `socket`, `log_dir`, `group`"
+        "2:1: unknown field `sockets`, expected one of `socket`, `log_dir`, `group`, `frame_timeout`"
     );
     assert_eq!(
         err("[mastr]\n"),
