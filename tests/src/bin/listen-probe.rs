@@ -9,12 +9,14 @@
 //! ```
 //!
 //! For each request, in order, it prints one line to stderr (the master's
-//! log): `listen-probe: NETWORK ADDRESS ok LOCAL` or `listen-probe: NETWORK
-//! ADDRESS error MESSAGE`; then `listen-probe: done`, reports ready, and
-//! holds its sockets until its stop signal.
+//! log): `listen-probe: NETWORK ADDRESS ok LOCAL (N µs)` or `listen-probe:
+//! NETWORK ADDRESS error MESSAGE (N µs)`, with how long the answer took;
+//! then `listen-probe: done`, reports ready, and holds its sockets until
+//! its stop signal.
 
 use std::os::fd::OwnedFd;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use ally::{ListenOptions, Network};
 
@@ -34,15 +36,18 @@ fn main() -> ExitCode {
         if let Some(mode) = mode {
             options = options.unix_mode(mode);
         }
-        match options.listen_fd(network, address) {
+        let asked = Instant::now();
+        let answer = options.listen_fd(network, address);
+        let took = asked.elapsed().as_micros();
+        match answer {
             Ok(fd) => {
                 let local = local_address(&fd);
-                eprintln!("listen-probe: {network} {address} ok {local}");
+                eprintln!("listen-probe: {network} {address} ok {local} ({took} µs)");
                 held.push(fd);
             }
             Err(e) => {
                 let e = e.to_string().replace('\n', " ");
-                eprintln!("listen-probe: {network} {address} error {e}");
+                eprintln!("listen-probe: {network} {address} error {e} ({took} µs)");
             }
         }
     }
