@@ -49,15 +49,8 @@ enum Token {
     Signals,
     Control,
     Conn(u64),
-    Output {
-        app: usize,
-        instance: u64,
-    },
-    Notify {
-        app: usize,
-        instance: u64,
-    },
-    /// The report pipe of a pending unix-path listen's helper.
+    Output { app: usize, instance: u64 },
+    Notify { app: usize, instance: u64 },
     Helper(u64),
 }
 
