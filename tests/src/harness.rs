@@ -107,6 +107,46 @@ impl Master {
         master
     }
 
+    /// Writes `<dir>/ally.toml` with `config`, runs the master with `args`
+    /// (and the test's runtime directory) and returns once it exited: for
+    /// a master that must refuse to start. The runtime directory is
+    /// `runtime_dir` if given, else `<dir>/run`.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be started or is still running after
+    /// [`MASTER_START_TIMEOUT`] (it is killed first).
+    pub fn run_to_exit(
+        bins: &Bins,
+        dir: &TestDir,
+        config: &str,
+        args: &[&str],
+        runtime_dir: Option<&Path>,
+    ) -> CmdOutput {
+        let config_path = dir.path().join("ally.toml");
+        std::fs::write(&config_path, config).expect("write ally.toml");
+        let run_dir = runtime_dir.map_or_else(|| dir.path().join("run"), Path::to_path_buf);
+        let mut cmd = Command::new(&bins.master);
+        cmd.arg("--config")
+            .arg(&config_path)
+            .args(args)
+            .env(ally_proto::paths::RUNTIME_DIR_VAR, &run_dir);
+        for var in ally_proto::env::ALL {
+            cmd.env_remove(var);
+        }
+        die_with_parent(&mut cmd);
+        // A master that wrongly started may have left instances behind,
+        // also when `run` panics on the timeout.
+        struct Reaper(String);
+        impl Drop for Reaper {
+            fn drop(&mut self) {
+                kill_all_with_env(&self.0, Duration::from_secs(5));
+            }
+        }
+        let _reaper = Reaper(dir.env_marker());
+        run(&mut cmd, MASTER_START_TIMEOUT)
+    }
+
     fn spawn(bins: &Bins, dir: &TestDir, config: &str, wrapper: &[&str]) -> Master {
         let config_path = dir.path().join("ally.toml");
         std::fs::write(&config_path, config).expect("write ally.toml");
