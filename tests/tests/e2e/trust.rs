@@ -113,9 +113,11 @@ fn a_granted_group_may_control_the_master_and_no_one_else() {
     let meta = std::fs::metadata(master.socket()).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(meta.gid(), gid, "the socket belongs to the granted group");
-    for d in [dir.path(), master.socket().parent().unwrap()] {
-        std::fs::set_permissions(d, PermissionsExt::from_mode(0o755)).unwrap();
-    }
+    // The runtime directory the master made lets the group in, no one else.
+    let run = std::fs::metadata(master.socket().parent().unwrap()).unwrap();
+    assert_eq!(run.permissions().mode() & 0o7777, 0o750);
+    assert_eq!(run.gid(), gid, "the runtime directory belongs to the group");
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
     let member = as_nobody(Some(gid)).unwrap();
     let member: Vec<&str> = member.iter().map(String::as_str).collect();
     let out = master.ctl_as(&member, &["list"]);
@@ -181,4 +183,39 @@ fn one_app_cannot_read_another_apps_state() {
         "the reader saw the writer's values: {line}\n{}",
         master.log_tail()
     );
+}
+
+#[test]
+fn a_runtime_directory_others_may_write_to_is_refused() {
+    let dir = TestDir::new("trust_rundir");
+    let config = config_toml(&[idle_app(&dir)]);
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let refused = |mode: u32, why: &str| {
+        std::fs::set_permissions(&run, PermissionsExt::from_mode(mode)).unwrap();
+        let out = Master::run_to_exit(bins(), &dir, &config, &[], None);
+        assert_eq!(out.code(), Some(1), "mode {mode:o}: {out}");
+        let named = format!("refusing the runtime directory {}", run.display());
+        assert!(out.stderr.contains(&named), "{out}");
+        assert!(out.stderr.contains(&format!("mode {mode:04o}")), "{out}");
+        assert!(out.stderr.contains(why), "{out}");
+        assert!(
+            !run.join("ally.sock").exists(),
+            "a socket was bound in an unsafe directory"
+        );
+    };
+    refused(0o1777, "anyone may write to it");
+    refused(0o777, "anyone may write to it");
+    refused(0o770, "its group may write to it");
+    if is_root() {
+        std::os::unix::fs::chown(&run, Some(65534), None).unwrap();
+        refused(0o700, "owned by neither root nor the master's user");
+        std::os::unix::fs::chown(&run, Some(0), None).unwrap();
+    }
+    // A private directory of its own is taken, and left as it was.
+    std::fs::set_permissions(&run, PermissionsExt::from_mode(0o700)).unwrap();
+    let master = Master::start_with(bins(), &dir, &config);
+    master.assert_exit(&master.ctl(&["list"]), 0);
+    let mode = std::fs::metadata(&run).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o700);
 }
