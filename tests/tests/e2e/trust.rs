@@ -1,7 +1,8 @@
 //! Who may talk to the master, tested with a real second uid: the control
 //! socket's mode, the uid check on hello, the group grant, instance
-//! connections from processes the master did not start, and the isolation
-//! of one app's state from another's.
+//! connections from processes the master did not start, the isolation of
+//! one app's state from another's, the runtime directory, and ally-ctl's
+//! check of whom it talks to.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
@@ -10,8 +11,9 @@ use std::time::Duration;
 
 use ally_proto::{Hello, HelloReply, Role, frame};
 use ally_tests::bins::{Layout, bins};
-use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
-use ally_tests::script::write_script;
+use ally_tests::cmd::run;
+use ally_tests::harness::{AppConfig, CTL_TIMEOUT, Master, TestDir, config_toml};
+use ally_tests::script::{Spawned, write_script};
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -218,4 +220,68 @@ fn a_runtime_directory_others_may_write_to_is_refused() {
     master.assert_exit(&master.ctl(&["list"]), 0);
     let mode = std::fs::metadata(&run).unwrap().permissions().mode();
     assert_eq!(mode & 0o7777, 0o700);
+}
+
+/// The `impostor` helper binary (see `tests/src/bin/impostor.rs`).
+fn impostor() -> std::path::PathBuf {
+    bins();
+    Layout::of_current_exe().profile_dir().join("impostor")
+}
+
+#[test]
+fn ally_ctl_refuses_a_master_served_by_another_uid() {
+    let Some(nobody) = as_nobody(None) else {
+        return;
+    };
+    let dir = TestDir::new("trust_fake_master");
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let run_dir = dir.path().join("fake");
+    std::fs::create_dir(&run_dir).unwrap();
+    std::os::unix::fs::chown(&run_dir, Some(65534), Some(65534)).unwrap();
+    let socket = run_dir.join("web.sock");
+    let mut cmd = Command::new(&nobody[0]);
+    cmd.args(&nobody[1..])
+        .arg(impostor())
+        .arg("master")
+        .arg(&socket);
+    let fake = Spawned::with_stdout_lines(cmd);
+    let (line, _) = fake.wait_line("listening", Duration::from_secs(10));
+    assert!(line.is_some(), "the fake master did not start");
+    let ctl = |wrapper: &[String], args: &[&str], runtime_dir: &std::path::Path| {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&bins().ctl);
+                cmd
+            }
+            None => Command::new(&bins().ctl),
+        };
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env(ally_proto::paths::RUNTIME_DIR_VAR, runtime_dir);
+        for var in ally_proto::env::ALL {
+            cmd.env_remove(var);
+        }
+        run(&mut cmd, CTL_TIMEOUT)
+    };
+    // It answers like a master: its own user believes it.
+    let path = socket.to_str().unwrap();
+    let out = ctl(&nobody, &["--socket", path, "list"], &run_dir);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("impostor"), "{out}");
+    // Root does not, by path (relative too, named in full) or found in
+    // the runtime directory.
+    let refusal = format!(
+        "the socket at {path} is served by uid 65534, not root or you: refusing to trust it"
+    );
+    for args in [
+        &["--socket", path, "list"][..],
+        &["--socket", "fake/web.sock", "list"][..],
+        &["list"][..],
+    ] {
+        let out = ctl(&[], args, &run_dir);
+        assert_eq!(out.code(), Some(3), "{out}");
+        assert!(out.stderr.contains(&refusal), "{out}");
+        assert!(!out.stdout.contains("impostor"), "{out}");
+    }
 }
