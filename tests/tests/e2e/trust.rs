@@ -21,7 +21,7 @@ fn is_root() -> bool {
 
 /// `setpriv` options that run a command as `nobody` with no groups, or
 /// `None` (with a printed reason) when that is not possible here.
-fn as_nobody(extra_groups: Option<u32>) -> Option<Vec<String>> {
+pub fn as_nobody(extra_groups: Option<u32>) -> Option<Vec<String>> {
     if !is_root() {
         eprintln!("skipped: switching to a second uid needs root");
         return None;
@@ -222,12 +222,6 @@ fn a_runtime_directory_others_may_write_to_is_refused() {
     assert_eq!(mode & 0o7777, 0o700);
 }
 
-/// The `impostor` helper binary (see `tests/src/bin/impostor.rs`).
-fn impostor() -> std::path::PathBuf {
-    bins();
-    Layout::of_current_exe().profile_dir().join("impostor")
-}
-
 #[test]
 fn ally_ctl_refuses_a_master_served_by_another_uid() {
     let Some(nobody) = as_nobody(None) else {
@@ -241,7 +235,7 @@ fn ally_ctl_refuses_a_master_served_by_another_uid() {
     let socket = run_dir.join("web.sock");
     let mut cmd = Command::new(&nobody[0]);
     cmd.args(&nobody[1..])
-        .arg(impostor())
+        .arg(&bins().impostor)
         .arg("master")
         .arg(&socket);
     let fake = Spawned::with_stdout_lines(cmd);
