@@ -150,15 +150,20 @@ fn prepare_dir(dir: &Path, group: Option<u32>) -> Result<(), RuntimeError> {
         } else {
             DIR_MODE
         };
+        let missing: Vec<&Path> = dir.ancestors().take_while(|d| !d.exists()).collect();
         fs::DirBuilder::new()
             .recursive(true)
             .mode(mode)
             .create(dir)
             .map_err(io_err)?;
         if let Some(gid) = group {
-            std::os::unix::fs::chown(dir, None, Some(gid)).map_err(io_err)?;
-            // The umask may have taken bits away.
-            fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(io_err)?;
+            // Every directory made on the way, so the group can get through.
+            for made in missing {
+                let made_err = |e| RuntimeError::Io(made.to_owned(), e);
+                std::os::unix::fs::chown(made, None, Some(gid)).map_err(made_err)?;
+                // The umask may have taken bits away.
+                fs::set_permissions(made, fs::Permissions::from_mode(mode)).map_err(made_err)?;
+            }
         }
     }
     let meta = fs::metadata(dir).map_err(io_err)?;
@@ -285,6 +290,25 @@ mod tests {
         let listener = bind(&private.join("m.sock"), None).unwrap();
         let mode = fs::metadata(&private).unwrap().mode() & 0o7777;
         assert_eq!(mode, DIR_MODE);
+        drop(listener);
+        fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn with_a_group_every_directory_made_is_the_group_s_and_0750() {
+        let base = std::env::temp_dir().join(format!("ally-runtime-g-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        fs::create_dir_all(&base).unwrap();
+        let gid = rustix::process::getegid().as_raw();
+        let dir = base.join("a/b");
+        let listener = bind(&dir.join("m.sock"), Some(gid)).unwrap();
+        for made in [base.join("a"), dir.clone()] {
+            let meta = fs::metadata(&made).unwrap();
+            assert_eq!(meta.mode() & 0o7777, GROUP_DIR_MODE, "{}", made.display());
+            assert_eq!(meta.gid(), gid);
+        }
+        let socket = fs::metadata(dir.join("m.sock")).unwrap();
+        assert_eq!(socket.mode() & 0o777, GROUP_SOCKET_MODE);
         drop(listener);
         fs::remove_dir_all(&base).unwrap();
     }
