@@ -5,13 +5,14 @@
 //!
 //! Only datagrams whose `SCM_CREDENTIALS` name the instance's own pid are
 //! taken (systemd's `NotifyAccess=main`): any local process can reach an
-//! abstract socket, but not forge its pid. The others are dropped unread
-//! and only counted, reported at most once per
+//! abstract socket, but not forge its pid. The others are dropped
+//! unparsed and only counted, reported at most once per
 //! [`NOTIFY_STRANGER_REPORT_INTERVAL`].
 //!
 //! The name is `@ally-notify/<app>/<id>/<32 hex digits from getrandom>`:
-//! abstract names have no owner or permissions, so one anybody could guess
-//! could be bound first by anybody, failing the instance's start.
+//! abstract names have no owner or permissions, so a name that can be
+//! guessed can be bound first by any local user, failing the instance's
+//! start.
 
 use std::io::{self, IoSliceMut};
 use std::mem::MaybeUninit;
@@ -88,7 +89,7 @@ impl Strangers {
     /// Counts `n` more; returns the count to report now, if a report is
     /// due (the first one is at once).
     pub fn add(&mut self, n: u64, now: Instant) -> Option<u64> {
-        self.unreported += n;
+        self.unreported = self.unreported.saturating_add(n);
         self.take_due(now)
     }
 
