@@ -62,6 +62,9 @@ pub struct Master {
     socket: PathBuf,
     log: PathBuf,
     ctl: PathBuf,
+    /// What [`ctl`](Self::ctl) runs `ally-ctl` behind: empty, or the
+    /// `setpriv` that runs it as the master's user.
+    ctl_wrapper: Vec<String>,
 }
 
 impl Master {
@@ -88,6 +91,18 @@ impl Master {
     /// is then the wrapper's.
     pub fn start_wrapped(bins: &Bins, dir: &TestDir, config: &str, wrapper: &[&str]) -> Master {
         let mut master = Master::spawn(bins, dir, config, wrapper);
+        master.wait_answering();
+        master
+    }
+
+    /// Like [`start_wrapped`](Self::start_wrapped) with `as_user`, a
+    /// command that runs the rest of its command line as another user
+    /// (`setpriv --reuid=...`): [`ctl`](Self::ctl) then runs `ally-ctl`
+    /// behind it too, since ally-ctl trusts only a master that runs as
+    /// root or as itself.
+    pub fn start_as(bins: &Bins, dir: &TestDir, config: &str, as_user: &[&str]) -> Master {
+        let mut master = Master::spawn(bins, dir, config, as_user);
+        master.ctl_wrapper = as_user.iter().map(|a| (*a).to_owned()).collect();
         master.wait_answering();
         master
     }
@@ -188,6 +203,7 @@ impl Master {
             socket: ally_proto::paths::control_socket(&run_dir, &config_path),
             log,
             ctl: bins.ctl.clone(),
+            ctl_wrapper: Vec::new(),
         }
     }
 
@@ -297,8 +313,13 @@ impl Master {
     }
 
     /// Runs `ally-ctl --socket SOCKET ARGS...` to completion (at most
-    /// [`CTL_TIMEOUT`]).
+    /// [`CTL_TIMEOUT`]), as the master's user after
+    /// [`start_as`](Self::start_as).
     pub fn ctl(&self, args: &[&str]) -> CmdOutput {
+        if !self.ctl_wrapper.is_empty() {
+            let wrapper: Vec<&str> = self.ctl_wrapper.iter().map(String::as_str).collect();
+            return self.ctl_as(&wrapper, args);
+        }
         let mut cmd = Command::new(&self.ctl);
         cmd.arg("--socket").arg(&self.socket).args(args);
         for var in ally_proto::env::ALL {
