@@ -35,8 +35,8 @@ impl Client {
     ///
     /// [`Failure::Unreachable`] if no single master answers or the one
     /// that does runs as neither root nor us, [`Failure::Refused`] if it
-    /// refuses us, [`Failure::TimedOut`] past
-    /// the deadline, [`Failure::Protocol`] for a malformed reply.
+    /// refuses us, [`Failure::TimedOut`] past the deadline,
+    /// [`Failure::Protocol`] for a malformed reply.
     pub fn connect(socket: Option<&Path>, deadline: Option<Instant>) -> Result<Client, Failure> {
         let (path, stream) = match socket {
             Some(path) => match UnixStream::connect(path) {
