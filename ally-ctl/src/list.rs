@@ -30,7 +30,7 @@ use crate::{style, table};
             \"restarts\", \"main\", \"reloading\", \"queued_reloads\", \"last_error\",\n\
             \"instances\":[{{\"id\", \"pid\", \"state\", \"started_unix_ms\",\n\
             \"deadline_unix_ms\", \"listeners\", \"tasks\", \"version\", \"commit\",\n\
-            \"text\", \"cpu_ms\", \"rss_bytes\"}}]}}]}}\n\
+            \"text\", \"cpu_ms\", \"rss_bytes\", \"uid\"}}]}}]}}\n\
             with times in milliseconds since the Unix epoch and absent values as null."
 )]
 pub struct ListArgs {
@@ -116,6 +116,7 @@ struct Instance<'a> {
     text: Option<&'a str>,
     cpu_ms: u64,
     rss_bytes: u64,
+    uid: Option<u32>,
 }
 
 /// `apps` as one line of JSON.
@@ -134,6 +135,7 @@ fn json(apps: &[AppStatus]) -> String {
             text: i.report.text.as_deref(),
             cpu_ms: i.cpu_ms,
             rss_bytes: i.rss_bytes,
+            uid: i.uid,
         }
     }
     let listing = Listing {
@@ -191,6 +193,7 @@ mod tests {
                     },
                     cpu_ms: 1234,
                     rss_bytes: 12_900_000,
+                    uid: Some(1000),
                 }],
             },
             AppStatus {
@@ -208,7 +211,7 @@ mod tests {
         ];
         assert_eq!(
             json(&apps),
-            r#"{"apps":[{"name":"web","state":"running","restarts":2,"main":3,"reloading":null,"queued_reloads":0,"last_error":"boom \"x\"","instances":[{"id":3,"pid":42,"state":"main","started_unix_ms":1000,"deadline_unix_ms":null,"listeners":2,"tasks":17,"version":"1.4.2","commit":"0123abcd4567","text":null,"cpu_ms":1234,"rss_bytes":12900000}]},{"name":"idle","state":"backoff","backoff_until_unix_ms":5000,"restarts":0,"main":null,"reloading":null,"queued_reloads":0,"last_error":null,"instances":[]}]}"#
+            r#"{"apps":[{"name":"web","state":"running","restarts":2,"main":3,"reloading":null,"queued_reloads":0,"last_error":"boom \"x\"","instances":[{"id":3,"pid":42,"state":"main","started_unix_ms":1000,"deadline_unix_ms":null,"listeners":2,"tasks":17,"version":"1.4.2","commit":"0123abcd4567","text":null,"cpu_ms":1234,"rss_bytes":12900000,"uid":1000}]},{"name":"idle","state":"backoff","backoff_until_unix_ms":5000,"restarts":0,"main":null,"reloading":null,"queued_reloads":0,"last_error":null,"instances":[]}]}"#
         );
     }
 }

@@ -12,6 +12,7 @@
 //! instance    3
 //! state       main
 //! pid         4242
+//! user        www-data (uid 33)
 //! uptime      5m12s
 //! listeners   2
 //! tasks       17
@@ -153,6 +154,7 @@ fn instance(out: &mut String, i: &InstanceStatus, now_ms: u64, colour: bool) {
     field(out, "instance", &i.id.to_string());
     field(out, "state", &state);
     field(out, "pid", &i.pid.to_string());
+    field(out, "user", &user(i.uid));
     field(out, "uptime", &uptime);
     field(out, "listeners", &i.listeners.to_string());
     field(out, "tasks", or_dash(tasks.as_deref()));
@@ -162,6 +164,24 @@ fn instance(out: &mut String, i: &InstanceStatus, now_ms: u64, colour: bool) {
     field(out, "commit", or_dash(report.commit.as_deref()));
     field(out, "text", or_dash(report.text.as_deref()));
     field(out, "deadline", or_dash(deadline.as_deref()));
+}
+
+/// Who an instance runs as: `name (uid N)`, the name from `/etc/passwd`
+/// when it has one there.
+fn user(uid: Option<u32>) -> String {
+    let Some(uid) = uid else {
+        return "-".to_owned();
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let name = passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        (fields.nth(1)? == uid.to_string()).then_some(name)
+    });
+    match name {
+        Some(name) => format!("{name} (uid {uid})"),
+        None => format!("uid {uid}"),
+    }
 }
 
 /// One `key  value` line; the value's further lines are indented under
@@ -212,6 +232,7 @@ mod tests {
                     },
                     cpu_ms: 1_234,
                     rss_bytes: 12_900_000,
+                    uid: Some(4_000_000_000),
                 },
                 InstanceStatus {
                     id: 4,
@@ -223,6 +244,7 @@ mod tests {
                     report: Report::default(),
                     cpu_ms: 10,
                     rss_bytes: 2_000_000,
+                    uid: Some(4_000_000_000),
                 },
             ],
         };
@@ -239,6 +261,7 @@ instances   2
 instance    3
 state       main
 pid         4242
+user        uid 4000000000
 uptime      5m12s
 listeners   2
 tasks       17
@@ -253,6 +276,7 @@ deadline    -
 instance    4
 state       starting
 pid         4300
+user        uid 4000000000
 uptime      1s
 listeners   0
 tasks       -

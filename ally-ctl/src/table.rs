@@ -213,6 +213,7 @@ mod tests {
             report: Report::default(),
             cpu_ms: 4_100,
             rss_bytes: 10_300_000,
+            uid: Some(1000),
         }
     }
 

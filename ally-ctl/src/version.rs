@@ -35,7 +35,7 @@ mod tests {
     fn names_the_protocol() {
         assert_eq!(
             super::line(),
-            format!("ally-ctl {} (protocol 2)", env!("CARGO_PKG_VERSION"))
+            format!("ally-ctl {} (protocol 3)", env!("CARGO_PKG_VERSION"))
         );
     }
 }

@@ -1,17 +1,20 @@
-//! The connection to the master: opening and checking one, and the
-//! exchanges on it.
+//! A connection to the master, and the exchanges on it.
 //!
-//! Requests go through a small [pool](crate::pool) of such connections, so
-//! a thread waiting for a lock does not hold up other threads' requests.
+//! Every connection is the instance's own: the [channel](crate::channel)
+//! the master left at spawn, or one it sent over that channel on request.
+//! Requests go through a small [pool](crate::pool) of the latter, so a
+//! thread waiting for a lock does not hold up other threads' requests.
 //! Each connection carries one request at a time, answered in order. Each
 //! read uses `recvmsg` with `MSG_CMSG_CLOEXEC`, so a descriptor the master
 //! sends is close-on-exec from the moment it exists, and any descriptors
 //! that arrive are queued until the response that announces them is
 //! decoded.
 //!
-//! If a connection breaks, the request in progress fails with an error (it
-//! may or may not have been done) and the connection is dropped; a later
-//! request opens a new one to the same socket and checks the peer again.
+//! If a pooled connection breaks or its answer does not come in time, the
+//! request in progress fails with an error (it may or may not have been
+//! done) and the connection is dropped; a later request asks the channel
+//! for a new one. Nothing the instance holds — locks, listeners — belongs
+//! to a connection, so dropping one loses nothing.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSliceMut};
@@ -21,24 +24,14 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use ally_proto::frame::{self, FrameBuf};
-use ally_proto::{
-    Hello, HelloReply, InstanceRequest, InstanceResponse, LockMode, PROTOCOL_VERSION, Role,
-};
+use ally_proto::{HelloReply, InstanceRequest, InstanceResponse, LockMode};
 use rustix::net::{
     RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags, SendFlags, recvmsg, send,
-    sockopt,
 };
 
 use crate::error::Error;
-use crate::mode::{self, Managed};
+use crate::mode::Managed;
 use crate::pool::{self, Use};
-
-/// How long the master may take to answer one request.
-///
-/// The master never blocks on anything slow; this only bounds how long a
-/// call hangs if the master is stopped (`SIGSTOP`) or wedged. A lock
-/// request may take its own timeout longer.
-pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long the master may take to answer a reload: a reload asked while
 /// another runs is answered when that one ends, which takes up to the
@@ -78,7 +71,7 @@ pub(crate) fn request(m: &Managed, req: &InstanceRequest, what: &str) -> Result<
     let bytes = encode(req, what)?;
     let timeout = match req {
         InstanceRequest::Reload => RELOAD_TIMEOUT,
-        _ => REQUEST_TIMEOUT,
+        _ => m.request_timeout,
     };
     let mut lease = pool::take(m, Use::Prompt, None)?.ok_or_else(|| Error::Timeout {
         request: what.to_owned(),
@@ -94,6 +87,12 @@ pub(crate) fn request(m: &Managed, req: &InstanceRequest, what: &str) -> Result<
 /// [`Use::LockWait`] so that waits never hold every connection. The time
 /// spent waiting for such a connection counts against `timeout_ms`; if it
 /// runs out first, one last try asks for the lock only if it is free.
+///
+/// The answer is awaited for as long as the master takes: the master ends
+/// the wait at its timeout, and a request given up here could be granted
+/// there with nobody to release it. If the master is stopped (`SIGSTOP`)
+/// the call waits for it; if it dies, the connection's end of file ends
+/// the call with an error.
 ///
 /// # Errors
 ///
@@ -113,25 +112,21 @@ pub(crate) fn lock(
     if timeout_ms == Some(0) {
         return Ok(request(m, &req(Some(0)), what)?.response);
     }
-    let bytes = encode(&req(timeout_ms), what)?;
+    encode(&req(timeout_ms), what)?;
     let started = Instant::now();
     let deadline = timeout_ms.and_then(|ms| started.checked_add(Duration::from_millis(ms)));
     let Some(mut lease) = pool::take(m, Use::LockWait, deadline)? else {
         return Ok(request(m, &req(Some(0)), what)?.response);
     };
-    let reply = match (timeout_ms, deadline) {
+    let left_ms = match (timeout_ms, deadline) {
         (Some(ms), Some(deadline)) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let left_ms = ceil_millis(left).min(ms);
-            let bytes = encode(&req(Some(left_ms)), what)?;
-            let patience = Duration::from_millis(left_ms).saturating_add(REQUEST_TIMEOUT);
-            lease.exchange(&bytes, what, Some(patience))?
+            Some(ceil_millis(deadline.saturating_duration_since(Instant::now())).min(ms))
         }
-        // No timeout, or one beyond the clock's range: the answer may take
-        // as long as the lock is held.
-        _ => lease.exchange(&bytes, what, None)?,
+        // No timeout, or one beyond the clock's range.
+        _ => timeout_ms,
     };
-    Ok(reply.response)
+    let bytes = encode(&req(left_ms), what)?;
+    Ok(lease.exchange(&bytes, what, None)?.response)
 }
 
 /// `d` in whole milliseconds, rounded up: the wire carries milliseconds,
@@ -157,7 +152,7 @@ pub(crate) fn encode(req: &InstanceRequest, what: &str) -> Result<Vec<u8>, Error
     })
 }
 
-/// One checked connection to the master.
+/// One connection to the master.
 #[derive(Debug)]
 pub(crate) struct Conn {
     stream: UnixStream,
@@ -169,85 +164,46 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// Connects to the master, checks that it is the master, and says hello.
-    pub(crate) fn open(m: &Managed) -> Result<Conn, Error> {
-        // Checked again on every connect: if the master died this process
-        // was re-parented, and whoever now owns the socket path is a stranger.
-        let parent = mode::parent_pid();
-        if parent != Some(m.master_pid) {
-            return Err(Error::NotMasterChild {
-                parent,
-                master: m.master_pid,
-            });
-        }
-        let stream = UnixStream::connect(&m.socket).map_err(|source| Error::Connect {
-            path: m.socket.clone(),
-            source,
-        })?;
-        let cred = sockopt::socket_peercred(&stream).map_err(|e| Error::Io(e.into()))?;
-        let peer = cred.pid.as_raw_nonzero().get().unsigned_abs();
-        if peer != m.master_pid {
-            return Err(Error::WrongPeer {
-                path: m.socket.clone(),
-                expected: m.master_pid,
-                found: peer,
-            });
-        }
+    /// Wraps one of the instance's connections (close-on-exec already),
+    /// with `timeout` for reads and writes.
+    pub(crate) fn new(stream: UnixStream, timeout: Duration) -> Result<Conn, Error> {
         stream
-            .set_read_timeout(Some(REQUEST_TIMEOUT))
-            .and_then(|()| stream.set_write_timeout(Some(REQUEST_TIMEOUT)))
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
             .map_err(Error::Io)?;
-        let mut conn = Conn {
+        Ok(Conn {
             stream,
             input: FrameBuf::new(),
             fds: VecDeque::new(),
-            read_timeout: Some(REQUEST_TIMEOUT),
-        };
-        conn.send(&frame::encode(&Hello::new(Role::Instance))?, "hello")?;
-        match conn.receive("hello", FrameBuf::next::<HelloReply>)? {
-            HelloReply::Welcome {
-                version,
-                master_pid,
-            } => {
-                if version != PROTOCOL_VERSION {
-                    return Err(Error::Version { master: version });
-                }
-                if master_pid != m.master_pid {
-                    return Err(Error::WrongPeer {
-                        path: m.socket.clone(),
-                        expected: m.master_pid,
-                        found: master_pid,
-                    });
-                }
-            }
-            HelloReply::Refused(failure) => return Err(Error::Refused(failure)),
-        }
-        // Descriptors never come with a hello.
-        conn.fds.clear();
-        Ok(conn)
+            read_timeout: Some(timeout),
+        })
     }
 
     /// Sends one encoded request and reads its answer, waiting at most
     /// `timeout` for it (`None`: for ever).
     ///
     /// After an error the stream may be mid-frame: the caller must drop the
-    /// connection.
+    /// connection, or (the channel) read the owed answer before the next.
     pub(crate) fn exchange(
         &mut self,
         request: &[u8],
         what: &str,
         timeout: Option<Duration>,
     ) -> Result<Reply, Error> {
-        if self.read_timeout != timeout {
-            self.stream.set_read_timeout(timeout).map_err(Error::Io)?;
-            self.read_timeout = timeout;
-        }
         self.send(request, what)?;
+        self.receive_response(what, timeout)
+    }
+
+    /// Reads the next response and the descriptors it announced, waiting
+    /// at most `timeout`.
+    pub(crate) fn receive_response(
+        &mut self,
+        what: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Reply, Error> {
+        self.set_timeout(timeout)?;
         let response = self.receive(what, FrameBuf::next::<InstanceResponse>)?;
-        let want = match &response {
-            InstanceResponse::Listening { fds, .. } => usize::from(*fds),
-            _ => 0,
-        };
+        let want = response.fd_count();
         if self.fds.len() < want {
             return Err(Error::MissingFds {
                 expected: want,
@@ -260,8 +216,25 @@ impl Conn {
         Ok(Reply { response, fds })
     }
 
+    /// Reads the master's answer to a hello, waiting at most `timeout`.
+    pub(crate) fn receive_hello(&mut self, timeout: Duration) -> Result<HelloReply, Error> {
+        self.set_timeout(Some(timeout))?;
+        let reply = self.receive("hello", FrameBuf::next::<HelloReply>)?;
+        // Descriptors never come with a hello.
+        self.fds.clear();
+        Ok(reply)
+    }
+
+    fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), Error> {
+        if self.read_timeout != timeout {
+            self.stream.set_read_timeout(timeout).map_err(Error::Io)?;
+            self.read_timeout = timeout;
+        }
+        Ok(())
+    }
+
     /// Writes one encoded frame.
-    fn send(&mut self, bytes: &[u8], what: &str) -> Result<(), Error> {
+    pub(crate) fn send(&mut self, bytes: &[u8], what: &str) -> Result<(), Error> {
         let mut rest = bytes;
         while !rest.is_empty() {
             // NOSIGNAL: a closed master must be an error, not a SIGPIPE.

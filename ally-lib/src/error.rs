@@ -19,8 +19,8 @@ use ally_proto::{AddrError, ErrorCode, Failure, Network};
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Error {
-    /// `ALLY_SOCKET` is set, but another `ALLY_*` variable is missing or
-    /// malformed.
+    /// `ALLY_CHANNEL_FD` is set, but it or another `ALLY_*` variable is
+    /// missing or malformed.
     BadEnv {
         /// The variable's name.
         var: &'static str,
@@ -29,31 +29,41 @@ pub enum Error {
         /// What it should look like.
         expected: &'static str,
     },
-    /// `ALLY_SOCKET` is set, but the parent process is not the master that
-    /// `ALLY_MASTER_PID` names (the process was started by something else,
-    /// or the master died and the process was re-parented).
+    /// `ALLY_CHANNEL_FD` is set, but the parent process is not the master
+    /// that `ALLY_MASTER_PID` names when the library first looks (the
+    /// process was started by something else — a wrapper that did not
+    /// `exec`, or a fork of the instance — or the master died and the
+    /// process was re-parented).
     NotMasterChild {
         /// This process's parent pid, `None` if it has none.
         parent: Option<u32>,
         /// The pid in `ALLY_MASTER_PID`.
         master: u32,
     },
-    /// Connecting to the master's socket failed.
-    Connect {
-        /// The socket path from `ALLY_SOCKET`.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
+    /// The descriptor `ALLY_CHANNEL_FD` names is not this instance's
+    /// channel to the master (closed, not a unix stream socket, or made by
+    /// another process).
+    Channel {
+        /// The descriptor number.
+        fd: i32,
+        /// What it is instead.
+        reason: String,
     },
-    /// The process at the other end of `ALLY_SOCKET` is not the master.
-    WrongPeer {
-        /// The socket path from `ALLY_SOCKET`.
-        path: PathBuf,
-        /// The pid in `ALLY_MASTER_PID`.
-        expected: u32,
-        /// The pid the kernel or the master reported.
-        found: u32,
+    /// The environment is that of an older master, which instances reached
+    /// by a socket path (`ALLY_SOCKET`); this library needs its channel.
+    MasterTooOld,
+    /// This process is a fork of the instance that holds the channel: the
+    /// channel and its connections are the parent's, and sharing them would
+    /// mix the two processes' requests.
+    Forked {
+        /// The instance's pid (which holds the channel).
+        owner: u32,
+        /// This process's pid.
+        pid: u32,
     },
+    /// The master exited: the channel reached end of file. The library sent
+    /// this process its stop signal when it saw that.
+    MasterGone,
     /// The master speaks another protocol version.
     Version {
         /// The master's version.
@@ -166,8 +176,12 @@ impl Error {
         use io::ErrorKind as K;
         match self {
             Error::BadEnv { .. } | Error::Address(_) | Error::NonUtf8Path(_) => K::InvalidInput,
-            Error::NotMasterChild { .. } | Error::WrongPeer { .. } => K::PermissionDenied,
-            Error::Connect { source, .. } | Error::Bind { source, .. } => source.kind(),
+            Error::NotMasterChild { .. } | Error::Channel { .. } | Error::Forked { .. } => {
+                K::PermissionDenied
+            }
+            Error::MasterTooOld => K::Unsupported,
+            Error::MasterGone => K::NotConnected,
+            Error::Bind { source, .. } => source.kind(),
             Error::Io(e) => e.kind(),
             Error::Refused(f)
             | Error::Master { failure: f, .. }
@@ -207,7 +221,7 @@ impl fmt::Display for Error {
                 expected,
             } => write!(
                 f,
-                "ALLY_SOCKET is set but {var}={v:?} is not {expected}; \
+                "ALLY_CHANNEL_FD is set but {var}={v:?} is not {expected}; \
                  unset ALLY_* to run standalone"
             ),
             Error::BadEnv {
@@ -216,32 +230,37 @@ impl fmt::Display for Error {
                 expected,
             } => write!(
                 f,
-                "ALLY_SOCKET is set but {var} is not (expected {expected}); \
+                "ALLY_CHANNEL_FD is set but {var} is not (expected {expected}); \
                  unset ALLY_* to run standalone"
             ),
             Error::NotMasterChild { parent, master } => {
                 let parent = parent.map_or_else(|| "none".to_owned(), |p| p.to_string());
                 write!(
                     f,
-                    "ALLY_SOCKET is set but the parent process (pid {parent}) is not \
-                     the master (pid {master}); unset ALLY_* to run standalone"
+                    "ALLY_CHANNEL_FD is set but the parent process (pid {parent}) is not \
+                     the master (pid {master}): start the program with `exec` from a \
+                     wrapper, use the library only in the process the master started, \
+                     or unset ALLY_* to run standalone"
                 )
             }
-            Error::Connect { path, source } => write!(
+            Error::Channel { fd, reason } => write!(
                 f,
-                "cannot connect to the ally master at {}: {source}; \
-                 is ally-master running?",
-                path.display()
+                "descriptor {fd} (ALLY_CHANNEL_FD) is not this instance's channel to the \
+                 ally master: {reason}; was the process started by ally-master, and did \
+                 nothing close or replace that descriptor?"
             ),
-            Error::WrongPeer {
-                path,
-                expected,
-                found,
-            } => write!(
+            Error::MasterTooOld => f.write_str(
+                "the ally master that started this process is older than this library \
+                 (it sets ALLY_SOCKET, not ALLY_CHANNEL_FD); upgrade ally-master",
+            ),
+            Error::Forked { owner, pid } => write!(
                 f,
-                "the process behind {} is pid {found}, not the master (pid {expected}); \
-                 refusing to trust it",
-                path.display()
+                "this process (pid {pid}) is a fork of the ally instance (pid {owner}); \
+                 only the instance itself may talk to the master"
+            ),
+            Error::MasterGone => f.write_str(
+                "the ally master exited; this instance was sent its stop signal and \
+                 should drain and exit",
             ),
             Error::Version { master } => write!(
                 f,
@@ -310,7 +329,7 @@ impl fmt::Display for Error {
             Error::NoMaster { operation } => write!(
                 f,
                 "cannot {operation}: this process runs without an ally master \
-                 (ALLY_SOCKET is not set); start it with ally-master"
+                 (ALLY_CHANNEL_FD is not set); start it with ally-master"
             ),
             Error::State { request, failure } => write!(f, "cannot {request}: {failure}"),
             Error::TooLarge { request, len, max } => write!(
@@ -325,7 +344,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Connect { source, .. } | Error::Bind { source, .. } => Some(source),
+            Error::Bind { source, .. } => Some(source),
             Error::Io(e) => Some(e),
             Error::Frame(e) => Some(e),
             Error::Address(e) => Some(e),

@@ -146,8 +146,9 @@
 //! most 16), so a thread waiting for a lock does not hold up another
 //! thread's cache call, and some connections always stay free for
 //! requests that are answered at once, so a lock holder can always unlock.
-//! The connections stay open for the life of the process: the master
-//! releases an instance's locks when its last connection closes.
+//! Holds belong to the instance, not to a connection: the master releases
+//! them when the instance exits, and a request that timed out (the app's
+//! `request_timeout`, 30 s by default) loses none.
 //!
 //! In simulate mode the same calls work in-process, driven by the very
 //! code the master runs, with the default limits (100 000 cache entries,
@@ -157,7 +158,7 @@
 //!
 //! # Running without a master
 //!
-//! Without `ALLY_SOCKET` in the environment the process runs in simulate
+//! Without `ALLY_CHANNEL_FD` in the environment the process runs in simulate
 //! mode: `listen_*` bind the socket here, the same way the master would
 //! (non-blocking, close-on-exec, `SO_REUSEADDR` for TCP, a backlog of 1024,
 //! a stale unix socket file replaced), unless systemd's socket activation
@@ -169,19 +170,40 @@
 //! the same binary runs from a shell, in tests, or under another
 //! supervisor.
 //!
-//! When `ALLY_SOCKET` *is* set, the process must be a child of the master
-//! named by `ALLY_MASTER_PID`, and the peer of the socket must be that
-//! process; otherwise every call fails with an error saying so. The crate
-//! never falls back to simulate mode when the environment says it is
-//! managed.
+//! When `ALLY_CHANNEL_FD` *is* set, the process must be a child of the
+//! master named by `ALLY_MASTER_PID` when the crate first looks (a wrapper
+//! script must `exec` the program), and that descriptor must be a socket
+//! pair end the master made; otherwise every call fails with an error
+//! saying so. The crate never falls back to simulate mode when the
+//! environment says it is managed.
+//!
+//! # The channel, and when the master dies
+//!
+//! The master gives each instance its own channel at start: one end of a
+//! unix socket pair at the descriptor `ALLY_CHANNEL_FD` names, just past
+//! the `LISTEN_FDS` range. Identity is the channel itself — no socket path,
+//! no file permission — so an app running as any `user =` reaches its
+//! master. The crate marks it close-on-exec when it first uses it, and asks
+//! over it for the further connections its pool needs. A fork of the
+//! instance gets [`Error::Forked`] from every call rather than sharing the
+//! parent's connections.
+//!
+//! A thread of the crate watches the channel. When the master dies, the
+//! channel reaches end of file: the crate points stdout and stderr at
+//! `/dev/null` if they were pipes to the master (whose writes would now
+//! fail with `EPIPE`, and make `println!` panic), sends the process its stop
+//! signal, and fails every later call with [`Error::MasterGone`]. So an
+//! orphaned instance drains and exits instead of holding its sockets with
+//! nobody supervising it.
 //!
 //! # What this crate does not do
 //!
 //! - It does not restart or supervise anything: that is `ally-master`.
 //! - It does not close connections or exit for you: the stop signal is a
 //!   request, and draining is the service's job (with the helpers above).
-//! - No async runtime, no threads of its own, no global state to set up;
-//!   every function may be called from any thread.
+//! - No async runtime, no global state to set up; every function may be
+//!   called from any thread. Under a master it runs one thread of its own,
+//!   which waits for the channel's end of file.
 //! - Shared state is not persisted: it lives as long as the master (or,
 //!   in simulate mode, the process), across reloads but not across a
 //!   restart of the master. It is not a database either: no transactions
@@ -202,6 +224,7 @@
 mod atomic;
 mod bind;
 mod cache;
+mod channel;
 mod client;
 mod control;
 pub mod drain;

@@ -1,7 +1,7 @@
 //! Named read/write locks kept by the master, shared by every instance of
 //! the app, and released when a holder dies.
 
-use std::io;
+use std::io::{self, Write};
 use std::time::Duration;
 
 use ally_proto::{InstanceRequest, InstanceResponse, LockMode, LockState};
@@ -47,12 +47,19 @@ pub fn locker(name: &str) -> Locker {
 /// takes the same lock twice deadlocks unless the second try has a
 /// timeout. Shared holds are counted: each must be released.
 ///
-/// When an instance exits, is killed, or closes its last connection to the
-/// master, the master releases every hold it had and withdraws its waits:
-/// a crash never deadlocks its successor. The library keeps its
-/// connections open for the life of the process and closes one only when
-/// it broke (the master closed it, or did not answer a request for 30 s),
-/// so a live process keeps its holds.
+/// When an instance exits or is killed, the master releases every hold it
+/// had and withdraws its waits: a crash never deadlocks its successor.
+/// Holds belong to the instance, not to any of its connections to the
+/// master, so a request that times out (the master stopped for longer than
+/// the app's `request_timeout`) loses nothing a guard holds. A lock request
+/// itself is awaited for as long as the master takes to answer it (it ends
+/// the wait at the request's timeout), so a wait given up here is never
+/// granted there with nobody to release it.
+///
+/// If a hold is lost all the same — the master died, or something released
+/// it behind the guard's back with [`Locker::unlock`] — the guard's
+/// [`unlock`](LockGuard::unlock) returns the error, and a guard dropped
+/// without `unlock` writes one line saying so to stderr.
 ///
 /// # Fairness
 ///
@@ -203,9 +210,8 @@ fn verb(mode: LockMode, verb: &str) -> String {
 
 /// An exclusive hold of a lock, released when dropped.
 ///
-/// Dropping ignores errors (the master gone, for example; it then releases
-/// the hold itself when the process's connections close). Call
-/// [`unlock`](Self::unlock) to see them.
+/// Dropping reports an error on stderr (the master gone, for example; it
+/// then holds nothing any more). Call [`unlock`](Self::unlock) to handle it.
 #[derive(Debug)]
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard(Guard);
@@ -227,7 +233,8 @@ impl LockGuard {
 }
 
 /// A shared hold of a lock, released when dropped. As for [`LockGuard`],
-/// dropping ignores errors and [`unlock`](Self::unlock) reports them.
+/// dropping reports errors on stderr and [`unlock`](Self::unlock) returns
+/// them.
 #[derive(Debug)]
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ReadGuard(Guard);
@@ -265,8 +272,17 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        if self.held {
-            let _ = self.locker.release(self.mode);
+        if self.held
+            && let Err(e) = self.locker.release(self.mode)
+        {
+            // The only way left to say the hold was lost; a failing
+            // stderr must not turn the drop into a panic.
+            let _ = writeln!(
+                io::stderr(),
+                "ally: {} {} when its guard was dropped failed: {e}",
+                verb(self.mode, "unlock"),
+                quote(&self.locker.name)
+            );
         }
     }
 }

@@ -1,46 +1,68 @@
 //! Managed or simulate mode, decided once from the environment.
 //!
-//! `ALLY_SOCKET` set means managed: the master started this process, and
-//! `ALLY_MASTER_PID` must name the parent process. When the environment says
-//! managed but does not hold up, every call fails with an error that says
-//! so; the library never falls back to binding sockets itself, which would
-//! silently give up zero-downtime reloads.
+//! `ALLY_CHANNEL_FD` set means managed: the master started this process and
+//! left it one end of a socket pair at that descriptor, and
+//! `ALLY_MASTER_PID` must name the parent process when the library first
+//! looks. When the environment says managed but does not hold up, every
+//! call fails with an error that says so; the library never falls back to
+//! binding sockets itself, which would silently give up zero-downtime
+//! reloads.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use ally_proto::env;
 
+use crate::channel::Channel;
 use crate::error::Error;
+
+/// The variable an older master set instead of [`env::CHANNEL_FD`].
+const OLD_SOCKET_VAR: &str = "ALLY_SOCKET";
+
+/// How long the master may take to answer one request when the
+/// environment does not say (`ALLY_REQUEST_TIMEOUT_MS`).
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How this process runs.
 #[derive(Debug)]
 pub(crate) enum Mode {
     /// No master: everything is done locally.
     Simulate,
-    /// Under a master; its details from the environment.
-    Managed(Managed),
+    /// Under a master; its details from the environment. Boxed: the mode
+    /// is made once, and simulate mode should not pay for the channel.
+    Managed(Box<Managed>),
 }
 
-/// The environment a master gives an instance.
+/// The environment a master gives an instance, and the channel it left.
 #[derive(Debug)]
 pub(crate) struct Managed {
-    /// `ALLY_SOCKET`.
-    pub socket: PathBuf,
-    /// `ALLY_MASTER_PID`, which equalled the parent pid when checked.
-    pub master_pid: u32,
+    /// The instance's own channel to the master.
+    pub channel: Channel,
     /// `ALLY_APP`, if set.
     pub app: Option<String>,
     /// `ALLY_INSTANCE`, raw, if set.
     pub instance: Option<String>,
     /// `ALLY_STOP_SIGNAL`, raw, if set.
     pub stop_signal: Option<String>,
+    /// How long one request may take (`ALLY_REQUEST_TIMEOUT_MS`).
+    pub request_timeout: Duration,
+}
+
+/// What the environment says, before the channel is adopted.
+#[derive(Debug, PartialEq, Eq)]
+struct Env {
+    channel_fd: i32,
+    master_pid: u32,
+    app: Option<String>,
+    instance: Option<String>,
+    stop_signal: Option<String>,
+    request_timeout: Duration,
 }
 
 /// Why the environment does not hold up; kept so that every call reports
 /// the same error.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Fault {
     BadEnv {
         var: &'static str,
@@ -51,6 +73,11 @@ enum Fault {
         parent: Option<u32>,
         master: u32,
     },
+    Channel {
+        fd: i32,
+        reason: String,
+    },
+    MasterTooOld,
 }
 
 impl Fault {
@@ -66,6 +93,8 @@ impl Fault {
                 expected,
             },
             Fault::NotMasterChild { parent, master } => Error::NotMasterChild { parent, master },
+            Fault::Channel { fd, reason } => Error::Channel { fd, reason },
+            Fault::MasterTooOld => Error::MasterTooOld,
         }
     }
 }
@@ -74,21 +103,52 @@ impl Fault {
 ///
 /// # Errors
 ///
-/// [`Error::BadEnv`] or [`Error::NotMasterChild`] when `ALLY_SOCKET` is set
-/// but the rest of the environment does not check out.
+/// [`Error::BadEnv`], [`Error::NotMasterChild`], [`Error::Channel`] or
+/// [`Error::MasterTooOld`] when `ALLY_CHANNEL_FD` is set but the rest does
+/// not check out.
 pub(crate) fn mode() -> Result<&'static Mode, Error> {
     static MODE: OnceLock<Result<Mode, Fault>> = OnceLock::new();
-    MODE.get_or_init(|| detect(&|var| std::env::var_os(var), parent_pid()))
-        .as_ref()
-        .map_err(Fault::to_error)
+    MODE.get_or_init(|| {
+        let Some(env) = detect(&|var| std::env::var_os(var), parent_pid())? else {
+            return Ok(Mode::Simulate);
+        };
+        let stop =
+            crate::stop::parse_signal(env.stop_signal.as_deref()).map_err(|_| Fault::BadEnv {
+                var: env::STOP_SIGNAL,
+                value: env.stop_signal.clone(),
+                expected: "a signal name such as SIGTERM",
+            })?;
+        let channel = Channel::adopt(env.channel_fd, env.master_pid, stop, env.request_timeout)
+            .map_err(|reason| Fault::Channel {
+                fd: env.channel_fd,
+                reason,
+            })?;
+        Ok(Mode::Managed(Box::new(Managed {
+            channel,
+            app: env.app,
+            instance: env.instance,
+            stop_signal: env.stop_signal,
+            request_timeout: env.request_timeout,
+        })))
+    })
+    .as_ref()
+    .map_err(Fault::to_error)
 }
 
 /// The managed environment, or `Ok(None)` in simulate mode.
+///
+/// # Errors
+///
+/// As [`mode`]; and, managed, [`Error::Forked`] in a fork of the instance
+/// and [`Error::MasterGone`] once the master has exited.
 pub(crate) fn managed() -> Result<Option<&'static Managed>, Error> {
-    Ok(match mode()? {
-        Mode::Simulate => None,
-        Mode::Managed(m) => Some(m),
-    })
+    match mode()? {
+        Mode::Simulate => Ok(None),
+        Mode::Managed(m) => {
+            m.channel.check()?;
+            Ok(Some(m))
+        }
+    }
 }
 
 /// This process's parent pid, `None` when it has none (it is PID 1).
@@ -96,18 +156,26 @@ pub(crate) fn parent_pid() -> Option<u32> {
     rustix::process::getppid().map(|p| p.as_raw_nonzero().get().unsigned_abs())
 }
 
-fn detect(var: &dyn Fn(&str) -> Option<OsString>, parent: Option<u32>) -> Result<Mode, Fault> {
-    let Some(socket) = var(env::SOCKET) else {
-        return Ok(Mode::Simulate);
-    };
+fn detect(
+    var: &dyn Fn(&str) -> Option<OsString>,
+    parent: Option<u32>,
+) -> Result<Option<Env>, Fault> {
     let text = |name: &'static str| var(name).map(|v| v.to_string_lossy().into_owned());
-    if socket.is_empty() {
-        return Err(Fault::BadEnv {
-            var: env::SOCKET,
-            value: Some(String::new()),
-            expected: "the path of the master's socket",
-        });
-    }
+    let Some(raw_fd) = text(env::CHANNEL_FD) else {
+        if var(OLD_SOCKET_VAR).is_some() && var(env::MASTER_PID).is_some() {
+            return Err(Fault::MasterTooOld);
+        }
+        return Ok(None);
+    };
+    let channel_fd = raw_fd
+        .parse::<i32>()
+        .ok()
+        .filter(|&fd| fd > 2)
+        .ok_or_else(|| Fault::BadEnv {
+            var: env::CHANNEL_FD,
+            value: Some(raw_fd.clone()),
+            expected: "a descriptor number above 2",
+        })?;
     let raw_pid = text(env::MASTER_PID);
     let master_pid = raw_pid
         .as_deref()
@@ -124,12 +192,26 @@ fn detect(var: &dyn Fn(&str) -> Option<OsString>, parent: Option<u32>) -> Result
             master: master_pid,
         });
     }
-    Ok(Mode::Managed(Managed {
-        socket: PathBuf::from(socket),
+    let request_timeout = match text(env::REQUEST_TIMEOUT_MS) {
+        None => DEFAULT_REQUEST_TIMEOUT,
+        Some(ms) => ms
+            .parse::<u64>()
+            .ok()
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis)
+            .ok_or(Fault::BadEnv {
+                var: env::REQUEST_TIMEOUT_MS,
+                value: Some(ms),
+                expected: "a number of milliseconds above 0",
+            })?,
+    };
+    Ok(Some(Env {
+        channel_fd,
         master_pid,
         app: text(env::APP),
         instance: text(env::INSTANCE),
         stop_signal: text(env::STOP_SIGNAL),
+        request_timeout,
     }))
 }
 
@@ -137,7 +219,7 @@ fn detect(var: &dyn Fn(&str) -> Option<OsString>, parent: Option<u32>) -> Result
 mod tests {
     use super::*;
 
-    fn detect_with(vars: &[(&str, &str)], parent: Option<u32>) -> Result<Mode, Fault> {
+    fn detect_with(vars: &[(&str, &str)], parent: Option<u32>) -> Result<Option<Env>, Fault> {
         let lookup = |name: &str| {
             vars.iter()
                 .find(|(k, _)| *k == name)
@@ -147,53 +229,66 @@ mod tests {
     }
 
     #[test]
-    fn no_socket_means_simulate() {
-        assert!(matches!(detect_with(&[], Some(1)), Ok(Mode::Simulate)));
+    fn no_channel_means_simulate() {
+        assert_eq!(detect_with(&[], Some(1)), Ok(None));
         // Other ALLY_* variables alone do not make a process managed.
-        assert!(matches!(
-            detect_with(&[(env::MASTER_PID, "5")], Some(1)),
-            Ok(Mode::Simulate)
-        ));
+        assert_eq!(detect_with(&[(env::MASTER_PID, "5")], Some(1)), Ok(None));
     }
 
     #[test]
     fn managed_when_parent_is_master() {
         let vars = [
-            (env::SOCKET, "/run/ally/x.sock"),
+            (env::CHANNEL_FD, "4"),
             (env::MASTER_PID, "42"),
             (env::APP, "web"),
             (env::INSTANCE, "3"),
+            (env::REQUEST_TIMEOUT_MS, "1500"),
         ];
-        let Ok(Mode::Managed(m)) = detect_with(&vars, Some(42)) else {
-            panic!("expected managed mode");
-        };
-        assert_eq!(m.master_pid, 42);
+        let m = detect_with(&vars, Some(42)).unwrap().unwrap();
+        assert_eq!((m.channel_fd, m.master_pid), (4, 42));
         assert_eq!(m.app.as_deref(), Some("web"));
         assert_eq!(m.instance.as_deref(), Some("3"));
         assert_eq!(m.stop_signal, None);
+        assert_eq!(m.request_timeout, Duration::from_millis(1500));
+        let vars = [(env::CHANNEL_FD, "4"), (env::MASTER_PID, "42")];
+        let m = detect_with(&vars, Some(42)).unwrap().unwrap();
+        assert_eq!(m.request_timeout, DEFAULT_REQUEST_TIMEOUT);
     }
 
     #[test]
     fn never_falls_back_when_env_says_managed() {
-        let vars = [(env::SOCKET, "/s"), (env::MASTER_PID, "42")];
-        assert!(matches!(
+        let vars = [(env::CHANNEL_FD, "4"), (env::MASTER_PID, "42")];
+        assert_eq!(
             detect_with(&vars, Some(7)),
             Err(Fault::NotMasterChild {
                 parent: Some(7),
                 master: 42
             })
-        ));
+        );
         assert!(matches!(
-            detect_with(&[(env::SOCKET, "/s")], Some(7)),
+            detect_with(&[(env::CHANNEL_FD, "4")], Some(7)),
             Err(Fault::BadEnv { value: None, .. })
         ));
+        for fd in ["x", "", "2", "-1"] {
+            assert!(matches!(
+                detect_with(&[(env::CHANNEL_FD, fd), (env::MASTER_PID, "7")], Some(7)),
+                Err(Fault::BadEnv { .. })
+            ));
+        }
+        let vars = [
+            (env::CHANNEL_FD, "4"),
+            (env::MASTER_PID, "7"),
+            (env::REQUEST_TIMEOUT_MS, "0"),
+        ];
         assert!(matches!(
-            detect_with(&[(env::SOCKET, "/s"), (env::MASTER_PID, "x")], Some(7)),
+            detect_with(&vars, Some(7)),
             Err(Fault::BadEnv { .. })
         ));
-        assert!(matches!(
-            detect_with(&[(env::SOCKET, ""), (env::MASTER_PID, "7")], Some(7)),
-            Err(Fault::BadEnv { .. })
-        ));
+    }
+
+    #[test]
+    fn an_older_masters_environment_is_named() {
+        let vars = [("ALLY_SOCKET", "/run/ally/x.sock"), (env::MASTER_PID, "42")];
+        assert_eq!(detect_with(&vars, Some(42)), Err(Fault::MasterTooOld));
     }
 }

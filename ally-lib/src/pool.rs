@@ -1,11 +1,10 @@
 //! A small pool of connections to the master, shared by every thread.
 //!
-//! Each request takes an idle connection, or opens a new one (checked like
-//! every connection: the parent is the master, `SO_PEERCRED` names it, the
-//! hello agrees) while fewer than [`MAX_CONNECTIONS`] are open, or else
-//! waits for one to come back. A connection returns to the pool after a
-//! complete answer; one that failed is dropped, since its stream may be
-//! mid-frame.
+//! Each request takes an idle connection, or asks the instance's
+//! [channel](crate::channel) for a new one while fewer than
+//! [`MAX_CONNECTIONS`] are open, or else waits for one to come back. A
+//! connection returns to the pool after a complete answer; one that failed
+//! is dropped, since its stream may be mid-frame.
 //!
 //! Lock requests that may wait hold their connection until the lock is
 //! granted or the wait times out. At most [`MAX_LOCK_WAITS`] connections do
@@ -13,9 +12,9 @@
 //! once: a thread holding a lock can always release it, and cache calls go
 //! on while other threads wait for locks.
 //!
-//! Idle connections are never closed. The master releases every lock an
-//! instance holds when the instance's *last* connection closes, so a pool
-//! that shrank to nothing would silently give up the locks of live guards.
+//! Holds belong to the instance, not to a connection: the master releases
+//! them when the instance exits, so a connection dropped after a timeout
+//! gives up nothing but the wait it carried.
 
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -105,7 +104,7 @@ pub(crate) fn take(
                 // Connect without holding the pool: others go on meanwhile.
                 // On failure the lease's drop gives back its place.
                 drop(st);
-                lease.conn = Some(Conn::open(m)?);
+                lease.conn = Some(m.channel.connect(m.request_timeout)?);
                 lease.healthy = true;
                 return Ok(Some(lease));
             }

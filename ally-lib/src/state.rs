@@ -122,9 +122,13 @@ fn payload(req: &InstanceRequest) -> usize {
         | R::Unlock { name, .. }
         | R::LockQueue { name } => name.len(),
         // Not state requests; never sent through here. Measure exactly.
-        R::Listen(_) | R::Unlisten(_) | R::Ready | R::Report(_) | R::Reload | R::Info => {
-            MAX_FRAME_LEN
-        }
+        R::Listen(_)
+        | R::Unlisten(_)
+        | R::Ready
+        | R::Report(_)
+        | R::Reload
+        | R::Info
+        | R::Connect => MAX_FRAME_LEN,
     }
 }
 

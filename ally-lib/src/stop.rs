@@ -170,7 +170,7 @@ impl AsFd for StopSignal {
 }
 
 /// The signal number for `ALLY_STOP_SIGNAL`: `SIGTERM`, `TERM` or a number.
-fn parse_signal(name: Option<&str>) -> Result<i32, Error> {
+pub(crate) fn parse_signal(name: Option<&str>) -> Result<i32, Error> {
     let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else {
         return Ok(SIGTERM);
     };

@@ -55,3 +55,20 @@ unsafe fn adopt_socket(raw: RawFd) -> Option<OwnedFd> {
     // guarantee, owned by no one else, so it can have exactly one owner.
     Some(unsafe { OwnedFd::from_raw_fd(raw) })
 }
+
+/// Takes ownership of the instance's channel, descriptor `raw` named by
+/// `ALLY_CHANNEL_FD`, if it is an open socket, and makes it close-on-exec
+/// so that programs this process executes do not inherit it.
+///
+/// Only the first call adopts anything (the library calls it once, from
+/// its mode detection); later calls return `None`.
+pub(crate) fn adopt_channel(raw: RawFd) -> Option<OwnedFd> {
+    static ADOPTED: AtomicBool = AtomicBool::new(false);
+    if ADOPTED.swap(true, Ordering::SeqCst) {
+        return None;
+    }
+    // SAFETY: by the contract of ALLY_CHANNEL_FD the master passed this
+    // descriptor to the process for the library alone, and ADOPTED makes
+    // this the only adoption, so nothing else owns or closes it.
+    unsafe { adopt_socket(raw) }
+}

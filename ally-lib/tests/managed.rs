@@ -1,137 +1,97 @@
 //! Managed mode against a fake master: the test process plays the master
-//! (it is the parent of the instance it spawns, as the real master is) and
-//! checks the library's side of the protocol.
+//! (it is the parent of the instance it spawns and made its channel, as
+//! the real master is) and checks the library's side of the protocol.
 
 mod util;
 
-use std::io::{self, BufRead, BufReader, IoSlice};
-use std::mem::MaybeUninit;
+use std::io::{self, BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
-use ally_proto::frame::{encode, read_from};
-use ally_proto::{
-    ErrorCode, Failure, Hello, HelloReply, InstanceRequest, InstanceResponse, ListenSpec, Network,
-    PROTOCOL_VERSION, Role, env,
-};
+use ally_proto::{ErrorCode, Failure, InstanceRequest, InstanceResponse, ListenSpec, Network, env};
 use rustix::fs::{OFlags, fcntl_getfl};
-use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags, sendmsg};
-use util::{TempDir, child, is_child, run_ok};
+use util::{Greeting, Handler, TempDir, channel_for, child, is_child, run_ok, serve_channel};
 
-/// An instance child pointed at `socket`, with `master` as its master pid.
-fn instance(test: &str, role: &str, socket: &Path, master: u32) -> Command {
+/// An instance child of app `web`, id 7, stopped by `SIGUSR1`.
+fn instance(test: &str, role: &str) -> Command {
     let mut cmd = child(test, role);
-    cmd.env(env::SOCKET, socket)
-        .env(env::MASTER_PID, master.to_string())
-        .env(env::APP, "web")
+    cmd.env(env::APP, "web")
         .env(env::INSTANCE, "7")
         .env(env::STOP_SIGNAL, "SIGUSR1");
     cmd
 }
 
-/// Writes one encoded frame, with `fd` attached as `SCM_RIGHTS`.
-fn send(conn: &UnixStream, frame: &[u8], fd: Option<BorrowedFd<'_>>) {
-    let fds: Vec<BorrowedFd<'_>> = fd.into_iter().collect();
-    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
-    let mut control = SendAncillaryBuffer::new(&mut space);
-    if !fds.is_empty() {
-        assert!(control.push(SendAncillaryMessage::ScmRights(&fds)));
-    }
-    let n = sendmsg(
-        conn,
-        &[IoSlice::new(frame)],
-        &mut control,
-        SendFlags::NOSIGNAL,
-    )
-    .unwrap();
-    assert_eq!(n, frame.len());
-}
-
-/// How the fake master greets.
-#[derive(Clone, Copy)]
-enum Greeting {
-    Welcome,
-    Refuse,
-}
-
-/// Serves instance connections on `listener`, one after the other, and
-/// records every request.
-fn fake_master(listener: UnixListener, greeting: Greeting) -> Arc<Mutex<Vec<InstanceRequest>>> {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = Arc::clone(&seen);
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            serve_instance(&conn, greeting, &log);
-        }
-    });
-    seen
-}
-
-fn serve_instance(conn: &UnixStream, greeting: Greeting, log: &Mutex<Vec<InstanceRequest>>) {
-    let hello: Hello = read_from(conn).unwrap();
-    assert_eq!(hello, Hello::new(Role::Instance));
-    if let Greeting::Refuse = greeting {
-        let failure = Failure::new(ErrorCode::NotPermitted, "pid is not an instance of mine");
-        send(conn, &encode(&HelloReply::Refused(failure)).unwrap(), None);
-        return;
-    }
-    let welcome = HelloReply::Welcome {
-        version: PROTOCOL_VERSION,
-        master_pid: std::process::id(),
-    };
-    send(conn, &encode(&welcome).unwrap(), None);
-    while let Ok(req) = read_from::<_, InstanceRequest>(conn) {
+/// The fake master's answers, recording every request in `log`.
+fn answers(log: Arc<Mutex<Vec<InstanceRequest>>>) -> Handler {
+    Arc::new(move |req: &InstanceRequest| {
         log.lock().unwrap().push(req.clone());
-        let tcp = || {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.set_nonblocking(true).unwrap();
-            l
-        };
-        let reply = |resp: InstanceResponse| encode(&resp).unwrap();
         match req {
             InstanceRequest::Listen(ListenSpec {
                 network, address, ..
-            }) => {
-                match (network, address.as_str()) {
-                    (Network::Tcp, "127.0.0.1:1") => {
-                        let f = Failure::new(ErrorCode::ListenFailed, "port 1 is not for tests");
-                        send(conn, &reply(InstanceResponse::Error(f)), None);
-                    }
-                    (Network::Tcp, "127.0.0.1:2") => {
-                        // Announces a descriptor and sends none.
-                        let local = "127.0.0.1:2".to_owned();
-                        send(
-                            conn,
-                            &reply(InstanceResponse::Listening { fds: 1, local }),
-                            None,
-                        );
-                    }
-                    _ => {
-                        // For udp, a tcp listener: the library must notice.
-                        let l = tcp();
-                        let local = l.local_addr().unwrap().to_string();
-                        let frame = reply(InstanceResponse::Listening { fds: 1, local });
-                        send(conn, &frame, Some(l.as_fd()));
-                    }
+            }) => match (network, address.as_str()) {
+                (Network::Tcp, "127.0.0.1:1") => {
+                    let f = Failure::new(ErrorCode::ListenFailed, "port 1 is not for tests");
+                    (InstanceResponse::Error(f), None)
                 }
-            }
-            InstanceRequest::Reload => {
-                send(
-                    conn,
-                    &reply(InstanceResponse::ReloadStarted { instance: 8 }),
+                // Announces a descriptor and sends none.
+                (Network::Tcp, "127.0.0.1:2") => (
+                    InstanceResponse::Listening {
+                        fds: 1,
+                        local: "127.0.0.1:2".to_owned(),
+                    },
                     None,
-                );
-            }
-            _ => send(conn, &reply(InstanceResponse::Done), None),
+                ),
+                _ => {
+                    // For udp, a tcp listener: the library must notice.
+                    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+                    l.set_nonblocking(true).unwrap();
+                    let local = l.local_addr().unwrap().to_string();
+                    (
+                        InstanceResponse::Listening { fds: 1, local },
+                        Some(OwnedFd::from(l)),
+                    )
+                }
+            },
+            InstanceRequest::Reload => (InstanceResponse::ReloadStarted { instance: 8 }, None),
+            _ => (InstanceResponse::Done, None),
         }
-    }
+    })
+}
+
+/// Runs `cmd` as an instance of a fake master that answers with
+/// [`answers`] after greeting with `greeting`; returns the requests seen.
+fn run_instance(mut cmd: Command, greeting: Greeting) -> Vec<InstanceRequest> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let (ours, theirs) = channel_for(&mut cmd);
+    serve_channel(ours, greeting, answers(Arc::clone(&seen)));
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(theirs);
+    let out = child_output(&mut child);
+    let seen = seen.lock().unwrap().clone();
+    assert!(out.0, "child failed: {}\n{seen:?}", out.1);
+    seen
+}
+
+/// Whether the child ran one test and passed, and its output.
+fn child_output(child: &mut std::process::Child) -> (bool, String) {
+    let mut stdout = String::new();
+    let mut stderr = String::new();
+    let _ = io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut stdout);
+    let _ = io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr);
+    let status = child.wait().unwrap();
+    let ok = status.success() && stdout.contains("test result: ok. 1 passed");
+    (
+        ok,
+        format!("{status}\n--- stdout\n{stdout}\n--- stderr\n{stderr}"),
+    )
 }
 
 #[test]
@@ -140,16 +100,10 @@ fn instance_talks_to_its_master() {
     if is_child(ROLE) {
         return instance_side();
     }
-    let dir = TempDir::new("managed");
-    let socket = dir.path().join("master.sock");
-    let seen = fake_master(UnixListener::bind(&socket).unwrap(), Greeting::Welcome);
-    run_ok(instance(
-        "instance_talks_to_its_master",
-        ROLE,
-        &socket,
-        std::process::id(),
-    ));
-    let seen = seen.lock().unwrap();
+    let seen = run_instance(
+        instance("instance_talks_to_its_master", ROLE),
+        Greeting::Welcome,
+    );
     assert!(seen.contains(&InstanceRequest::Ready), "{seen:?}");
     // Relative unix paths travel absolute and normalized.
     let cwd = std::env::current_dir().unwrap();
@@ -198,7 +152,7 @@ fn instance_side() {
         ),
         "{err}"
     );
-    // The connection was dropped after that; the next call reconnects.
+    // The connection was dropped after that; the next call asks for another.
     ally::unlisten(Network::Unix, "x.sock").unwrap();
 
     // ALLY_STOP_SIGNAL names the stop signal.
@@ -219,19 +173,14 @@ fn refused_hello_is_an_error() {
         assert!(err.to_string().contains("not an instance of mine"), "{err}");
         return;
     }
-    let dir = TempDir::new("refused");
-    let socket = dir.path().join("master.sock");
-    fake_master(UnixListener::bind(&socket).unwrap(), Greeting::Refuse);
-    run_ok(instance(
-        "refused_hello_is_an_error",
-        ROLE,
-        &socket,
-        std::process::id(),
-    ));
+    run_instance(
+        instance("refused_hello_is_an_error", ROLE),
+        Greeting::Refuse,
+    );
 }
 
-/// `ALLY_SOCKET` set but the parent is not `ALLY_MASTER_PID`: every call
-/// fails, nothing is bound locally.
+/// `ALLY_CHANNEL_FD` set but the parent is not `ALLY_MASTER_PID`: every
+/// call fails, nothing is bound locally.
 #[test]
 fn wrong_parent_is_refused_not_simulated() {
     const ROLE: &str = "orphan";
@@ -240,26 +189,23 @@ fn wrong_parent_is_refused_not_simulated() {
         let err = ally::listen_tcp("127.0.0.1:0").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied);
         let want = format!(
-            "ALLY_SOCKET is set but the parent process (pid {parent}) is not the master (pid 1); \
-             unset ALLY_* to run standalone"
+            "ALLY_CHANNEL_FD is set but the parent process (pid {parent}) is not the master \
+             (pid 1)"
         );
-        assert_eq!(err.to_string(), want);
+        assert!(err.to_string().starts_with(&want), "{err}");
         assert!(ally::ready().is_err());
         assert!(ally::instance().is_err());
         assert!(ally::stop_signal().is_err());
         return;
     }
-    let dir = TempDir::new("orphan");
-    run_ok(instance(
-        "wrong_parent_is_refused_not_simulated",
-        ROLE,
-        &dir.path().join("none.sock"),
-        1,
-    ));
+    let mut cmd = instance("wrong_parent_is_refused_not_simulated", ROLE);
+    let (_ours, _theirs) = channel_for(&mut cmd);
+    cmd.env(env::MASTER_PID, "1");
+    run_ok(cmd);
 }
 
-/// The socket in `ALLY_SOCKET` belongs to a process other than the master:
-/// the library refuses to talk to it.
+/// The descriptor in `ALLY_CHANNEL_FD` is a connection to a process other
+/// than the master: the library refuses to talk over it.
 #[test]
 fn socket_of_another_process_is_not_trusted() {
     const ROLE: &str = "stranger";
@@ -279,6 +225,7 @@ fn socket_of_another_process_is_not_trusted() {
         let err = ally::listen_tcp("127.0.0.1:0").unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::PermissionDenied, "{err}");
         assert!(err.to_string().contains("not the master"), "{err}");
+        assert!(err.to_string().contains("ALLY_CHANNEL_FD"), "{err}");
         return;
     }
     let dir = TempDir::new("stranger");
@@ -290,12 +237,12 @@ fn socket_of_another_process_is_not_trusted() {
         .unwrap();
     let mut lines = BufReader::new(owner.stdout.take().unwrap()).lines();
     assert!(lines.any(|l| l.is_ok_and(|l| l.ends_with("listening"))));
-    run_ok(instance(
-        "socket_of_another_process_is_not_trusted",
-        ROLE,
-        &socket,
-        std::process::id(),
-    ));
+    let stranger = UnixStream::connect(&socket).unwrap();
+    rustix::io::fcntl_setfd(&stranger, rustix::io::FdFlags::empty()).unwrap();
+    let mut cmd = instance("socket_of_another_process_is_not_trusted", ROLE);
+    cmd.env(env::CHANNEL_FD, stranger.as_raw_fd().to_string())
+        .env(env::MASTER_PID, std::process::id().to_string());
+    run_ok(cmd);
     let _ = owner.kill();
     let _ = owner.wait();
 }

@@ -4,17 +4,13 @@
 
 mod util;
 
-use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use ally_proto::frame::{read_from, write_to};
-use ally_proto::{
-    Hello, HelloReply, InstanceRequest, InstanceResponse, LockState, PROTOCOL_VERSION, Role, env,
-};
-use util::{TempDir, child, is_child, run_ok};
+use ally_proto::{InstanceRequest, InstanceResponse, LockState, env};
+use util::{Greeting, Handler, channel_for, child, is_child, run_ok, serve_channel};
 
 /// Threads waiting for the lock at once in the test: more than may wait on
 /// connections of their own.
@@ -30,37 +26,10 @@ struct Fake {
     released: Mutex<bool>,
     changed: Condvar,
     waiting: AtomicUsize,
-    live: AtomicUsize,
-    most_live: AtomicUsize,
 }
 
-fn serve(listener: UnixListener) -> Arc<Fake> {
-    let fake = Arc::new(Fake::default());
-    let shared = Arc::clone(&fake);
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            let fake = Arc::clone(&shared);
-            let live = fake.live.fetch_add(1, Ordering::SeqCst) + 1;
-            fake.most_live.fetch_max(live, Ordering::SeqCst);
-            thread::spawn(move || {
-                serve_conn(&conn, &fake);
-                fake.live.fetch_sub(1, Ordering::SeqCst);
-            });
-        }
-    });
-    fake
-}
-
-fn serve_conn(conn: &UnixStream, fake: &Fake) {
-    let hello: Hello = read_from(conn).unwrap();
-    assert_eq!(hello, Hello::new(Role::Instance));
-    let welcome = HelloReply::Welcome {
-        version: PROTOCOL_VERSION,
-        master_pid: std::process::id(),
-    };
-    write_to(conn, &welcome).unwrap();
-    while let Ok(req) = read_from::<_, InstanceRequest>(conn) {
+fn answers(fake: Arc<Fake>) -> Handler {
+    Arc::new(move |req: &InstanceRequest| {
         let reply = match req {
             InstanceRequest::Lock {
                 timeout_ms: None, ..
@@ -85,10 +54,8 @@ fn serve_conn(conn: &UnixStream, fake: &Fake) {
             InstanceRequest::CacheGet { .. } => InstanceResponse::Value(Some(b"v".to_vec())),
             _ => InstanceResponse::Done,
         };
-        if write_to(conn, &reply).is_err() {
-            return;
-        }
-    }
+        (reply, None)
+    })
 }
 
 #[test]
@@ -97,16 +64,12 @@ fn lock_waits_never_take_every_connection() {
     if is_child(ROLE) {
         return instance_side();
     }
-    let dir = TempDir::new("pool");
-    let socket = dir.path().join("master.sock");
-    let fake = serve(UnixListener::bind(&socket).unwrap());
     let mut cmd = child("lock_waits_never_take_every_connection", ROLE);
-    cmd.env(env::SOCKET, &socket)
-        .env(env::MASTER_PID, std::process::id().to_string())
-        .env(env::APP, "web")
-        .env(env::INSTANCE, "1");
+    cmd.env(env::APP, "web").env(env::INSTANCE, "1");
+    let (ours, _theirs) = channel_for(&mut cmd);
+    let most = serve_channel(ours, Greeting::Welcome, answers(Arc::default()));
     run_ok(cmd);
-    let most = fake.most_live.load(Ordering::SeqCst);
+    let most = most.load(Ordering::SeqCst) as usize;
     assert!(
         most <= MAX_CONNECTIONS && most > MAX_LOCK_WAITS as usize,
         "{most} connections open at once"

@@ -7,6 +7,7 @@
 //! [master]                              # optional
 //! socket = "/run/ally/custom.sock"      # optional
 //! log_dir = "/var/log/ally"             # optional
+//! frame_timeout = "10s"                 # optional, default 10s
 //!
 //! [[app]]
 //! name = "web"
@@ -20,6 +21,7 @@
 //! autostart = true                      # optional, default true
 //! ready_timeout = "10s"                 # optional, default 30s
 //! stop_timeout = "30s"                  # optional, default 30s
+//! request_timeout = "30s"               # optional, default 30s
 //! stop_signal = "SIGTERM"               # optional, default SIGTERM
 //! max_draining = 4                      # optional, default 4
 //!
@@ -129,6 +131,10 @@ pub struct MasterSettings {
     /// credential check. Default: none (mode 0600; root and the master's
     /// own user only).
     pub group: Option<String>,
+    /// `frame_timeout` — how long a client may take to finish sending a
+    /// frame (a request) once it has started; past it the connection is
+    /// closed. Default: [`FRAME_TIMEOUT`](crate::limits::FRAME_TIMEOUT).
+    pub frame_timeout: Option<Duration>,
 }
 
 /// One `[[app]]` table: a service the master runs and reloads.
@@ -151,7 +157,7 @@ pub struct AppConfig {
     /// `env` — extra environment variables for each instance, as a table of
     /// strings: `env = { RUST_LOG = "info" }`. Instances otherwise inherit
     /// the master's environment. The variables the master sets itself
-    /// (`ALLY_SOCKET`, `ALLY_APP`, ...) cannot be overridden.
+    /// (`ALLY_CHANNEL_FD`, `ALLY_APP`, ...) cannot be overridden.
     pub env: BTreeMap<String, String>,
     /// `ready_timeout` — how long a new instance has to report ready before
     /// it is killed and its reload fails. A whole number with a unit: `ms`,
@@ -161,6 +167,12 @@ pub struct AppConfig {
     /// `stop_timeout` — how long an instance asked to stop may drain before
     /// it gets SIGKILL. Same format as `ready_timeout`. Default `"30s"`.
     pub stop_timeout: Duration,
+    /// `request_timeout` — how long the library in an instance waits for
+    /// the master to answer one request before that call fails (it only
+    /// matters when the master is stopped or overloaded). Lock waits are
+    /// not bounded by it: the master ends them at their own timeout. Same
+    /// format as `ready_timeout`. Default `"30s"`.
+    pub request_timeout: Duration,
     /// `stop_signal` — the signal that asks an instance to stop accepting and
     /// drain. One of `HUP`, `INT`, `QUIT`, `USR1`, `USR2`, `TERM`, `WINCH`,
     /// `ALRM`, with or without `SIG`, in any case. Default `"SIGTERM"`.

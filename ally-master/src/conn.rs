@@ -8,11 +8,13 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
-use ally_proto::frame::{self, FrameBuf};
+use ally_proto::frame::{self, FrameBuf, MAX_CONTROL_FRAME_LEN};
 use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use serde::Serialize;
 
-use crate::limits::{MAX_PENDING_OUTPUT, READ_CHUNK, READS_PER_WAKE};
+use crate::budget::Held;
+use crate::limits::{MAX_PENDING_OUTPUT, READS_PER_WAKE};
+use crate::slots::Slot;
 use crate::sys::PeerCred;
 
 /// What the peer turned out to be.
@@ -23,7 +25,17 @@ pub enum Peer {
         /// Hello deadline.
         deadline: Instant,
     },
-    /// An instance of app `app` (index into the master's apps) with id `id`.
+    /// The channel the master made for instance `id` of `app` at spawn,
+    /// before the library's hello. It has no hello deadline: a program
+    /// that does not link the library never speaks on it.
+    Channel {
+        /// Name of its app.
+        app: String,
+        /// Its instance id.
+        id: u64,
+    },
+    /// One of the connections of instance `id` of `app`: its channel after
+    /// the hello, or a connection the master made for it on request.
     Instance {
         /// Name of its app.
         app: String,
@@ -64,6 +76,19 @@ pub struct Conn {
     /// The peer hung up (or the socket failed) with requests still
     /// buffered: close once they are handled.
     pub hung_up: Option<Broken>,
+    /// Set when the connection came from the control socket: its slot, and
+    /// its input held against the shared budget.
+    accepted: Option<Accepted>,
+    /// When the first byte of the frame at the head of `input` arrived.
+    frame_started: Option<Instant>,
+}
+
+/// What a connection from the control socket holds of the shared limits.
+#[derive(Debug)]
+struct Accepted {
+    /// Given back when the connection closes.
+    _slot: Slot,
+    input: Held,
 }
 
 /// A reply that cannot be encoded as a frame (larger than the limit).
@@ -84,18 +109,87 @@ pub enum Broken {
 }
 
 impl Conn {
-    /// Wraps an accepted stream (already non-blocking and close-on-exec).
-    pub fn new(stream: UnixStream, cred: PeerCred, deadline: Instant) -> Conn {
+    /// Wraps a stream (already non-blocking and close-on-exec) as `peer`,
+    /// with frames up to [`MAX_FRAME_LEN`](frame::MAX_FRAME_LEN) and no shared limit: one of an
+    /// instance's own. Those from the control socket are made by
+    /// [`accepted`](Self::accepted).
+    pub fn new(stream: UnixStream, cred: PeerCred, peer: Peer) -> Conn {
         Conn {
             stream,
             cred,
-            peer: Peer::Unknown { deadline },
+            peer,
             input: FrameBuf::new(),
             output: VecDeque::new(),
             pending: 0,
             backlog: false,
             hung_up: None,
+            accepted: None,
+            frame_started: None,
         }
+    }
+
+    /// The app name and instance id whose connection this is, if it is an
+    /// instance's.
+    pub fn instance(&self) -> Option<(&str, u64)> {
+        match &self.peer {
+            Peer::Channel { app, id } | Peer::Instance { app, id } => Some((app, *id)),
+            _ => None,
+        }
+    }
+
+    /// Wraps a stream accepted from the control socket: it holds `slot`,
+    /// may send frames up to [`MAX_CONTROL_FRAME_LEN`], and buffers its
+    /// input against the budget `input` draws on.
+    pub fn accepted(
+        stream: UnixStream,
+        cred: PeerCred,
+        deadline: Instant,
+        slot: Slot,
+        input: Held,
+    ) -> Conn {
+        let mut conn = Conn::new(stream, cred, Peer::Unknown { deadline });
+        conn.input.set_limit(MAX_CONTROL_FRAME_LEN);
+        conn.accepted = Some(Accepted { _slot: slot, input });
+        conn
+    }
+
+    /// How many bytes the next read may take: none with requests still
+    /// buffered or, for a control-socket connection, as its budget allows.
+    fn allowance(&self, scratch: usize) -> usize {
+        if self.backlog {
+            return 0;
+        }
+        self.accepted
+            .as_ref()
+            .map_or(scratch, |a| a.input.allowance().min(scratch))
+    }
+
+    /// Whether the connection may be read now (see [`read_ready`](Self::read_ready)).
+    pub fn may_read(&self) -> bool {
+        self.allowance(usize::MAX) > 0
+    }
+
+    /// When the frame being received started arriving, if one is.
+    pub fn frame_started(&self) -> Option<Instant> {
+        self.frame_started
+    }
+
+    /// Bytes received and not yet handled.
+    pub fn buffered(&self) -> usize {
+        self.input.len()
+    }
+
+    /// Accounts for a change in the input buffer: the budget's charge, and
+    /// when the frame at its head started (`now` for one just begun).
+    fn input_changed(&mut self) {
+        if let Some(accepted) = &mut self.accepted {
+            accepted.input.set(self.input.len());
+        }
+        self.frame_started = match self.frame_started {
+            _ if self.input.is_empty() => None,
+            Some(started) => Some(started),
+            None => Some(Instant::now()),
+        };
     }
 
     /// Whether output is waiting for the socket to become writable.
@@ -103,21 +197,31 @@ impl Conn {
         !self.output.is_empty()
     }
 
-    /// Reads what is available into the input buffer: at most
-    /// [`READS_PER_WAKE`] chunks, so one fast sender cannot starve the
-    /// others (poll is level-triggered and reports the rest next time).
-    pub fn read_ready(&mut self) -> Result<(), Broken> {
-        let mut chunk = vec![0u8; READ_CHUNK];
+    /// Reads what is available into the input buffer, through `scratch`
+    /// (the loop's one read buffer, so a read allocates nothing and the
+    /// input buffer grows only by what arrived): at most
+    /// [`READS_PER_WAKE`] reads, so one fast sender cannot starve the
+    /// others (poll is level-triggered and reports the rest next time), and
+    /// no more than the input budget allows.
+    pub fn read_ready(&mut self, scratch: &mut [u8]) -> Result<(), Broken> {
         for _ in 0..READS_PER_WAKE {
-            match (&self.stream).read(&mut chunk) {
+            let room = self.allowance(scratch.len());
+            if room == 0 {
+                return Ok(());
+            }
+            let chunk = &mut scratch[..room];
+            match (&self.stream).read(chunk) {
                 Ok(0) => return Err(Broken::Gone),
-                // A short read took everything there was: skip the read
-                // that would only say WouldBlock (poll reports new bytes).
-                Ok(n) if n < chunk.len() => {
+                Ok(n) => {
                     self.input.extend(&chunk[..n]);
-                    return Ok(());
+                    self.input_changed();
+                    // A short read took everything there was: skip the
+                    // read that would only say WouldBlock (poll reports
+                    // new bytes).
+                    if n < room {
+                        return Ok(());
+                    }
                 }
-                Ok(n) => self.input.extend(&chunk[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => return Err(Broken::Gone),
@@ -128,7 +232,13 @@ impl Conn {
 
     /// The next complete message received, if any.
     pub fn next<T: serde::de::DeserializeOwned>(&mut self) -> Result<Option<T>, Broken> {
-        self.input.next().map_err(Broken::Malformed)
+        let msg = self.input.next().map_err(Broken::Malformed)?;
+        if msg.is_some() {
+            // The next frame, if any, is timed from now.
+            self.frame_started = None;
+            self.input_changed();
+        }
+        Ok(msg)
     }
 
     /// Queues `msg`, with `fds` attached to its first byte.

@@ -1,10 +1,11 @@
 //! The master's single-threaded poll loop.
 //!
 //! Each turn: compute the nearest deadline (none when idle, so an idle
-//! master never wakes); poll the signal pipe, the control socket (only
-//! under the connection cap), every connection (writable only with output
-//! pending) and every instance's output pipes; then handle signals, timers,
-//! writes, reads and accepts, in that order.
+//! master never wakes); poll the signal pipe, the control socket (always:
+//! a connection over the limits is refused at once, see [`crate::slots`]),
+//! every connection (readable only while it may read, writable only with
+//! output pending) and every instance's output pipes; then handle signals,
+//! timers, writes, reads and accepts, in that order.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -18,15 +19,16 @@ use rustix::process::{Uid, WaitOptions};
 
 use crate::app::App;
 use crate::config::Config;
-use crate::conn::{Conn, Peer};
+use crate::conn::{Broken, Conn, Peer};
+use crate::control_socket::ControlSocket;
 use crate::instance::Launch;
-use crate::limits::{ACCEPT_PAUSE, HELLO_TIMEOUT, MAX_CONNECTIONS};
+use crate::limits::{FRAME_TIMEOUT, HELLO_TIMEOUT, READ_CHUNK};
 use crate::listeners::{Bound, Listeners};
 use crate::log;
 use crate::logs::{self, AppLog};
 use crate::sd_notify::Notifier;
 use crate::signals::Signals;
-use crate::sys;
+use crate::tally::Tally;
 
 /// Whether the master is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,16 +58,18 @@ pub struct Master {
     /// Where apps' default log files go.
     pub(crate) log_dir: std::path::PathBuf,
     pub(crate) launch: Launch,
-    control: UnixListener,
+    control: ControlSocket,
     signals: Signals,
     pub(crate) apps: Vec<App>,
     pub(crate) listeners: Listeners,
     pub(crate) conns: BTreeMap<u64, Conn>,
     next_conn: u64,
-    /// Set when accepting failed for lack of resources (EMFILE and the
-    /// like): the control socket is not polled until then, instead of
-    /// spinning on a connection that cannot be taken.
-    accept_paused_until: Option<Instant>,
+    /// The one buffer every connection reads into.
+    scratch: Box<[u8]>,
+    /// How long a started frame may take to arrive (`[master] frame_timeout`).
+    frame_timeout: Duration,
+    /// Refusals and timeouts, logged without flooding.
+    tally: Tally,
     shutdown: Shutdown,
     pub(crate) uid: Uid,
     /// A group whose members may control the master (`[master] group`).
@@ -109,19 +113,22 @@ impl Master {
                 Ok(App::new(app, log, sockets))
             })
             .collect::<Result<_, String>>()?;
+        let uid = rustix::process::geteuid();
         Ok(Master {
+            frame_timeout: config.master.frame_timeout.unwrap_or(FRAME_TIMEOUT),
             config_path: config.path,
             log_dir,
             launch,
-            control,
+            control: ControlSocket::new(control, uid),
             signals,
             apps,
             listeners: Listeners::default(),
             conns: BTreeMap::new(),
             next_conn: 1,
-            accept_paused_until: None,
+            scratch: vec![0; READ_CHUNK].into_boxed_slice(),
+            tally: Tally::default(),
             shutdown: Shutdown::Running,
-            uid: rustix::process::geteuid(),
+            uid,
             control_group: None,
             notifier: Notifier::from_env(),
             ready_fd: None,
@@ -174,6 +181,7 @@ impl Master {
             }
         }
         self.deliver(notices);
+        self.adopt_channels();
         while !(self.shutdown != Shutdown::Running && self.apps.iter().all(App::is_stopped)) {
             let ready = self.poll()?;
             self.turn(&ready);
@@ -191,11 +199,17 @@ impl Master {
             Peer::Unknown { deadline } | Peer::Closing { deadline } => Some(deadline),
             _ => None,
         });
+        let frames = self
+            .conns
+            .values()
+            .filter_map(|c| Some(c.frame_started()? + self.frame_timeout));
         self.apps
             .iter()
             .filter_map(App::next_deadline)
             .chain(conns)
-            .chain(self.accept_paused_until)
+            .chain(frames)
+            .chain(self.control.paused_until())
+            .chain(self.tally.next_report())
             .min()
     }
 
@@ -203,20 +217,17 @@ impl Master {
     fn poll(&self) -> io::Result<Vec<(Token, PollFlags)>> {
         let mut tokens = vec![Token::Signals];
         let mut fds = vec![PollFd::new(&self.signals, PollFlags::IN)];
-        let paused = self
-            .accept_paused_until
-            .is_some_and(|until| Instant::now() < until);
-        if self.conns.len() < MAX_CONNECTIONS && !paused {
+        if self.control.wants_accept(Instant::now()) {
             tokens.push(Token::Control);
             fds.push(PollFd::new(&self.control, PollFlags::IN));
         }
         for (&id, conn) in &self.conns {
-            // With requests still buffered, read no more until they are
-            // handled: a client cannot make the master buffer its input.
-            let mut flags = if conn.backlog {
-                PollFlags::empty()
-            } else {
+            // With requests still buffered, or the input budget spent, read
+            // no more: a client cannot make the master buffer its input.
+            let mut flags = if conn.may_read() {
                 PollFlags::IN
+            } else {
+                PollFlags::empty()
             };
             if conn.wants_write() {
                 flags |= PollFlags::OUT;
@@ -302,7 +313,7 @@ impl Master {
                 Token::Conn(id)
                     if revents.intersects(PollFlags::IN | PollFlags::HUP | PollFlags::ERR) =>
                 {
-                    self.on_readable(id);
+                    self.on_readable(id, revents);
                 }
                 Token::Output { app, instance } => self.apps[app].read_output(instance),
                 Token::Notify { app, instance } => {
@@ -318,6 +329,7 @@ impl Master {
         }
         self.send_to_followers();
         self.apps.retain(|app| !app.is_gone());
+        self.adopt_channels();
         if self.shutdown == Shutdown::Running {
             self.announce_if_ready();
         }
@@ -373,6 +385,7 @@ impl Master {
                 .iter_mut()
                 .any(|app| app.on_exit(pid, status, listeners, launch, &mut notices));
         }
+        self.close_dead_instance_conns();
         self.deliver(notices);
     }
 
@@ -402,38 +415,56 @@ impl Master {
                 );
             }
         }
+        self.close_unfinished_frames(now);
+        if let Some(line) = self.tally.report(now) {
+            log!("{line}");
+        }
     }
 
-    fn accept(&mut self) {
-        self.accept_paused_until = None;
-        while self.conns.len() < MAX_CONNECTIONS {
-            let stream = match self.control.accept() {
-                Ok((stream, _)) => stream,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    // EMFILE and the like: the connection stays queued, so
-                    // stop polling for it a while rather than spin.
-                    log!("cannot accept a connection: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
-                    self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
-                    return;
-                }
-            };
-            let cred = match sys::peer_cred(&stream) {
-                Ok(cred) => cred,
-                Err(e) => {
-                    log!("refused a connection whose credentials cannot be read: {e}");
-                    continue;
-                }
-            };
-            if stream.set_nonblocking(true).is_err() {
+    /// Closes every connection whose frame has been arriving for longer
+    /// than the frame timeout: it holds memory (and a slot) for nothing.
+    fn close_unfinished_frames(&mut self, now: Instant) {
+        let timeout = self.frame_timeout;
+        let late: Vec<u64> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.frame_started().is_some_and(|t| t + timeout <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        for id in late {
+            let Some(conn) = self.conns.get(&id) else {
                 continue;
+            };
+            let (pid, uid, bytes) = (
+                conn.cred.pid_text(),
+                conn.cred.uid.as_raw(),
+                conn.buffered(),
+            );
+            let what = "closed with a frame unfinished";
+            if let Some(line) = self.tally.note(now, what, || {
+                format!(
+                    "closed connection from pid {pid} uid {uid}: a frame is still unfinished \
+                     after {timeout:?} ({bytes} bytes of it arrived)"
+                )
+            }) {
+                log!("{line}");
             }
-            let id = self.next_conn;
-            self.next_conn += 1;
-            let deadline = Instant::now() + HELLO_TIMEOUT;
-            self.conns.insert(id, Conn::new(stream, cred, deadline));
+            self.drop_conn(id, &Broken::Gone);
         }
+    }
+
+    /// Takes the connections the control socket admits this turn.
+    fn accept(&mut self) {
+        for conn in self.control.accept(&mut self.tally) {
+            self.add_conn(conn);
+        }
+    }
+
+    /// Serves `conn` from now on, under a new id.
+    pub(crate) fn add_conn(&mut self, conn: Conn) {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        self.conns.insert(id, conn);
     }
 
     fn flush(&mut self, id: u64) {
@@ -450,7 +481,7 @@ impl Master {
         }
     }
 
-    fn on_readable(&mut self, id: u64) {
+    fn on_readable(&mut self, id: u64, revents: PollFlags) {
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
         };
@@ -459,7 +490,16 @@ impl Master {
             // it are handled first, in the turns to come.
             return;
         }
-        let read = conn.read_ready();
+        if !conn.may_read() {
+            // The input budget ran out: read it next turn, or, if it hung
+            // up (reported even unasked), drop it now rather than wake for
+            // it every turn: its frame can no longer be read whole.
+            if revents.intersects(PollFlags::HUP | PollFlags::ERR) {
+                self.drop_conn(id, &Broken::Gone);
+            }
+            return;
+        }
+        let read = conn.read_ready(&mut self.scratch);
         if matches!(conn.peer, Peer::Closing { .. }) {
             if read.is_err() {
                 self.conns.remove(&id);

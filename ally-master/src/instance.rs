@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -16,7 +17,7 @@ use crate::config::{self, AppConfig, CLEAN_ENV, ReadyMode};
 use crate::limits::{MAX_LOG_LINE, READ_CHUNK, STDERR_TAIL_LINES};
 use crate::listeners::Bound;
 use crate::notify::NotifySocket;
-use crate::sys;
+use crate::sys::{self, PeerCred};
 use crate::users;
 
 /// The argument that makes `ally-master` the exec shim of an instance
@@ -27,7 +28,8 @@ pub const LISTEN_PID_SHIM: &str = "--exec-with-listen-pid";
 /// What every instance is started with, whatever its app.
 #[derive(Debug, Clone)]
 pub struct Launch {
-    /// The master's control socket, given as `ALLY_SOCKET`.
+    /// The master's control socket (never handed to instances: they talk
+    /// to the master over their own channel).
     pub socket: PathBuf,
     /// The file-descriptor limit to give back to children, if the master
     /// raised its own.
@@ -117,6 +119,11 @@ pub struct Instance {
     pub notify: NotifySocket,
     /// When it counts as ready under `ready = "delay:..."`.
     pub ready_at: Option<Instant>,
+    /// The master's end of the instance's channel, until the event loop
+    /// takes it to serve it.
+    channel: Option<UnixStream>,
+    /// Who it runs as, for the channel's peer credentials.
+    pub cred: PeerCred,
     tail: VecDeque<String>,
 }
 
@@ -156,10 +163,17 @@ impl Instance {
             shim.arg(LISTEN_PID_SHIM).arg(program);
             shim
         };
-        let mut pass = Vec::with_capacity(sockets.len());
+        // The sockets go to 3.., the instance's channel right after them
+        // (clear of the LISTEN_FDS range socket-activated programs count).
+        let (channel, theirs) = UnixStream::pair()?;
+        let passed = sockets.len() + 1;
+        let mut pass = Vec::with_capacity(passed);
         for (_, bound) in sockets {
-            pass.push(sys::dup_above(&bound.fd, sockets.len())?);
+            pass.push(sys::dup_above(&bound.fd, passed)?);
         }
+        pass.push(sys::dup_above(&theirs, passed)?);
+        drop(theirs);
+        let channel_fd = sys::FIRST_PASSED_FD + i32::try_from(sockets.len()).unwrap_or(i32::MAX);
         let notify = NotifySocket::bind(&app.name, id)?;
         cmd.args(args)
             .current_dir(&app.cwd)
@@ -185,8 +199,12 @@ impl Instance {
             }
         }
         cmd.envs(&app.env)
-            .env(env::SOCKET, &launch.socket)
+            .env(env::CHANNEL_FD, channel_fd.to_string())
             .env(env::MASTER_PID, std::process::id().to_string())
+            .env(
+                env::REQUEST_TIMEOUT_MS,
+                app.request_timeout.as_millis().to_string(),
+            )
             .env(env::APP, &app.name)
             .env(env::INSTANCE, id.to_string())
             .env(env::STOP_SIGNAL, signal_name(app.stop_signal))
@@ -201,6 +219,7 @@ impl Instance {
         }
         sys::prepare_child(&mut cmd, launch.fd_limit, pass);
         let mut child = cmd.spawn()?;
+        channel.set_nonblocking(true)?;
         let started = Instant::now();
         let pid =
             Pid::from_raw(child.id() as i32).ok_or_else(|| io::Error::other("child has pid 0"))?;
@@ -218,11 +237,24 @@ impl Instance {
             ReadyMode::Delay(delay) => Some(started + delay),
             ReadyMode::Lib | ReadyMode::Notify | ReadyMode::Immediate => None,
         };
+        let cred = PeerCred {
+            pid: Some(pid),
+            uid: identity
+                .as_ref()
+                .map_or_else(rustix::process::geteuid, |who| {
+                    rustix::process::Uid::from_raw(who.uid)
+                }),
+            gid: identity
+                .as_ref()
+                .map_or_else(|| rustix::process::getegid().as_raw(), |who| who.gid),
+        };
         Ok(Instance {
             id,
             pid,
             notify,
             ready_at,
+            channel: Some(channel),
+            cred,
             state: State::Starting {
                 deadline: started + app.ready_timeout,
             },
@@ -232,6 +264,11 @@ impl Instance {
             pipes,
             tail: VecDeque::new(),
         })
+    }
+
+    /// The master's end of the instance's channel, the first time only.
+    pub fn take_channel(&mut self) -> Option<UnixStream> {
+        self.channel.take()
     }
 
     /// Sends `signal` to the instance's process.

@@ -2,10 +2,55 @@
 
 use std::time::Duration;
 
-/// Most client connections (instances and control tools) open at once. At
-/// the cap the master stops accepting until one closes, so a flood cannot
-/// exhaust its file descriptors.
+/// Most connections accepted from the control socket open at once. Past
+/// it a new one is refused and closed at once (the socket is still
+/// accepted from), so a flood can exhaust neither the master's file
+/// descriptors nor its patience.
 pub const MAX_CONNECTIONS: usize = 4096;
+
+/// Most control-socket connections one uid may hold, root and the master's
+/// own uid aside: its next one is refused and closed at once. Ample for an
+/// operator's scripts and `logs -f` terminals; sixteen such uids would be
+/// needed to take every slot outside the reserve.
+pub const CONTROL_SHARE_PER_UID: usize = 256;
+
+/// Control-socket slots that only root and the master's own uid may take:
+/// every other uid together holds at most `MAX_CONNECTIONS` minus this, so
+/// the operator's `ally-ctl` always gets in, whatever the others hold.
+pub const PRIVILEGED_RESERVE: usize = 64;
+
+/// Most connections accepted (or refused) from the control socket per loop
+/// turn; the rest wait in the listen backlog for the next turn, so a
+/// connect flood cannot starve the clients already connected.
+pub const ACCEPTS_PER_TURN: usize = 64;
+
+/// Default time a client has to finish a frame once its first byte has
+/// arrived (`[master] frame_timeout`); past it the connection is closed, so
+/// a half-sent frame holds neither memory nor a slot for long.
+pub const FRAME_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most bytes the connections from the control socket may hold buffered
+/// together (requests read but not yet handled: mostly unfinished frames).
+/// Once spent, a connection holding part of a frame is read no further
+/// (its frame times out), while one holding nothing may still read
+/// [`READ_WHEN_SPENT`]: so the master holds at most this plus
+/// `MAX_CONNECTIONS × READ_WHEN_SPENT` (20 MiB in all), and a short request
+/// such as `ally-ctl list` is still served.
+pub const MAX_BUFFERED_INPUT: usize = 16 << 20;
+
+/// Bytes a connection holding nothing may read while the input budget is
+/// spent: more than a hello and any usual control request.
+pub const READ_WHEN_SPENT: usize = 1 << 10;
+
+/// How often refused connections and unfinished frames are summed up in
+/// the log: the first of a burst is logged in full, the rest counted into
+/// one line per interval, so a flood cannot fill the log.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Most connections one instance may have open to the master: its
+/// channel and the ones it asked for (the library keeps at most 16). Past
+/// this, asking for another is refused.
+pub const MAX_INSTANCE_CONNECTIONS: usize = 32;
 
 /// How long accepting pauses after it failed for lack of resources
 /// (too many open files): long enough not to spin, short enough that the
@@ -20,7 +65,8 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// this the connection is closed rather than buffering without bound.
 pub const MAX_PENDING_OUTPUT: usize = 8 << 20;
 
-/// Bytes read from a socket or pipe per `read` call.
+/// Bytes read from a socket or pipe per `read` call (connections read
+/// into one buffer of this size, shared, and keep only what they got).
 pub const READ_CHUNK: usize = 64 << 10;
 
 /// Most reads from one connection per wake-up, for fairness between

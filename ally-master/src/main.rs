@@ -5,9 +5,12 @@
 #![deny(unsafe_code)]
 
 mod app;
+mod budget;
+mod channels;
 mod config;
 mod conn;
 mod control;
+mod control_socket;
 mod event_loop;
 mod instance;
 mod limits;
@@ -23,7 +26,9 @@ mod runtime;
 mod sd_notify;
 mod shared_state;
 mod signals;
+mod slots;
 mod sys;
+mod tally;
 mod users;
 
 use std::path::PathBuf;

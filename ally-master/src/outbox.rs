@@ -34,8 +34,8 @@ impl Master {
         let Some(conn) = self.conns.remove(&id) else {
             return;
         };
-        if let Peer::Instance { app, id: instance } = &conn.peer {
-            self.instance_conn_closed(id, app, *instance);
+        if let Some((app, _)) = conn.instance() {
+            self.instance_conn_closed(id, app);
         }
         let pid = conn.cred.pid_text();
         match why {
@@ -48,22 +48,15 @@ impl Master {
         }
     }
 
-    /// An instance's connection closed: withdraw its lock waits, and if it
-    /// was the instance's last connection, release its locks.
-    fn instance_conn_closed(&mut self, conn: u64, app: &str, instance: u64) {
+    /// An instance's connection closed: withdraw the lock waits it carried.
+    /// Its holds stay: they belong to the instance, released when it exits.
+    fn instance_conn_closed(&mut self, conn: u64, app: &str) {
         let Some(app_index) = self.apps.iter().position(|a| a.config.name == app) else {
             return;
         };
         let mut replies = Vec::new();
         self.apps[app_index].state.conn_closed(conn, &mut replies);
-        let mut notices: Vec<Notice> = replies.into_iter().map(Notice::Reply).collect();
-        let last = !self.conns.values().any(
-            |c| matches!(&c.peer, Peer::Instance { app: a, id } if a == app && *id == instance),
-        );
-        if last {
-            self.apps[app_index].owner_gone(instance, &mut notices);
-        }
-        self.deliver(notices);
+        self.deliver(replies.into_iter().map(Notice::Reply).collect());
     }
 
     /// Queues `msg` on connection `id`, closing it if that fails.

@@ -11,6 +11,8 @@ pub struct Usage {
     pub cpu_ms: u64,
     /// Resident set size, bytes.
     pub rss_bytes: u64,
+    /// Effective user id.
+    pub uid: Option<u32>,
 }
 
 /// Clock ticks per second for `/proc/<pid>/stat` times. Linux reports them
@@ -25,11 +27,20 @@ pub fn usage(pid: Pid) -> Usage {
         .ok()
         .and_then(|stat| cpu_ticks(&stat))
         .map_or(0, |ticks| ticks * 1000 / USER_HZ);
-    let rss_bytes = fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|status| vm_rss_kib(&status))
-        .map_or(0, |kib| kib * 1024);
-    Usage { cpu_ms, rss_bytes }
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss_bytes = vm_rss_kib(&status).map_or(0, |kib| kib * 1024);
+    Usage {
+        cpu_ms,
+        rss_bytes,
+        uid: effective_uid(&status),
+    }
+}
+
+/// The effective uid (the second of the `Uid:` line) from
+/// `/proc/<pid>/status`.
+fn effective_uid(status: &str) -> Option<u32> {
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(2)?.parse().ok()
 }
 
 /// utime + stime from a `/proc/<pid>/stat` line. The command name (field 2)
@@ -59,6 +70,7 @@ mod tests {
         let stat = "42 (a) b (c)) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 1 0 5 1000 200";
         assert_eq!(cpu_ticks(stat), Some(300));
         assert_eq!(vm_rss_kib("Name:\tx\nVmRSS:\t  1234 kB\n"), Some(1234));
+        assert_eq!(effective_uid("Uid:\t0\t65534\t0\t0\n"), Some(65534));
     }
 
     #[test]

@@ -34,6 +34,9 @@ impl Master {
                 Peer::Unknown { .. } => conn
                     .next::<Hello>()
                     .map(|m| m.map(|h| self.on_hello(id, h))),
+                Peer::Channel { app, id: instance } => conn
+                    .next::<Hello>()
+                    .map(|m| m.map(|h| self.on_channel_hello(id, app, instance, h))),
                 Peer::Instance { app, id: instance } => conn
                     .next::<InstanceRequest>()
                     .map(|m| m.map(|r| self.on_instance_request(id, &app, instance, r))),
@@ -85,19 +88,48 @@ impl Master {
                             .map_or_else(String::new, |g| format!(" and admits group {g}"))
                     ),
                 )),
-                Role::Instance => cred
-                    .pid
-                    .and_then(|pid| self.instance_of_pid(pid))
-                    .ok_or_else(|| {
-                        Failure::new(
-                            ErrorCode::NotPermitted,
-                            format!(
-                                "pid {} is not an instance started by this master",
-                                cred.pid_text()
-                            ),
-                        )
-                    }),
+                Role::Instance => Err(Failure::new(
+                    ErrorCode::NotPermitted,
+                    "instances talk to the master over the channel it gave them at start \
+                     (ALLY_CHANNEL_FD), not over the control socket",
+                )),
             }
+        };
+        self.answer_hello(id, peer);
+    }
+
+    /// The hello on instance `instance`'s channel: the library's version
+    /// check. The channel already says who the peer is.
+    fn on_channel_hello(&mut self, id: u64, app: String, instance: u64, hello: Hello) {
+        if hello.magic != MAGIC {
+            self.drop_conn(id, &Broken::NotAlly);
+            return;
+        }
+        let peer = if hello.version != PROTOCOL_VERSION {
+            Err(Failure::new(
+                ErrorCode::VersionMismatch,
+                format!(
+                    "this master speaks protocol {PROTOCOL_VERSION}, {app}#{instance}'s ally \
+                     library speaks {}; rebuild the service against the ally release of the master",
+                    hello.version
+                ),
+            ))
+        } else if hello.role != Role::Instance {
+            Err(Failure::new(
+                ErrorCode::BadRequest,
+                "an instance's channel carries instance requests only",
+            ))
+        } else {
+            Ok(Peer::Instance { app, id: instance })
+        };
+        self.answer_hello(id, peer);
+    }
+
+    /// Welcomes connection `id` as `peer`, or refuses it and closes it
+    /// once the refusal is read.
+    fn answer_hello(&mut self, id: u64, peer: Result<Peer, Failure>) {
+        let Some(cred) = self.conns.get(&id).map(|c| c.cred) else {
+            return;
         };
         match peer {
             Ok(peer) => {
@@ -141,18 +173,6 @@ impl Master {
                 || cred
                     .pid
                     .is_some_and(|pid| users::has_supplementary_group(pid, gid))
-        })
-    }
-
-    fn instance_of_pid(&self, pid: rustix::process::Pid) -> Option<Peer> {
-        self.apps.iter().find_map(|app| {
-            app.instances
-                .iter()
-                .find(|i| i.pid == pid)
-                .map(|i| Peer::Instance {
-                    app: app.config.name.clone(),
-                    id: i.id,
-                })
         })
     }
 
@@ -217,6 +237,13 @@ impl Master {
                 self.deliver(notices);
                 return;
             }
+            InstanceRequest::Connect => match self.connect_instance(app_index, id) {
+                Ok(fd) => (InstanceResponse::Connected { fds: 1 }, vec![fd]),
+                Err(failure) => {
+                    log!("{app_name}#{id}: {}", failure.message);
+                    (InstanceResponse::Error(failure), Vec::new())
+                }
+            },
             InstanceRequest::Info => {
                 let app = &self.apps[app_index];
                 let started_unix_ms = app

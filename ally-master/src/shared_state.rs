@@ -4,8 +4,9 @@
 //!
 //! Holds belong to the instance; waits belong to the connection that asked.
 //! So a lock wait is withdrawn when its connection closes, and every hold
-//! and wait of an instance goes when it exits or closes its last
-//! connection: a crash never deadlocks its successor.
+//! and wait of an instance goes when it exits: a crash never deadlocks its
+//! successor, and a connection the library dropped after a timeout gives
+//! up no hold.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -130,7 +131,7 @@ impl SharedState {
         }
     }
 
-    /// Instance `owner` is gone (exited, or closed its last connection):
+    /// Instance `owner` is gone (it exited):
     /// release its holds and withdraw its waits.
     pub fn owner_gone(&mut self, owner: Owner, out: &mut Vec<Reply>) {
         let granted = self.store.locker.release_owner(owner);

@@ -166,6 +166,9 @@ pub struct InstanceStatus {
     pub cpu_ms: u64,
     /// Resident memory, bytes, from `/proc`.
     pub rss_bytes: u64,
+    /// The user id it runs as (effective), from `/proc`; `None` when that
+    /// could not be read.
+    pub uid: Option<u32>,
 }
 
 /// One app as `ally-ctl list` shows it.

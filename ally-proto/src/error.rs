@@ -13,7 +13,8 @@ pub enum Error {
     TooLarge {
         /// Announced body length.
         len: usize,
-        /// The limit, [`MAX_FRAME_LEN`](crate::frame::MAX_FRAME_LEN).
+        /// The limit: [`MAX_FRAME_LEN`](crate::frame::MAX_FRAME_LEN), or a
+        /// reader's lower one.
         max: usize,
     },
     /// The body is not a valid encoding of the expected message.

@@ -16,6 +16,15 @@ use crate::Error;
 /// that a hostile peer cannot make the master buffer much.
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 
+/// Largest body a client may send on the master's control socket, in bytes
+/// (64 KiB): the hello and control requests, which carry only app names and
+/// a few numbers.
+///
+/// The master closes a control connection whose next frame announces more,
+/// before buffering its body, so thousands of control clients cannot make it
+/// hold more than a little each. Instances may send up to [`MAX_FRAME_LEN`].
+pub const MAX_CONTROL_FRAME_LEN: usize = 64 << 10;
+
 /// Size of the length prefix in bytes.
 pub const HEADER_LEN: usize = 4;
 
@@ -66,49 +75,107 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
 /// [`Error::TooLarge`] as soon as the prefix announces more than
 /// [`MAX_FRAME_LEN`], before the body has arrived.
 pub fn split(buf: &[u8]) -> Result<Option<(&[u8], usize)>, Error> {
+    split_limited(buf, MAX_FRAME_LEN)
+}
+
+/// [`split`] with a body limit of `max` bytes (at most [`MAX_FRAME_LEN`]).
+///
+/// # Errors
+///
+/// [`Error::TooLarge`] as soon as the prefix announces more than `max`.
+pub fn split_limited(buf: &[u8], max: usize) -> Result<Option<(&[u8], usize)>, Error> {
+    let max = max.min(MAX_FRAME_LEN);
     let Some(prefix) = buf.first_chunk::<HEADER_LEN>() else {
         return Ok(None);
     };
     let len = u32::from_le_bytes(*prefix) as usize;
-    if len > MAX_FRAME_LEN {
-        return Err(Error::TooLarge {
-            len,
-            max: MAX_FRAME_LEN,
-        });
+    if len > max {
+        return Err(Error::TooLarge { len, max });
     }
     let end = HEADER_LEN + len;
     Ok(buf.get(HEADER_LEN..end).map(|body| (body, end)))
 }
+
+/// Capacity an emptied [`FrameBuf`] keeps; it gives back anything above,
+/// so a connection that once carried a large frame holds no memory while
+/// idle.
+const KEEP_CAPACITY: usize = 4 << 10;
 
 /// An input buffer for a byte stream that carries frames.
 ///
 /// Bytes go in with [`extend`](Self::extend) as they arrive; whole messages
 /// come out of [`next`](Self::next). Used by the non-blocking master and by
 /// the blocking clients alike.
-#[derive(Debug, Default)]
+///
+/// Taking a message only moves an offset; the bytes left are moved to the
+/// front when they are no more than those taken, so each byte is copied a
+/// bounded number of times however many frames arrive together. Emptied, it
+/// keeps at most a few KiB of capacity.
+#[derive(Debug)]
 pub struct FrameBuf {
     buf: Vec<u8>,
+    /// Bytes at the front already taken as messages.
+    start: usize,
+    /// Largest body accepted.
+    limit: usize,
+}
+
+impl Default for FrameBuf {
+    fn default() -> Self {
+        Self::with_limit(MAX_FRAME_LEN)
+    }
 }
 
 impl FrameBuf {
-    /// An empty buffer.
+    /// An empty buffer for frames of up to [`MAX_FRAME_LEN`].
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// An empty buffer for frames of up to `limit` bytes (at most
+    /// [`MAX_FRAME_LEN`]).
+    pub fn with_limit(limit: usize) -> Self {
+        FrameBuf {
+            buf: Vec::new(),
+            start: 0,
+            limit: limit.min(MAX_FRAME_LEN),
+        }
+    }
+
+    /// The largest body [`next`](Self::next) accepts.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Changes the largest body accepted from the next frame on (at most
+    /// [`MAX_FRAME_LEN`]).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit.min(MAX_FRAME_LEN);
+    }
+
     /// Appends bytes read from the stream.
     pub fn extend(&mut self, bytes: &[u8]) {
+        // Move the unread bytes to the front when they are no more than
+        // the bytes taken (each byte moved is paid for by one taken), or
+        // when appending would otherwise grow the allocation.
+        if self.start > 0
+            && (self.start >= self.len() || self.buf.len() + bytes.len() > self.buf.capacity())
+        {
+            self.buf.copy_within(self.start.., 0);
+            self.buf.truncate(self.buf.len() - self.start);
+            self.start = 0;
+        }
         self.buf.extend_from_slice(bytes);
     }
 
     /// Number of buffered bytes not yet taken as messages.
     pub fn len(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.start
     }
 
     /// Whether no bytes are buffered.
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.len() == 0
     }
 
     /// Takes the next whole message, if one has fully arrived.
@@ -122,11 +189,18 @@ impl FrameBuf {
         reason = "generic over the message type, so it cannot be an Iterator"
     )]
     pub fn next<T: DeserializeOwned>(&mut self) -> Result<Option<T>, Error> {
-        let Some((body, used)) = split(&self.buf)? else {
+        let Some((body, used)) = split_limited(&self.buf[self.start..], self.limit)? else {
             return Ok(None);
         };
         let msg = decode(body);
-        self.buf.drain(..used);
+        self.start += used;
+        if self.start == self.buf.len() {
+            self.start = 0;
+            self.buf.clear();
+            if self.buf.capacity() > KEEP_CAPACITY {
+                self.buf = Vec::new();
+            }
+        }
         msg.map(Some)
     }
 }
@@ -215,6 +289,58 @@ mod tests {
         assert_eq!(fb.next::<u8>().unwrap(), Some(2));
         assert_eq!(fb.next::<u8>().unwrap(), None);
         assert!(fb.is_empty());
+    }
+
+    #[test]
+    fn frame_buf_refuses_a_frame_over_its_own_limit() {
+        let mut fb = FrameBuf::with_limit(8);
+        fb.extend(&encode(&[7u8; 8]).unwrap());
+        assert_eq!(fb.next::<[u8; 8]>().unwrap(), Some([7; 8]));
+        // The prefix alone is enough to refuse: the body never has to come.
+        fb.extend(&9u32.to_le_bytes());
+        assert!(matches!(
+            fb.next::<u8>(),
+            Err(Error::TooLarge { len: 9, max: 8 })
+        ));
+        assert_eq!(FrameBuf::with_limit(usize::MAX).limit(), MAX_FRAME_LEN);
+    }
+
+    #[test]
+    fn frame_buf_keeps_order_across_compaction_and_frees_when_empty() {
+        let mut fb = FrameBuf::new();
+        let mut stream = Vec::new();
+        for i in 0..10_000u32 {
+            stream.extend(encode(&i).unwrap());
+        }
+        let mut next = 0u32;
+        for chunk in stream.chunks(1000) {
+            fb.extend(chunk);
+            // Take only some, so unread bytes are carried over and moved.
+            for _ in 0..50 {
+                match fb.next::<u32>().unwrap() {
+                    Some(i) => {
+                        assert_eq!(i, next);
+                        next += 1;
+                    }
+                    None => break,
+                }
+            }
+        }
+        while let Some(i) = fb.next::<u32>().unwrap() {
+            assert_eq!(i, next);
+            next += 1;
+        }
+        assert_eq!(next, 10_000);
+        assert!(fb.is_empty());
+        fb.extend(&encode(&vec![1u8; 100_000]).unwrap());
+        assert_eq!(
+            fb.next::<Vec<u8>>().unwrap().map(|v| v.len()),
+            Some(100_000)
+        );
+        assert!(
+            fb.buf.capacity() <= KEEP_CAPACITY,
+            "an empty buffer keeps its memory"
+        );
     }
 
     #[test]

@@ -20,8 +20,8 @@ where
 
 #[test]
 fn hello() {
-    check(Hello::new(Role::Instance), b"ally\x02\x00");
-    check(Hello::new(Role::Control), b"ally\x02\x01");
+    check(Hello::new(Role::Instance), b"ally\x03\x00");
+    check(Hello::new(Role::Control), b"ally\x03\x01");
 }
 
 #[test]
@@ -64,6 +64,7 @@ fn instance_requests() {
     check(InstanceRequest::Ready, &[2]);
     check(InstanceRequest::Reload, &[4]);
     check(InstanceRequest::Info, &[5]);
+    check(InstanceRequest::Connect, &[22]);
     check(
         InstanceRequest::Report(Report {
             tasks: Some(3),
@@ -83,6 +84,7 @@ fn instance_responses() {
         b"\x00\x01\x091.2.3.4:5",
     );
     check(InstanceResponse::Done, &[1]);
+    check(InstanceResponse::Connected { fds: 1 }, &[12, 1]);
     check(InstanceResponse::ReloadStarted { instance: 2 }, &[3, 2]);
     check(
         InstanceResponse::Error(Failure::new(ErrorCode::NotPermitted, "no")),
@@ -129,10 +131,12 @@ fn control() {
                 },
                 cpu_ms: 3,
                 rss_bytes: 4,
+                uid: Some(65534),
             }],
         }]),
         &[
-            0, 1, 1, b'a', 0, 0, 1, 1, 0, 0, 0, 1, 1, 9, 1, 1, 1, 0, 1, 2, 0, 0, 0, 3, 4,
+            0, 1, 1, b'a', 0, 0, 1, 1, 0, 0, 0, 1, 1, 9, 1, 1, 1, 0, 1, 2, 0, 0, 0, 3, 4, 1, 0xfe,
+            0xff, 0x03,
         ],
     );
     check(

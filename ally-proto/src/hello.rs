@@ -10,14 +10,15 @@ pub const MAGIC: [u8; 4] = *b"ally";
 
 /// The version of this protocol. A peer with another version is refused
 /// with [`ErrorCode::VersionMismatch`](crate::ErrorCode::VersionMismatch).
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Who is connecting.
 ///
 /// Append-only: variants are encoded by position.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
-    /// A service instance the master started; its pid is checked.
+    /// A service instance, on the channel the master made for it at spawn
+    /// (refused on the control socket).
     Instance,
     /// An operator tool such as `ally-ctl`; its uid is checked.
     Control,

@@ -173,6 +173,11 @@ pub enum InstanceRequest {
         /// Lock name.
         name: String,
     },
+    /// Give me another connection of my own, for requests that run at the
+    /// same time as others (a lock wait, another thread). Answered by
+    /// [`InstanceResponse::Connected`] with one end of a new socket pair
+    /// attached, or an error at the per-instance limit.
+    Connect,
 }
 
 /// How a lock is held.
@@ -207,6 +212,18 @@ pub struct InstanceInfo {
     /// When the master started the instance, in milliseconds since the
     /// Unix epoch.
     pub started_unix_ms: u64,
+}
+
+impl InstanceResponse {
+    /// How many file descriptors ride with this response.
+    pub fn fd_count(&self) -> usize {
+        match self {
+            InstanceResponse::Listening { fds, .. } | InstanceResponse::Connected { fds } => {
+                usize::from(*fds)
+            }
+            _ => 0,
+        }
+    }
 }
 
 /// The master's answer to an [`InstanceRequest`].
@@ -247,4 +264,11 @@ pub enum InstanceResponse {
     Items(Vec<(String, Vec<u8>)>),
     /// A lock's holders and waiters.
     LockState(LockState),
+    /// A new connection of the instance's own: `fds` file descriptors
+    /// (always 1) ride as `SCM_RIGHTS` on the same `sendmsg` as this frame.
+    /// It needs no hello: it is the instance's from the moment it exists.
+    Connected {
+        /// How many fds are attached.
+        fds: u8,
+    },
 }

@@ -111,6 +111,7 @@ fn instance_request() -> impl Strategy<Value = InstanceRequest> {
         }),
         (text(), lock_mode()).prop_map(|(name, mode)| R::Unlock { name, mode }),
         text().prop_map(|name| R::LockQueue { name }),
+        Just(R::Connect),
     ]
 }
 
@@ -144,6 +145,7 @@ fn instance_response() -> impl Strategy<Value = InstanceResponse> {
                 })
             }
         ),
+        any::<u8>().prop_map(|fds| R::Connected { fds }),
     ]
 }
 
@@ -187,12 +189,13 @@ fn instance_status() -> impl Strategy<Value = InstanceStatus> {
             report(),
             any::<u64>(),
             any::<u64>(),
+            option::of(any::<u32>()),
         ),
     )
         .prop_map(
             |(
                 (id, pid, state, started_unix_ms, listeners),
-                (deadline_unix_ms, report, cpu_ms, rss_bytes),
+                (deadline_unix_ms, report, cpu_ms, rss_bytes, uid),
             )| {
                 InstanceStatus {
                     id,
@@ -204,6 +207,7 @@ fn instance_status() -> impl Strategy<Value = InstanceStatus> {
                     report,
                     cpu_ms,
                     rss_bytes,
+                    uid,
                 }
             },
         )

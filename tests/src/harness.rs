@@ -2,7 +2,8 @@
 //!
 //! Every test gets a [`TestDir`]; its master runs with
 //! `ALLY_RUNTIME_DIR=<dir>/run`, logs to `<dir>/master.log`, and every
-//! instance it starts inherits `ALLY_SOCKET=<dir>/run/ally.sock`. So every
+//! instance it starts inherits `LC_ALLY_E2E_DIR=<dir>/` (an `LC_*` variable,
+//! so it passes the clean environment instances get by default). So every
 //! process a test caused — even one orphaned by a killed master — is found by
 //! its environment naming the test directory, and the [`Master`] guard kills
 //! them all on drop, failure or not.
@@ -180,6 +181,7 @@ impl Master {
         cmd.arg("--config")
             .arg(&config_path)
             .env(ally_proto::paths::RUNTIME_DIR_VAR, &run_dir)
+            .env("LC_ALLY_E2E_DIR", dir.env_marker())
             .stdin(Stdio::null())
             .stdout(log_writer.try_clone().expect("dup log pipe"))
             .stderr(log_writer);

@@ -37,4 +37,5 @@ pub mod script;
 pub mod service;
 pub mod state_suite;
 pub mod testdir;
+pub mod users;
 pub mod vitals;

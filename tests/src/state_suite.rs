@@ -160,6 +160,18 @@ pub fn cache_operations(t: &str) -> Outcome {
     check(kept.as_deref() == Some(&b"other"[..]), || {
         format!("flush of one namespace touched another: {kept:?}")
     })?;
+    // A value far above a control request's frame limit still fits an
+    // instance's frames, both ways.
+    let big = vec![7u8; 512 << 10];
+    ok(c.set("big", &big), "set a 512 KiB value")?;
+    let got = ok(c.get("big"), "get the 512 KiB value")?;
+    check(got.as_deref() == Some(&big[..]), || {
+        format!(
+            "the 512 KiB value came back as {:?} bytes",
+            got.map(|v| v.len())
+        )
+    })?;
+    ok(c.flush(), "flush the big value")?;
     ok(other.flush(), "flush the other namespace").map(drop)
 }
 

@@ -10,8 +10,12 @@
 
 #[path = "e2e/axum.rs"]
 mod axum;
+#[path = "e2e/channel.rs"]
+mod channel;
 #[path = "e2e/chaos.rs"]
 mod chaos;
+#[path = "e2e/control_limits.rs"]
+mod control_limits;
 #[path = "e2e/ctl.rs"]
 mod ctl;
 #[path = "e2e/ctl_output.rs"]

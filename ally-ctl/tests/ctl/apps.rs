@@ -23,6 +23,7 @@ instances   2
 instance    2
 state       draining
 pid         4100
+user        uid 4000000000
 uptime      2h03m
 listeners   1
 tasks       0
@@ -36,6 +37,7 @@ deadline    20s left
 instance    3
 state       main
 pid         4242
+user        uid 4000000000
 uptime      5m12s
 listeners   2
 tasks       17

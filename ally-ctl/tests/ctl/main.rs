@@ -103,6 +103,7 @@ fn apps(now: u64) -> Vec<AppStatus> {
                     },
                     cpu_ms: 61_000,
                     rss_bytes: 8_500_000,
+                    uid: Some(4_000_000_000),
                 },
                 InstanceStatus {
                     id: 3,
@@ -119,6 +120,7 @@ fn apps(now: u64) -> Vec<AppStatus> {
                     },
                     cpu_ms: 1_234,
                     rss_bytes: 12_900_000,
+                    uid: Some(4_000_000_000),
                 },
             ],
         },

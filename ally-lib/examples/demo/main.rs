@@ -21,6 +21,8 @@
 //! - `--ignore-stop`: keep serving after the stop signal.
 //!
 //! Logs to stderr, one line each: `demo: instance N pid P listening on ADDR`,
+//! `demo: instance N pid P is start K of its app (previous: ...)` (a count
+//! and a note kept in the master's shared state, under a lock),
 //! `demo: instance N pid P stopping: draining K connections`, and
 //! `demo: instance N pid P exiting: ...`.
 //!
@@ -124,6 +126,19 @@ fn run(args: &Args) -> std::io::Result<()> {
     let pid = std::process::id();
     let who = format!("instance {} pid {pid}", me.id);
     eprintln!("demo: {who} listening on {}", listener.local_addr()?);
+    // Shared state outlives instances: count the app's starts under a lock,
+    // and leave a note for the next instance.
+    let (starts, previous) = {
+        let _guard = ally::locker("demo-starts").lock()?;
+        let previous = ally::cache("demo").get("last-start")?;
+        ally::cache("demo").set("last-start", who.as_bytes())?;
+        (ally::atomic("demo-starts").add(1)?, previous)
+    };
+    let previous = previous.map_or_else(
+        || "none".into(),
+        |p| String::from_utf8_lossy(&p).into_owned(),
+    );
+    eprintln!("demo: {who} is start {starts} of its app (previous: {previous})");
     if args.never_ready {
         eprintln!("demo: {who} never calling ready (--never-ready)");
     } else {

@@ -357,7 +357,7 @@ impl App {
         true
     }
 
-    /// Instance `id` exited or closed its last connection: its locks go.
+    /// Instance `id` exited: its locks go.
     pub fn owner_gone(&mut self, id: u64, out: &mut Vec<Notice>) {
         let mut replies = Vec::new();
         self.state.owner_gone(id, &mut replies);

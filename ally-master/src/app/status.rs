@@ -45,6 +45,7 @@ impl App {
                     report: i.report.clone(),
                     cpu_ms: usage[index].cpu_ms,
                     rss_bytes: usage[index].rss_bytes,
+                    uid: usage[index].uid,
                 })
                 .collect(),
         }

@@ -97,6 +97,7 @@ pub fn parse_file(
         }
         master.log_dir = raw_master.log_dir.map(|d| resolve(&dir, &d.0));
         master.group = raw_master.group.map(|g| g.0);
+        master.frame_timeout = raw_master.frame_timeout.map(|t| t.0);
     }
 
     let includes = raw.include.map_or_else(Vec::new, |list| {
@@ -188,6 +189,7 @@ fn app_config(
         env: app.env.into_iter().map(|(k, v)| (k.0, v.0)).collect(),
         ready_timeout: app.ready_timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
         stop_timeout: app.stop_timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
+        request_timeout: app.request_timeout.map_or(DEFAULT_TIMEOUT, |t| t.0),
         stop_signal: app.stop_signal.map_or(DEFAULT_STOP_SIGNAL, |s| s.0),
         limits,
         autostart: app.autostart.unwrap_or(true),

@@ -40,6 +40,8 @@ pub struct RawMaster {
     pub log_dir: Option<PathValue>,
     /// `group`.
     pub group: Option<Principal<true>>,
+    /// `frame_timeout`.
+    pub frame_timeout: Option<Timeout>,
 }
 
 /// One `[[app]]` table.
@@ -59,6 +61,8 @@ pub struct RawApp {
     pub ready_timeout: Option<Timeout>,
     /// `stop_timeout`.
     pub stop_timeout: Option<Timeout>,
+    /// `request_timeout`.
+    pub request_timeout: Option<Timeout>,
     /// `stop_signal`.
     pub stop_signal: Option<StopSignal>,
     /// `max_cache_entries`.

@@ -95,6 +95,7 @@ fn defaults() {
             env: BTreeMap::new(),
             ready_timeout: Duration::from_secs(30),
             stop_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(30),
             stop_signal: Signal::TERM,
             limits: ally_proto::state::Limits::default(),
             autostart: true,
@@ -171,13 +172,13 @@ fn rejects_unknown_keys() {
     assert_eq!(
         err(&app_with("restarts = true")),
         "4:1: unknown field `restarts`, expected one of `name`, `command`, `cwd`, `env`, \
-         `ready_timeout`, `stop_timeout`, `stop_signal`, `max_cache_entries`, `max_cache_bytes`, \
+         `ready_timeout`, `stop_timeout`, `request_timeout`, `stop_signal`, `max_cache_entries`, `max_cache_bytes`, \
          `max_atomics`, `max_locks`, `autostart`, `restart`, `max_draining`, `listen`, `ready`, `inherit_env`, \
          `user`, `group`, `log`"
     );
     assert_eq!(
         err("[master]\nsockets = \"x\"\n"),
-        "2:1: unknown field `sockets`, expected one of `socket`, `log_dir`, `group`"
+        "2:1: unknown field `sockets`, expected one of `socket`, `log_dir`, `group`, `frame_timeout`"
     );
     assert_eq!(
         err("[mastr]\n"),

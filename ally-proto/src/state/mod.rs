@@ -173,7 +173,8 @@ impl Store {
             | Req::Ready
             | Req::Report(_)
             | Req::Reload
-            | Req::Info => return None,
+            | Req::Info
+            | Req::Connect => return None,
         };
         Some(Handled::reply(answer.unwrap_or_else(Resp::Error)))
     }

@@ -18,6 +18,12 @@
 //! state-probe --limit              the 4th cache entry is refused (run with
 //!                                  max_cache_entries = 3)
 //! state-probe --hostile            refused requests in a loop until stopped
+//! state-probe --hold-through-stall NAME
+//!                                  take lock NAME, see a request time out
+//!                                  (the test stops the master), then check
+//!                                  the lock is still held and release it
+//! state-probe --fork               fork; the child's use of the library is
+//!                                  refused, the parent's goes on
 //! ```
 
 use std::io;
@@ -53,6 +59,8 @@ fn main() -> ExitCode {
         },
         ["--limit"] => limit(),
         ["--hostile"] => return hostile(),
+        ["--hold-through-stall", name] => hold_through_stall(name),
+        ["--fork"] => fork(),
         _ => return usage(),
     };
     match outcome {
@@ -165,6 +173,63 @@ fn hold_lock(name: &str) -> ExitCode {
     loop {
         thread::park();
     }
+}
+
+/// Takes lock `name`, then asks the master for something every few
+/// milliseconds until one request times out (the test stops the master
+/// for longer than `request_timeout`) and a later one is answered again;
+/// then the lock must still be held, and its guard releases it.
+fn hold_through_stall(name: &str) -> Result<String, String> {
+    let guard = ok(ally::locker(name).lock(), "lock")?;
+    eprintln!("state-probe: holding {name}");
+    let probe = ally::cache("stall");
+    let mut timed_out = 0;
+    loop {
+        match probe.get("k") {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => timed_out += 1,
+            Err(e) => return Err(format!("cache get: {e}")),
+            Ok(_) if timed_out > 0 => break,
+            Ok(_) => thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    eprintln!("state-probe: {timed_out} request(s) timed out while the master was stopped");
+    let state = ok(ally::locker(name).state(), "lock state")?;
+    check(state.exclusive, || format!("{name} was lost: {state:?}"))?;
+    ok(guard.unlock(), "unlock")?;
+    Ok(format!("{name} was held through the stall and released"))
+}
+
+/// Forks (after the library has its channel): the child's first call is
+/// refused as a fork's, and the parent's calls go on.
+fn fork() -> Result<String, String> {
+    ok(ally::instance(), "instance")?;
+    // SAFETY: the only other thread (the library's channel watcher) waits
+    // in poll(2) holding no lock, so the child may allocate; it makes one
+    // library call, which fails at its pid check, and leaves with _exit(2).
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        let refused = matches!(
+            ally::atomic("forked").load().map_err(|e| e.kind()),
+            Err(io::ErrorKind::PermissionDenied)
+        );
+        // SAFETY: exits the forked child at once, running no destructor of
+        // the parent's state.
+        unsafe { libc::_exit(if refused { 0 } else { 1 }) };
+    }
+    if pid < 0 {
+        return Err(format!("fork: {}", io::Error::last_os_error()));
+    }
+    let mut status = 0;
+    // SAFETY: waits for the child just forked; `status` is writable.
+    if unsafe { libc::waitpid(pid, &raw mut status, 0) } != pid {
+        return Err(format!("waitpid: {}", io::Error::last_os_error()));
+    }
+    check(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        || format!("the forked child's library call was not refused as a fork's (status {status})"),
+    )?;
+    ok(ally::atomic("forked").add(1), "add in the parent")?;
+    Ok("a forked child was refused and the parent went on".to_owned())
 }
 
 /// Ready first, then waits for the lock; a second thread reports when the

@@ -8,12 +8,10 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ally_proto::{ControlRequest, Hello, HelloReply, Role, frame};
-use ally_tests::bins::bins;
-use ally_tests::fixture::{ANY_PORT, APP, Demo, free_port, listening_addr};
-use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
+use ally_tests::fixture::{ANY_PORT, APP, Demo, listening_addr};
+use ally_tests::harness::Master;
 use ally_tests::load::{Load, get_once};
-use ally_tests::proc::{alive, pids_with_env, signal, socket_inodes, wait_gone, wait_until};
-use ally_tests::service::Service;
+use ally_tests::proc::{alive, signal, socket_inodes, wait_gone, wait_until};
 use ally_tests::vitals::{Vitals, open_fds, rss_kib, zombie_children};
 use rustix::process::Signal;
 
@@ -443,122 +441,4 @@ fn a_control_client_that_never_reads_is_cut_off_and_the_master_stays_small() {
     );
     assert!(rss_after < MAX_RSS_KIB);
     assert_eq!(master.main_of(APP), Some(demo.first));
-}
-
-/// What a SIGKILL of the master leaves behind, and what a master restarted
-/// with the same config does with it.
-///
-/// - The instances survive (reparented) and keep serving: they hold the
-///   listening socket. Requests on their connections keep succeeding.
-/// - The control socket file stays; `ally-ctl` finds it but nothing answers
-///   (exit 3).
-/// - A new master replaces the stale socket file and starts.
-/// - Its instance asks for the same `127.0.0.1:PORT`. The master binds with
-///   `SO_REUSEADDR` only, and the orphan's socket is still listening, so
-///   the bind fails with `EADDRINUSE`: the instance exits before ready and
-///   the app goes to `backoff`, retrying, while the orphan keeps answering
-///   every request on the port.
-/// - Once the orphan is gone (killed here: no one else would stop it), the
-///   next restart binds the port and serves.
-#[test]
-fn sigkill_of_the_master_leaves_instances_serving_and_a_restarted_master_takes_over() {
-    let dir = TestDir::new("kill_master");
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let service = Service::new(dir.path(), "service", &bins().demo, &["--addr", &addr]);
-    let app = AppConfig::new(APP, service.path())
-        .ready_timeout("10s")
-        .stop_timeout("10s")
-        .line("[app.restart]")
-        .line("min_delay = \"200ms\"")
-        .line("max_delay = \"1s\"")
-        .line("max_failures = 0");
-    let config = config_toml(&[app]);
-    let mut first_master = Master::start_with(bins(), &dir, &config);
-    let orphan = first_master.wait_main(APP, Some(1), Duration::from_secs(15));
-    let addr = listening_addr(&first_master, orphan.id);
-    let load = Load::start(addr, 4, true);
-    assert!(load.wait_for_ok(20, Duration::from_secs(20)));
-
-    signal(first_master.pid(), Signal::KILL).expect("SIGKILL the master");
-    let status = first_master.terminate(Duration::from_secs(5));
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(9),
-        "{status}"
-    );
-    let killed_log = first_master.log();
-    std::fs::write(dir.path().join("master-killed.log"), &killed_log).unwrap();
-
-    // The instance serves on without its master.
-    assert!(alive(orphan.pid), "the instance died with its master");
-    let before = load.ok();
-    assert!(
-        load.wait_for_ok(before + 100, Duration::from_secs(20)),
-        "the orphaned instance stopped serving"
-    );
-    assert_eq!(get_once(addr, Duration::from_secs(5)), Ok(orphan.id));
-    // Its control socket is left behind, answered by no one.
-    let socket = first_master.socket().to_path_buf();
-    assert!(socket.exists(), "the control socket file is gone");
-    let refused = UnixStream::connect(&socket).map(drop).map_err(|e| e.kind());
-    assert_eq!(refused, Err(ErrorKind::ConnectionRefused));
-    let out = first_master.ctl(&["list"]);
-    first_master.assert_exit(&out, 3);
-
-    // A new master starts over it (a stale socket file cannot be bound
-    // again: answering on the same path means it was replaced).
-    let master = Master::start_with(bins(), &dir, &config);
-    assert_eq!(master.socket(), socket);
-    assert!(
-        !master.log().contains("already running"),
-        "{}",
-        master.log_tail()
-    );
-    // Its instances cannot have the port while the orphan listens on it.
-    master.wait_for_log("Address already in use", Duration::from_secs(15));
-    let mut app = serde_json::Value::Null;
-    assert!(
-        wait_until(Duration::from_secs(10), || {
-            app = master.app(APP);
-            app["state"] == "backoff"
-        }),
-        "expected backoff while the orphan holds the port; last listing: {app}\n{}",
-        master.log_tail()
-    );
-    assert!(
-        app["last_error"]
-            .as_str()
-            .is_some_and(|e| e.contains("Address already in use")),
-        "{app}"
-    );
-    assert_eq!(get_once(addr, Duration::from_secs(5)), Ok(orphan.id));
-    let stats = load.stop();
-    eprintln!("{stats}");
-    assert_eq!(
-        stats.failures(),
-        0,
-        "requests to the orphan failed\n{stats}\n{}",
-        master.log_tail()
-    );
-    assert_eq!(
-        stats.instances_seen.keys().collect::<Vec<_>>(),
-        [&orphan.id]
-    );
-
-    // The orphan carries the test directory in its environment, so the
-    // guard would kill it; kill it here, and the port is free again.
-    assert!(pids_with_env(&dir.env_marker()).contains(&orphan.pid));
-    signal(orphan.pid, Signal::KILL).expect("SIGKILL the orphan");
-    assert!(wait_gone(orphan.pid, Duration::from_secs(5)));
-    let main = master.wait_main(APP, None, Duration::from_secs(15));
-    assert_eq!(listening_addr(&master, main.id), addr);
-    let answered = wait_until(Duration::from_secs(5), || {
-        get_once(addr, Duration::from_secs(5)) == Ok(main.id)
-    });
-    assert!(answered, "the new master's instance does not serve {addr}");
-    drop(master);
-    drop(first_master);
-    let left = pids_with_env(&dir.env_marker());
-    assert!(left.is_empty(), "processes left behind: {left:?}");
 }

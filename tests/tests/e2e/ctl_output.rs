@@ -132,7 +132,7 @@ const APP_KEYS: [&str; 8] = [
     "instances",
 ];
 
-const INSTANCE_KEYS: [&str; 12] = [
+const INSTANCE_KEYS: [&str; 13] = [
     "id",
     "pid",
     "state",
@@ -145,6 +145,7 @@ const INSTANCE_KEYS: [&str; 12] = [
     "text",
     "cpu_ms",
     "rss_bytes",
+    "uid",
 ];
 
 #[test]

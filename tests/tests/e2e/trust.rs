@@ -5,11 +5,9 @@
 //! check of whom it talks to.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::Duration;
 
-use ally_proto::{Hello, HelloReply, Role, frame};
 use ally_tests::bins::{Layout, bins};
 use ally_tests::cmd::run;
 use ally_tests::harness::{AppConfig, CTL_TIMEOUT, Master, TestDir, config_toml};
@@ -129,25 +127,6 @@ fn a_granted_group_may_control_the_master_and_no_one_else() {
     let stranger: Vec<&str> = stranger.iter().map(String::as_str).collect();
     let out = master.ctl_as(&stranger, &["list"]);
     master.assert_exit(&out, 3);
-}
-
-#[test]
-fn an_instance_hello_from_a_process_the_master_did_not_start_is_refused() {
-    let dir = TestDir::new("trust_instance");
-    let master = Master::start_with(bins(), &dir, &config_toml(&[idle_app(&dir)]));
-    let mut stream = UnixStream::connect(master.socket()).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    frame::write_to(&stream, &Hello::new(Role::Instance)).expect("send hello");
-    let reply: HelloReply = frame::read_from(&mut stream).expect("a reply");
-    match reply {
-        HelloReply::Refused(failure) => {
-            assert_eq!(failure.code, ally_proto::ErrorCode::NotPermitted);
-            assert!(failure.message.contains("is not an instance"), "{failure}");
-        }
-        HelloReply::Welcome { .. } => panic!("a stranger was welcomed as an instance"),
-    }
 }
 
 #[test]

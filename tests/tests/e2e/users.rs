@@ -2,30 +2,13 @@
 //! user; a master that is not root refuses to, and says why.
 
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use ally_tests::bins::bins;
 use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
 use ally_tests::proc::wait_until;
 use ally_tests::script::{NEVER_READY, write_script};
-
-const USER: &str = "ally-e2e-user";
-
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
-}
-
-/// The uid and primary gid of `user`, from `/etc/passwd`.
-fn passwd_ids(user: &str) -> Option<(u32, u32)> {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()?
-        .lines()
-        .find_map(|l| {
-            let f: Vec<&str> = l.split(':').collect();
-            (f.len() > 3 && f[0] == user).then(|| Some((f[2].parse().ok()?, f[3].parse().ok()?)))?
-        })
-}
+use ally_tests::users::{USER, is_root, passwd_ids, test_user};
 
 /// The gid of `group`, from `/etc/group`.
 fn group_id(group: &str) -> Option<u32> {
@@ -36,33 +19,6 @@ fn group_id(group: &str) -> Option<u32> {
             let f: Vec<&str> = l.split(':').collect();
             (f.len() > 2 && f[0] == group).then(|| f[2].parse().ok())?
         })
-}
-
-/// [`USER`]'s ids, creating it first (a system user without a home) if
-/// needed; `None`, with a message, when that is not possible.
-fn test_user() -> Option<(u32, u32)> {
-    static CREATE: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = CREATE.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(ids) = passwd_ids(USER) {
-        return Some(ids);
-    }
-    match Command::new("useradd")
-        .args(["--system", "--no-create-home", USER])
-        .output()
-    {
-        Ok(out) if out.status.success() => passwd_ids(USER),
-        Ok(out) => {
-            eprintln!(
-                "skipped: `useradd {USER}` failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!("skipped: cannot run useradd: {e}");
-            None
-        }
-    }
 }
 
 /// The `Uid:` or `Gid:` values (real, effective, saved, filesystem) of

@@ -8,6 +8,7 @@ fn every_key_set() {
     let config = ok(r#"
 [master]
 log_dir = "logs/./ally"
+frame_timeout = "250ms"
 
 [[app]]
 name = "web"
@@ -38,6 +39,10 @@ restart = { factor = 1 }
     assert_eq!(
         config.master.log_dir,
         Some(PathBuf::from("/etc/ally/logs/ally"))
+    );
+    assert_eq!(
+        config.master.frame_timeout,
+        Some(Duration::from_millis(250))
     );
     let web = &config.apps[0];
     assert!(!web.autostart);

@@ -1,0 +1,91 @@
+//! Instances' own connections: the channel made at spawn, and more made
+//! on request over it. Identity is the connection itself: each is
+//! registered as the instance's from the moment it exists, and closed when
+//! the instance is reaped, so no other process can speak as an instance.
+
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+
+use ally_proto::{ErrorCode, Failure};
+
+use crate::conn::{Conn, Peer};
+use crate::event_loop::Master;
+use crate::limits::MAX_INSTANCE_CONNECTIONS;
+
+impl Master {
+    /// Serves the channels of instances spawned since the last call.
+    pub(crate) fn adopt_channels(&mut self) {
+        let mut adopted = Vec::new();
+        for app in &mut self.apps {
+            for instance in &mut app.instances {
+                if let Some(stream) = instance.take_channel() {
+                    let peer = Peer::Channel {
+                        app: app.config.name.clone(),
+                        id: instance.id,
+                    };
+                    adopted.push(Conn::new(stream, instance.cred, peer));
+                }
+            }
+        }
+        for conn in adopted {
+            self.add_conn(conn);
+        }
+    }
+
+    /// A new connection for instance `id` of app `index`; returns the end
+    /// to send it.
+    ///
+    /// # Errors
+    ///
+    /// At [`MAX_INSTANCE_CONNECTIONS`], or if no socket pair can be made.
+    pub(crate) fn connect_instance(&mut self, index: usize, id: u64) -> Result<OwnedFd, Failure> {
+        let app = &self.apps[index];
+        let name = app.config.name.clone();
+        let open = self
+            .conns
+            .values()
+            .filter(|c| c.instance() == Some((name.as_str(), id)))
+            .count();
+        if open >= MAX_INSTANCE_CONNECTIONS {
+            return Err(Failure::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "instance {id} of {name} already has {open} connections to the master, \
+                     the most one instance may have"
+                ),
+            ));
+        }
+        let Some(cred) = app.instances.iter().find(|i| i.id == id).map(|i| i.cred) else {
+            return Err(Failure::new(
+                ErrorCode::NotPermitted,
+                format!("instance {id} of {name} is no longer live"),
+            ));
+        };
+        let internal = |e: std::io::Error| {
+            Failure::new(
+                ErrorCode::Internal,
+                format!("cannot make a connection for instance {id} of {name}: {e}"),
+            )
+        };
+        let (ours, theirs) = UnixStream::pair().map_err(internal)?;
+        ours.set_nonblocking(true).map_err(internal)?;
+        let peer = Peer::Instance {
+            app: name.clone(),
+            id,
+        };
+        self.add_conn(Conn::new(ours, cred, peer));
+        Ok(theirs.into())
+    }
+
+    /// Closes the connections of instances that are no longer live: a
+    /// descriptor an instance passed on before it exited speaks for no one.
+    pub(crate) fn close_dead_instance_conns(&mut self) {
+        let apps = &self.apps;
+        self.conns.retain(|_, conn| match conn.instance() {
+            None => true,
+            Some((app, id)) => apps
+                .iter()
+                .any(|a| a.config.name == app && a.instances.iter().any(|i| i.id == id)),
+        });
+    }
+}
