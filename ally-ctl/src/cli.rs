@@ -30,8 +30,9 @@ pub const PROGRAM: &str = "ally-ctl";
     error_code(2, "usage error"),
     error_code(
         3,
-        "cannot reach a master (none running, connection lost, or several and no --socket); \
-         for logs -f, the master went away"
+        "cannot reach a master (none running, connection lost, several and no --socket, or \
+         the socket is served by a uid other than root or yours); for logs -f, the master \
+         went away"
     ),
     error_code(
         4,
@@ -42,8 +43,8 @@ pub const PROGRAM: &str = "ally-ctl";
     error_code(6, "protocol error: malformed or unexpected reply")
 )]
 pub struct Cli {
-    /// path of the master's control socket (default: the only *.sock in the
-    /// runtime directory)
+    /// path of the master's control socket, relative to the current
+    /// directory (default: the only *.sock in the runtime directory)
     #[argh(option)]
     pub socket: Option<PathBuf>,
     /// what to do
@@ -115,7 +116,15 @@ pub fn parse(args: &[&str]) -> Result<Cli, Exit> {
 ///
 /// The [`Failure`] that decides the exit code.
 pub fn run(cli: Cli) -> Result<(), Failure> {
-    let socket = cli.socket.as_deref();
+    // Resolved once, at start: messages name the socket by its full path.
+    let socket = cli
+        .socket
+        .map(|path| {
+            std::path::absolute(&path)
+                .map_err(|e| Failure::Usage(format!("--socket {}: {e}", path.display())))
+        })
+        .transpose()?;
+    let socket = socket.as_deref();
     match cli.command {
         Command::List(args) => list::run(&args, socket),
         Command::Status(args) => status::run(&args, socket),

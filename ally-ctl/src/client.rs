@@ -2,6 +2,10 @@
 //!
 //! Blocking I/O on a std [`UnixStream`]; a deadline, when given, becomes the
 //! socket's read and write timeouts before each exchange.
+//!
+//! Nothing is sent or believed before the peer's credentials
+//! (`SO_PEERCRED`) name root or ally-ctl's own user: a socket served by
+//! anyone else is refused as no master at all.
 
 use std::io;
 use std::os::unix::net::UnixStream;
@@ -29,13 +33,17 @@ impl Client {
     ///
     /// # Errors
     ///
-    /// [`Failure::Unreachable`] if no single master answers,
-    /// [`Failure::Refused`] if it refuses us, [`Failure::TimedOut`] past
-    /// the deadline, [`Failure::Protocol`] for a malformed reply.
+    /// [`Failure::Unreachable`] if no single master answers or the one
+    /// that does runs as neither root nor us, [`Failure::Refused`] if it
+    /// refuses us, [`Failure::TimedOut`] past the deadline,
+    /// [`Failure::Protocol`] for a malformed reply.
     pub fn connect(socket: Option<&Path>, deadline: Option<Instant>) -> Result<Client, Failure> {
         let (path, stream) = match socket {
             Some(path) => match UnixStream::connect(path) {
-                Ok(stream) => (path.to_owned(), stream),
+                Ok(stream) => {
+                    trusted(path, &stream)?;
+                    (path.to_owned(), stream)
+                }
                 Err(e) => {
                     return Err(Failure::Unreachable(format!(
                         "cannot connect to {}: {e}; is ally-master running?",
@@ -156,16 +164,46 @@ fn runtime_dir() -> Result<PathBuf, Failure> {
     })
 }
 
+/// `SO_PEERCRED` — checks that the process serving `stream` (the one that
+/// listens on `path`) runs as root or as ally-ctl's own user.
+///
+/// # Errors
+///
+/// [`Failure::Unreachable`] naming the socket and the uid otherwise.
+fn trusted(path: &Path, stream: &UnixStream) -> Result<(), Failure> {
+    let peer = rustix::net::sockopt::socket_peercred(stream).map_err(|e| {
+        Failure::Unreachable(format!(
+            "cannot tell who serves the socket at {}: {e}; refusing to trust it",
+            path.display()
+        ))
+    })?;
+    if peer.uid.is_root() || peer.uid == rustix::process::geteuid() {
+        return Ok(());
+    }
+    Err(Failure::Unreachable(format!(
+        "the socket at {} is served by uid {}, not root or you: refusing to trust it",
+        path.display(),
+        peer.uid.as_raw()
+    )))
+}
+
 /// Connects to the one master whose socket is in `dir`.
 ///
 /// Every `*.sock` there is tried: a stale file left by a master that died
-/// refuses the connection and is skipped. Exactly one must accept.
+/// refuses the connection and is skipped, as is a socket served by anyone
+/// but root or us. Exactly one must accept and be trusted.
 fn discover(dir: &Path) -> Result<(PathBuf, UnixStream), Failure> {
     let mut live = Vec::new();
     let mut dead = Vec::new();
+    let mut untrusted = None;
     for path in sockets_in(dir)? {
         match UnixStream::connect(&path) {
-            Ok(stream) => live.push((path, stream)),
+            Ok(stream) => match trusted(&path, &stream) {
+                Ok(()) => live.push((path, stream)),
+                Err(refusal) => {
+                    untrusted.get_or_insert(refusal);
+                }
+            },
             Err(e) => dead.push(format!("{}: {e}", path.display())),
         }
     }
@@ -176,20 +214,24 @@ fn discover(dir: &Path) -> Result<(PathBuf, UnixStream), Failure> {
             names.join(", ")
         )));
     }
-    live.pop().ok_or_else(|| {
-        let mut message = format!(
-            "no ally-master is running (looked for *.sock in {}); start one with \
-             `ally-master --config FILE` or pass --socket",
-            dir.display()
-        );
-        if !dead.is_empty() {
-            message.push_str(&format!(
-                " (found, but cannot connect: {})",
-                dead.join("; ")
-            ));
-        }
-        Failure::Unreachable(message)
-    })
+    if let Some(found) = live.pop() {
+        return Ok(found);
+    }
+    if let Some(refusal) = untrusted {
+        return Err(refusal);
+    }
+    let mut message = format!(
+        "no ally-master is running (looked for *.sock in {}); start one with \
+         `ally-master --config FILE` or pass --socket",
+        dir.display()
+    );
+    if !dead.is_empty() {
+        message.push_str(&format!(
+            " (found, but cannot connect: {})",
+            dead.join("; ")
+        ));
+    }
+    Err(Failure::Unreachable(message))
 }
 
 /// The `*.sock` paths in `dir`, sorted; none if `dir` does not exist.

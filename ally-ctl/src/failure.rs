@@ -17,8 +17,10 @@ pub const EXIT_FAILED: u8 = 1;
 /// The command line is malformed.
 pub const EXIT_USAGE: u8 = 2;
 /// No master could be reached: no socket found, connection refused or lost
-/// (also when the master goes away during `logs -f`), or several masters
-/// running and no `--socket` to choose one.
+/// (also when the master goes away during `logs -f`), several masters
+/// running and no `--socket` to choose one, or the socket is served by a
+/// process running as neither root nor ally-ctl's user (not trusted to be
+/// a master).
 pub const EXIT_UNREACHABLE: u8 = 3;
 /// The master refused the request: unknown app, not permitted, protocol
 /// version mismatch, bad request, shutting down, limit exceeded.

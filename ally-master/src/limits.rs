@@ -134,3 +134,20 @@ pub const HELPER_EXIT_WAIT: Duration = Duration::from_secs(1);
 
 /// How often the exiting master checks whether those helpers are done.
 pub const HELPER_EXIT_POLL: Duration = Duration::from_millis(5);
+
+/// Most notify datagrams read from one instance's socket per loop turn.
+/// The rest stay queued in the kernel and are read on the next turns (poll
+/// is level-triggered); a sender that fills the queue waits. So a flood
+/// costs the master at most this many reads a turn, and every other
+/// client still gets its turn.
+pub const NOTIFY_DATAGRAMS_PER_TURN: usize = 64;
+
+/// Notify datagrams from processes other than the instance are dropped
+/// and counted; one master log line per instance reports them at most
+/// this often, with the count since the last one.
+pub const NOTIFY_STRANGER_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Random names tried for an instance's notify socket before its start
+/// fails: with 128 random bits a name is never in use by chance, so more
+/// than one collision means the kernel's randomness is broken.
+pub const NOTIFY_BIND_ATTEMPTS: usize = 4;

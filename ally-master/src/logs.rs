@@ -4,11 +4,13 @@
 //! A file line reads `2026-11-23T17:40:01.123Z web#3 err| text`: when, which
 //! instance, which stream. Files are opened for appending, so logrotate can
 //! move them away; `ally-ctl reopen` (or SIGHUP) then opens a new one.
+//! Opening (and reopening) follows no symlink in the last component and
+//! takes only a regular file with one link, close-on-exec.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -120,21 +122,63 @@ impl AppLog {
     }
 }
 
+/// Opens the log file at `path` for appending, creating it (and its
+/// directory) if needed.
+///
+/// The last component is opened with `O_NOFOLLOW` and `O_NONBLOCK` (a FIFO
+/// put there cannot stall the master) and must then be a regular file with
+/// one link: a symlink or hard link planted in the log directory cannot
+/// make the master append to a file elsewhere.
 fn open_append(path: &Path) -> io::Result<File> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir)?;
     }
-    OpenOptions::new()
+    let file = OpenOptions::new()
         .create(true)
         .append(true)
         .mode(0o640)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "is a symbolic link; refusing to follow it (name the real file in `log`)",
+            ),
+            _ => e,
+        })?;
+    check_log_file(&file.metadata()?)?;
+    Ok(file)
+}
+
+/// Refuses anything but a regular file with a single link.
+fn check_log_file(meta: &fs::Metadata) -> io::Result<()> {
+    if !meta.file_type().is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "is not a regular file; refusing to write to it",
+        ));
+    }
+    if meta.nlink() > 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "has {} hard links; refusing to write to a file linked elsewhere \
+                 (remove the extra links or name another file)",
+                meta.nlink()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The last `n` lines of the file at `path`, reading at most
 /// [`MAX_LOG_TAIL_BYTES`] from its end.
 fn tail_of_file(path: &Path, n: usize) -> io::Result<Vec<String>> {
-    let mut file = File::open(path)?;
+    let mut file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    check_log_file(&file.metadata()?)?;
     let len = file.metadata()?.len();
     let start = len.saturating_sub(MAX_LOG_TAIL_BYTES);
     file.seek(SeekFrom::Start(start))?;
@@ -212,6 +256,62 @@ mod tests {
         let tail = log.tail(10);
         assert_eq!(tail.len(), 1);
         assert!(tail[0].ends_with("web#2 err| after"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn symlinks_hard_links_and_fifos_are_refused() {
+        let dir = std::env::temp_dir().join(format!("ally-logs-refuse-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let target = dir.join("precious");
+        fs::write(&target, "keep\n").unwrap();
+        let open = |name: &str| {
+            let target = LogTarget::File(dir.join(name));
+            AppLog::open("web", &target, &dir).map(|_| ())
+        };
+
+        std::os::unix::fs::symlink(&target, dir.join("link.log")).unwrap();
+        let e = open("link.log").unwrap_err();
+        assert!(e.contains("link.log: is a symbolic link"), "{e}");
+
+        fs::hard_link(&target, dir.join("hard.log")).unwrap();
+        let e = open("hard.log").unwrap_err();
+        assert!(e.contains("hard.log: has 2 hard links"), "{e}");
+
+        let fifo = dir.join("fifo.log");
+        rustix::fs::mkfifoat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+        )
+        .unwrap();
+        let e = open("fifo.log").unwrap_err();
+        assert!(e.contains("fifo.log: "), "{e}");
+
+        fs::create_dir(dir.join("dir.log")).unwrap();
+        let e = open("dir.log").unwrap_err();
+        assert!(e.contains("dir.log: "), "{e}");
+
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep\n");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn reopen_refuses_a_symlink_put_in_place_of_the_file() {
+        let dir = std::env::temp_dir().join(format!("ally-logs-reopen-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let mut log = AppLog::open("web", &LogTarget::Default, &dir).unwrap();
+        let path = log.path().unwrap().to_owned();
+        let target = dir.join("precious");
+        fs::write(&target, "keep\n").unwrap();
+        fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let e = log.reopen().unwrap_err();
+        assert!(e.contains("is a symbolic link"), "{e}");
+        log.write(1, Stream::Stdout, "still to the old file");
+        assert_eq!(fs::read_to_string(&target).unwrap(), "keep\n");
         fs::remove_dir_all(&dir).unwrap();
     }
 }

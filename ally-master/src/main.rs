@@ -47,7 +47,11 @@ use argh::FromArgs;
     example = "ally-master --config /etc/ally/web.toml",
     note = "Signals: SIGTERM or SIGINT stop every app gracefully, then the master exits 0; \
             a second one kills the instances at once.",
-    error_code(1, "the master could not run (control socket in use, I/O error)"),
+    error_code(
+        1,
+        "the master could not run (control socket in use, unsafe runtime directory, \
+         log file, I/O error)"
+    ),
     error_code(2, "usage error"),
     error_code(3, "the config file is invalid")
 )]
@@ -58,7 +62,8 @@ struct Args {
     /// print the version and exit
     #[argh(switch)]
     version: bool,
-    /// path of the control socket (default: <runtime dir>/<config stem>.sock)
+    /// path of the control socket, relative to the current directory
+    /// (default: <runtime dir>/<config stem>.sock)
     #[argh(option)]
     socket: Option<PathBuf>,
     /// check the config (and its includes) and exit: 0 if valid, 3 if not

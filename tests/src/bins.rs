@@ -20,6 +20,9 @@ pub struct Bins {
     pub ctl: PathBuf,
     /// The demo HTTP service (`examples/demo.rs` of the `ally` package).
     pub demo: PathBuf,
+    /// `impostor`, a helper that acts against the master from outside
+    /// (`src/bin/impostor.rs`).
+    pub impostor: PathBuf,
 }
 
 /// Where one profile's artifacts live, and how to ask cargo to rebuild them.
@@ -94,6 +97,7 @@ impl Layout {
             master: dir.join("ally-master"),
             ctl: dir.join("ally-ctl"),
             demo: dir.join("examples").join("demo"),
+            impostor: dir.join("impostor"),
         }
     }
 
@@ -178,7 +182,7 @@ fn build(layout: &Layout) -> Bins {
          see cargo's errors above"
     );
     let bins = layout.bins();
-    for path in [&bins.master, &bins.ctl, &bins.demo] {
+    for path in [&bins.master, &bins.ctl, &bins.demo, &bins.impostor] {
         assert!(
             path.is_file(),
             "`{shown}` succeeded but {} does not exist",

@@ -63,6 +63,9 @@ pub struct Master {
     socket: PathBuf,
     log: PathBuf,
     ctl: PathBuf,
+    /// What [`ctl`](Self::ctl) runs `ally-ctl` behind: empty, or the
+    /// `setpriv` that runs it as the master's user.
+    ctl_wrapper: Vec<String>,
 }
 
 impl Master {
@@ -93,6 +96,18 @@ impl Master {
         master
     }
 
+    /// Like [`start_wrapped`](Self::start_wrapped) with `as_user`, a
+    /// command that runs the rest of its command line as another user
+    /// (`setpriv --reuid=...`): [`ctl`](Self::ctl) then runs `ally-ctl`
+    /// behind it too, since ally-ctl trusts only a master that runs as
+    /// root or as itself.
+    pub fn start_as(bins: &Bins, dir: &TestDir, config: &str, as_user: &[&str]) -> Master {
+        let mut master = Master::spawn(bins, dir, config, as_user);
+        master.ctl_wrapper = as_user.iter().map(|a| (*a).to_owned()).collect();
+        master.wait_answering();
+        master
+    }
+
     /// Like [`start_wrapped`](Self::start_wrapped), but returns once a line
     /// of the log contains `pattern`, without asking the master anything:
     /// for a master that `ally-ctl` cannot reach from here.
@@ -106,6 +121,46 @@ impl Master {
         let master = Master::spawn(bins, dir, config, wrapper);
         master.wait_for_log(pattern, MASTER_START_TIMEOUT);
         master
+    }
+
+    /// Writes `<dir>/ally.toml` with `config`, runs the master with `args`
+    /// (and the test's runtime directory) and returns once it exited: for
+    /// a master that must refuse to start. The runtime directory is
+    /// `runtime_dir` if given, else `<dir>/run`.
+    ///
+    /// # Panics
+    ///
+    /// When it cannot be started or is still running after
+    /// [`MASTER_START_TIMEOUT`] (it is killed first).
+    pub fn run_to_exit(
+        bins: &Bins,
+        dir: &TestDir,
+        config: &str,
+        args: &[&str],
+        runtime_dir: Option<&Path>,
+    ) -> CmdOutput {
+        let config_path = dir.path().join("ally.toml");
+        std::fs::write(&config_path, config).expect("write ally.toml");
+        let run_dir = runtime_dir.map_or_else(|| dir.path().join("run"), Path::to_path_buf);
+        let mut cmd = Command::new(&bins.master);
+        cmd.arg("--config")
+            .arg(&config_path)
+            .args(args)
+            .env(ally_proto::paths::RUNTIME_DIR_VAR, &run_dir);
+        for var in ally_proto::env::ALL {
+            cmd.env_remove(var);
+        }
+        die_with_parent(&mut cmd);
+        // A master that wrongly started may have left instances behind,
+        // also when `run` panics on the timeout.
+        struct Reaper(String);
+        impl Drop for Reaper {
+            fn drop(&mut self) {
+                kill_all_with_env(&self.0, Duration::from_secs(5));
+            }
+        }
+        let _reaper = Reaper(dir.env_marker());
+        run(&mut cmd, MASTER_START_TIMEOUT)
     }
 
     fn spawn(bins: &Bins, dir: &TestDir, config: &str, wrapper: &[&str]) -> Master {
@@ -150,6 +205,7 @@ impl Master {
             socket: ally_proto::paths::control_socket(&run_dir, &config_path),
             log,
             ctl: bins.ctl.clone(),
+            ctl_wrapper: Vec::new(),
         }
     }
 
@@ -259,8 +315,13 @@ impl Master {
     }
 
     /// Runs `ally-ctl --socket SOCKET ARGS...` to completion (at most
-    /// [`CTL_TIMEOUT`]).
+    /// [`CTL_TIMEOUT`]), as the master's user after
+    /// [`start_as`](Self::start_as).
     pub fn ctl(&self, args: &[&str]) -> CmdOutput {
+        if !self.ctl_wrapper.is_empty() {
+            let wrapper: Vec<&str> = self.ctl_wrapper.iter().map(String::as_str).collect();
+            return self.ctl_as(&wrapper, args);
+        }
         let mut cmd = Command::new(&self.ctl);
         cmd.arg("--socket").arg(&self.socket).args(args);
         for var in ally_proto::env::ALL {

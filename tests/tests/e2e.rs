@@ -32,6 +32,8 @@ mod lifecycle;
 mod listen_scope;
 #[path = "e2e/logs.rs"]
 mod logs;
+#[path = "e2e/notify_socket.rs"]
+mod notify_socket;
 #[path = "e2e/pid1.rs"]
 mod pid1;
 #[path = "e2e/queue.rs"]

@@ -1,8 +1,11 @@
 //! What instances send besides requests: their output, into the app's
 //! log, and their notify datagrams (`READY=1`, `STATUS=`, ...).
 
+use std::time::Instant;
+
 use super::{App, Notice};
 use crate::instance::{Launch, Stream};
+use crate::limits::NOTIFY_STRANGER_REPORT_INTERVAL;
 use crate::log;
 use crate::notify;
 
@@ -13,11 +16,8 @@ impl App {
             return;
         };
         let (messages, strangers) = instance.notify.receive(instance.pid);
-        if strangers > 0 {
-            log!(
-                "{}#{id}: ignored {strangers} notify message(s) not sent by the instance itself",
-                self.config.name
-            );
+        if let Some(count) = strangers {
+            self.log_strangers(id, count);
         }
         for message in messages {
             match message {
@@ -40,6 +40,30 @@ impl App {
                 ),
             }
         }
+    }
+
+    /// Reports the notify datagrams from other processes whose report is
+    /// due at `now`.
+    pub(super) fn report_strangers(&mut self, now: Instant) {
+        let due: Vec<(u64, u64)> = self
+            .instances
+            .iter_mut()
+            .filter_map(|i| Some((i.id, i.notify.strangers.take_due(now)?)))
+            .collect();
+        for (id, count) in due {
+            self.log_strangers(id, count);
+        }
+    }
+
+    /// One line for `count` notify datagrams to instance `id` that other
+    /// processes sent.
+    pub(super) fn log_strangers(&self, id: u64, count: u64) {
+        log!(
+            "{}#{id}: dropped {count} notify datagram(s) from other processes \
+             (reported at most every {}s)",
+            self.config.name,
+            NOTIFY_STRANGER_REPORT_INTERVAL.as_secs()
+        );
     }
 
     /// Reads instance `id`'s pending output into the app's log.

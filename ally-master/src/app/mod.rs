@@ -315,6 +315,9 @@ impl App {
         let mut instance = self.instances.remove(index);
         let lines = instance.read_output();
         self.record(instance.id, lines);
+        if let Some(count) = instance.notify.strangers.take_all() {
+            self.log_strangers(instance.id, count);
+        }
         listeners.release_instance(&self.config.name, instance.id);
         self.owner_gone(instance.id, out);
         let how = describe_exit(status);
@@ -363,6 +366,7 @@ impl App {
 
     /// Applies deadlines that have passed by `now`.
     pub fn on_timer(&mut self, now: Instant, launch: &Launch, out: &mut Vec<Notice>) {
+        self.report_strangers(now);
         let mut replies = Vec::new();
         self.state.on_timer(now, &mut replies);
         out.extend(replies.into_iter().map(Notice::Reply));
@@ -429,6 +433,11 @@ impl App {
             )
             .chain(self.backoff.at)
             .chain(self.state.next_deadline())
+            .chain(
+                self.instances
+                    .iter()
+                    .filter_map(|i| i.notify.strangers.due()),
+            )
             .min()
     }
 

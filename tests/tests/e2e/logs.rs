@@ -156,3 +156,70 @@ fn reopen_writes_to_a_new_file_at_the_original_path() {
         "after reopen, logs reads the new file",
     );
 }
+
+/// A config whose app [`APP`] logs to `<dir>/logs/talk.log`.
+fn file_log_config(dir: &TestDir) -> (String, PathBuf) {
+    let script = signal_script(dir.path(), APP);
+    let app = AppConfig::new(APP, &script)
+        .ready_timeout(NEVER_READY)
+        .log(None);
+    let log_dir = dir.path().join("logs");
+    std::fs::create_dir_all(&log_dir).unwrap();
+    let config = format!(
+        "[master]\nlog_dir = {:?}\n\n{}",
+        log_dir.to_string_lossy(),
+        config_toml(&[app])
+    );
+    (config, log_dir.join(format!("{APP}.log")))
+}
+
+#[test]
+fn a_symlinked_log_file_is_refused_and_its_target_untouched() {
+    let dir = TestDir::new("log_symlink");
+    let (config, file) = file_log_config(&dir);
+    let target = dir.path().join("precious");
+    std::fs::write(&target, "keep\n").unwrap();
+    std::os::unix::fs::symlink(&target, &file).unwrap();
+    let out = Master::run_to_exit(bins(), &dir, &config, &[], None);
+    assert_eq!(out.code(), Some(1), "{out}");
+    let expected = format!("log file {}: is a symbolic link", file.display());
+    assert!(out.stderr.contains(&expected), "{out}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+}
+
+#[test]
+fn a_hard_linked_log_file_is_refused() {
+    let dir = TestDir::new("log_hardlink");
+    let (config, file) = file_log_config(&dir);
+    let target = dir.path().join("precious");
+    std::fs::write(&target, "keep\n").unwrap();
+    std::fs::hard_link(&target, &file).unwrap();
+    let out = Master::run_to_exit(bins(), &dir, &config, &[], None);
+    assert_eq!(out.code(), Some(1), "{out}");
+    let expected = format!("log file {}: has 2 hard links", file.display());
+    assert!(out.stderr.contains(&expected), "{out}");
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+}
+
+#[test]
+fn reopen_refuses_a_symlink_put_in_place_of_the_log_file() {
+    let dir = TestDir::new("reopen_symlink");
+    let (master, file) = start(&dir);
+    let moved = file.with_extension("log.1");
+    std::fs::rename(&file, &moved).unwrap();
+    let target = dir.path().join("precious");
+    std::fs::write(&target, "keep\n").unwrap();
+    std::os::unix::fs::symlink(&target, &file).unwrap();
+
+    let out = master.ctl_expect(&["reopen"], 1);
+    master.assert_output(
+        &out,
+        out.stderr.contains("is a symbolic link"),
+        "reopen names the symlink",
+    );
+    // The old file stays in use; the symlink's target is never written.
+    master.ctl_expect(&["kill", APP, "--signal", "USR1"], 0);
+    let (found, text) = wait_file_line(&moved, "usr1 1", T);
+    assert!(found, "{text:?}\n{}", master.log_tail());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep\n");
+}

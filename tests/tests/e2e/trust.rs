@@ -1,15 +1,17 @@
 //! Who may talk to the master, tested with a real second uid: the control
 //! socket's mode, the uid check on hello, the group grant, instance
-//! connections from processes the master did not start, and the isolation
-//! of one app's state from another's.
+//! connections from processes the master did not start, the isolation of
+//! one app's state from another's, the runtime directory, and ally-ctl's
+//! check of whom it talks to.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::process::Command;
 use std::time::Duration;
 
 use ally_tests::bins::{Layout, bins};
-use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
-use ally_tests::script::write_script;
+use ally_tests::cmd::run;
+use ally_tests::harness::{AppConfig, CTL_TIMEOUT, Master, TestDir, config_toml};
+use ally_tests::script::{Spawned, write_script};
 
 fn is_root() -> bool {
     rustix::process::geteuid().is_root()
@@ -17,7 +19,7 @@ fn is_root() -> bool {
 
 /// `setpriv` options that run a command as `nobody` with no groups, or
 /// `None` (with a printed reason) when that is not possible here.
-fn as_nobody(extra_groups: Option<u32>) -> Option<Vec<String>> {
+pub fn as_nobody(extra_groups: Option<u32>) -> Option<Vec<String>> {
     if !is_root() {
         eprintln!("skipped: switching to a second uid needs root");
         return None;
@@ -111,9 +113,11 @@ fn a_granted_group_may_control_the_master_and_no_one_else() {
     let meta = std::fs::metadata(master.socket()).unwrap();
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
     assert_eq!(meta.gid(), gid, "the socket belongs to the granted group");
-    for d in [dir.path(), master.socket().parent().unwrap()] {
-        std::fs::set_permissions(d, PermissionsExt::from_mode(0o755)).unwrap();
-    }
+    // The runtime directory the master made lets the group in, no one else.
+    let run = std::fs::metadata(master.socket().parent().unwrap()).unwrap();
+    assert_eq!(run.permissions().mode() & 0o7777, 0o750);
+    assert_eq!(run.gid(), gid, "the runtime directory belongs to the group");
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
     let member = as_nobody(Some(gid)).unwrap();
     let member: Vec<&str> = member.iter().map(String::as_str).collect();
     let out = master.ctl_as(&member, &["list"]);
@@ -160,4 +164,97 @@ fn one_app_cannot_read_another_apps_state() {
         "the reader saw the writer's values: {line}\n{}",
         master.log_tail()
     );
+}
+
+#[test]
+fn a_runtime_directory_others_may_write_to_is_refused() {
+    let dir = TestDir::new("trust_rundir");
+    let config = config_toml(&[idle_app(&dir)]);
+    let run = dir.path().join("run");
+    std::fs::create_dir(&run).unwrap();
+    let refused = |mode: u32, why: &str| {
+        std::fs::set_permissions(&run, PermissionsExt::from_mode(mode)).unwrap();
+        let out = Master::run_to_exit(bins(), &dir, &config, &[], None);
+        assert_eq!(out.code(), Some(1), "mode {mode:o}: {out}");
+        let named = format!("refusing the runtime directory {}", run.display());
+        assert!(out.stderr.contains(&named), "{out}");
+        assert!(out.stderr.contains(&format!("mode {mode:04o}")), "{out}");
+        assert!(out.stderr.contains(why), "{out}");
+        assert!(
+            !run.join("ally.sock").exists(),
+            "a socket was bound in an unsafe directory"
+        );
+    };
+    refused(0o1777, "anyone may write to it");
+    refused(0o777, "anyone may write to it");
+    refused(0o770, "its group may write to it");
+    if is_root() {
+        std::os::unix::fs::chown(&run, Some(65534), None).unwrap();
+        refused(0o700, "owned by neither root nor the master's user");
+        std::os::unix::fs::chown(&run, Some(0), None).unwrap();
+    }
+    // A private directory of its own is taken, and left as it was.
+    std::fs::set_permissions(&run, PermissionsExt::from_mode(0o700)).unwrap();
+    let master = Master::start_with(bins(), &dir, &config);
+    master.assert_exit(&master.ctl(&["list"]), 0);
+    let mode = std::fs::metadata(&run).unwrap().permissions().mode();
+    assert_eq!(mode & 0o7777, 0o700);
+}
+
+#[test]
+fn ally_ctl_refuses_a_master_served_by_another_uid() {
+    let Some(nobody) = as_nobody(None) else {
+        return;
+    };
+    let dir = TestDir::new("trust_fake_master");
+    std::fs::set_permissions(dir.path(), PermissionsExt::from_mode(0o755)).unwrap();
+    let run_dir = dir.path().join("fake");
+    std::fs::create_dir(&run_dir).unwrap();
+    std::os::unix::fs::chown(&run_dir, Some(65534), Some(65534)).unwrap();
+    let socket = run_dir.join("web.sock");
+    let mut cmd = Command::new(&nobody[0]);
+    cmd.args(&nobody[1..])
+        .arg(&bins().impostor)
+        .arg("master")
+        .arg(&socket);
+    let fake = Spawned::with_stdout_lines(cmd);
+    let (line, _) = fake.wait_line("listening", Duration::from_secs(10));
+    assert!(line.is_some(), "the fake master did not start");
+    let ctl = |wrapper: &[String], args: &[&str], runtime_dir: &std::path::Path| {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(&bins().ctl);
+                cmd
+            }
+            None => Command::new(&bins().ctl),
+        };
+        cmd.args(args)
+            .current_dir(dir.path())
+            .env(ally_proto::paths::RUNTIME_DIR_VAR, runtime_dir);
+        for var in ally_proto::env::ALL {
+            cmd.env_remove(var);
+        }
+        run(&mut cmd, CTL_TIMEOUT)
+    };
+    // It answers like a master: its own user believes it.
+    let path = socket.to_str().unwrap();
+    let out = ctl(&nobody, &["--socket", path, "list"], &run_dir);
+    assert_eq!(out.code(), Some(0), "{out}");
+    assert!(out.stdout.contains("impostor"), "{out}");
+    // Root does not, by path (relative too, named in full) or found in
+    // the runtime directory.
+    let refusal = format!(
+        "the socket at {path} is served by uid 65534, not root or you: refusing to trust it"
+    );
+    for args in [
+        &["--socket", path, "list"][..],
+        &["--socket", "fake/web.sock", "list"][..],
+        &["list"][..],
+    ] {
+        let out = ctl(&[], args, &run_dir);
+        assert_eq!(out.code(), Some(3), "{out}");
+        assert!(out.stderr.contains(&refusal), "{out}");
+        assert!(!out.stdout.contains("impostor"), "{out}");
+    }
 }

@@ -114,7 +114,7 @@ fn a_master_that_is_not_root_refuses_another_user_and_says_why() {
     } else {
         Vec::new()
     };
-    let master = Master::start_wrapped(bins(), &dir, &config_toml(&[app]), &wrapper);
+    let master = Master::start_as(bins(), &dir, &config_toml(&[app]), &wrapper);
     let mut last = serde_json::Value::Null;
     let failed = wait_until(Duration::from_secs(10), || {
         last = master.app("other");
