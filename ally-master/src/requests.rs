@@ -66,13 +66,10 @@ impl Master {
             return;
         }
         let peer = if hello.version != PROTOCOL_VERSION {
-            Err(Failure::new(
-                ErrorCode::VersionMismatch,
-                format!(
-                    "this master speaks protocol {PROTOCOL_VERSION}, the client speaks {}; \
-                     use ally-ctl and the ally library from the same release as the master",
-                    hello.version
-                ),
+            Err(version_mismatch(
+                hello.version,
+                "the client",
+                "use ally-ctl from the same release as the master",
             ))
         } else {
             match hello.role {
@@ -106,13 +103,10 @@ impl Master {
             return;
         }
         let peer = if hello.version != PROTOCOL_VERSION {
-            Err(Failure::new(
-                ErrorCode::VersionMismatch,
-                format!(
-                    "this master speaks protocol {PROTOCOL_VERSION}, {app}#{instance}'s ally \
-                     library speaks {}; rebuild the service against the ally release of the master",
-                    hello.version
-                ),
+            Err(version_mismatch(
+                hello.version,
+                &format!("{app}#{instance}'s ally library"),
+                "rebuild the service against the ally release of the master",
             ))
         } else if hello.role != Role::Instance {
             Err(Failure::new(
@@ -270,4 +264,15 @@ impl Master {
         };
         self.send(conn, &reply, fds);
     }
+}
+
+/// The refusal of a hello in protocol `version`, spoken by `client`, with
+/// what to do about it.
+fn version_mismatch(version: u32, client: &str, advice: &str) -> Failure {
+    Failure::new(
+        ErrorCode::VersionMismatch,
+        format!(
+            "this master speaks protocol {PROTOCOL_VERSION}, {client} speaks {version}; {advice}"
+        ),
+    )
 }
