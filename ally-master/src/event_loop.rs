@@ -272,7 +272,12 @@ impl Master {
             tokens.push(Token::Helper(ticket));
             fds.push(PollFd::new(helper, PollFlags::IN));
         }
-        let backlog = self.conns.values().any(|c| c.backlog);
+        // Requests left to handle now; those of a peer that does not read
+        // its answers wait for it to read (a writable wake-up).
+        let backlog = self
+            .conns
+            .values()
+            .any(|c| c.backlog && !c.output_stalled());
         let deadline = if backlog {
             Some(Instant::now())
         } else {
@@ -305,8 +310,10 @@ impl Master {
         }
         self.on_timers();
         for &(token, revents) in ready {
+            // A hang-up too: writing is how a peer that is gone with
+            // answers unread is noticed and dropped.
             if let Token::Conn(id) = token
-                && revents.contains(PollFlags::OUT)
+                && revents.intersects(PollFlags::OUT | PollFlags::HUP | PollFlags::ERR)
             {
                 self.flush(id);
             }
@@ -315,7 +322,7 @@ impl Master {
         let backlog: Vec<u64> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.backlog)
+            .filter(|(_, c)| c.backlog && !c.output_stalled())
             .map(|(&id, _)| id)
             .collect();
         for id in backlog {

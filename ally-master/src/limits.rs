@@ -49,8 +49,10 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Most connections one instance may have open to the master: its
 /// channel and the ones it asked for (the library keeps at most 16). Past
-/// this, asking for another is refused.
-pub const MAX_INSTANCE_CONNECTIONS: usize = 32;
+/// this, asking for another is refused. With [`OUTPUT_HIGH_WATER`] and the
+/// 1 MiB frame limit, an instance holds at most about 80 MiB of the
+/// master's buffers, however it behaves.
+pub const MAX_INSTANCE_CONNECTIONS: usize = 20;
 
 /// How long accepting pauses after it failed for lack of resources
 /// (too many open files): long enough not to spin, short enough that the
@@ -64,6 +66,12 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most bytes queued for one client that does not read its replies. Past
 /// this the connection is closed rather than buffering without bound.
 pub const MAX_PENDING_OUTPUT: usize = 8 << 20;
+
+/// Past this many bytes queued on an instance's connection, the master
+/// handles no more of its requests (and reads none) until it reads its
+/// answers: an instance that pipelines requests without reading holds at
+/// most this much plus one answer of the master's memory per connection.
+pub const OUTPUT_HIGH_WATER: usize = 2 << 20;
 
 /// Bytes read from a socket or pipe per `read` call (connections read
 /// into one buffer of this size, shared, and keep only what they got).

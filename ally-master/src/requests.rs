@@ -26,7 +26,9 @@ impl Master {
             };
             // At most REQUESTS_PER_TURN, so other clients are served too;
             // the event loop comes back for the rest.
-            conn.backlog = handled >= REQUESTS_PER_TURN;
+            // And none while the peer leaves its answers unread: its
+            // requests wait in its buffer, and it is not read meanwhile.
+            conn.backlog = handled >= REQUESTS_PER_TURN || conn.output_stalled();
             if conn.backlog {
                 return;
             }
