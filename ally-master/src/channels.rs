@@ -17,10 +17,11 @@ impl Master {
     pub(crate) fn adopt_channels(&mut self) {
         let mut adopted = Vec::new();
         for app in &mut self.apps {
+            let name = app.name().to_owned();
             for instance in &mut app.instances {
                 if let Some(stream) = instance.take_channel() {
                     let peer = Peer::Channel {
-                        app: app.config.name.clone(),
+                        app: name.clone(),
                         id: instance.id,
                     };
                     adopted.push(Conn::new(stream, instance.cred, peer));
@@ -40,7 +41,7 @@ impl Master {
     /// At [`MAX_INSTANCE_CONNECTIONS`], or if no socket pair can be made.
     pub(crate) fn connect_instance(&mut self, index: usize, id: u64) -> Result<OwnedFd, Failure> {
         let app = &self.apps[index];
-        let name = app.config.name.clone();
+        let name = app.name().to_owned();
         let open = self
             .conns
             .values()
@@ -85,7 +86,7 @@ impl Master {
             None => true,
             Some((app, id)) => apps
                 .iter()
-                .any(|a| a.config.name == app && a.instances.iter().any(|i| i.id == id)),
+                .any(|a| a.name() == app && a.instances.iter().any(|i| i.id == id)),
         });
     }
 }

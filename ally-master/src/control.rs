@@ -29,14 +29,14 @@ impl Master {
                 if let Some(index) = self.app_index(conn, &app) {
                     log!("{app}: reload asked");
                     let waiter = Waiter::Control { conn, wait };
-                    self.apps[index].request_reload(waiter, &self.launch, &mut notices);
+                    self.apps[index].request_reload(waiter, &mut notices);
                 }
             }
             ControlRequest::Start { app } => {
                 if let Some(index) = self.app_index(conn, &app) {
                     log!("{app}: start asked");
                     let waiter = Waiter::Lifecycle { conn };
-                    self.apps[index].start(waiter, &self.launch, &mut notices);
+                    self.apps[index].start(waiter, &mut notices);
                 }
             }
             ControlRequest::Stop { app } => {
@@ -49,7 +49,7 @@ impl Master {
                 if let Some(index) = self.app_index(conn, &app) {
                     log!("{app}: restart asked");
                     let waiter = Waiter::Lifecycle { conn };
-                    self.apps[index].restart(waiter, &self.launch, &mut notices);
+                    self.apps[index].restart(waiter, &mut notices);
                 }
             }
             ControlRequest::Kill { app, signal } => {

@@ -117,7 +117,7 @@ impl Master {
                     .map(|decl| Ok((decl.name.clone(), Bound::new(&decl.spec, owner)?)))
                     .collect::<Result<_, Failure>>()
                     .map_err(|f| f.message)?;
-                Ok(App::new(app, log, sockets))
+                Ok(App::new(app, log, sockets, launch.clone()))
             })
             .collect::<Result<_, String>>()?;
         let uid = rustix::process::geteuid();
@@ -177,16 +177,14 @@ impl Master {
         );
         let mut notices = Vec::new();
         for app in &mut self.apps {
-            if app.config.autostart {
-                app.begin(Vec::new(), &self.launch, &mut notices);
-            } else {
+            if !app.config().autostart {
                 log!(
                     "{}: autostart = false; start it with `ally-ctl start {}`",
                     app.name(),
                     app.name()
                 );
-                app.hold_down();
             }
+            app.boot(&mut notices);
         }
         self.deliver(notices);
         self.adopt_channels();
@@ -346,7 +344,7 @@ impl Master {
                 Token::Output { app, instance } => self.apps[app].read_output(instance),
                 Token::Notify { app, instance } => {
                     let mut notices = Vec::new();
-                    self.apps[app].read_notify(instance, &self.launch, &mut notices);
+                    self.apps[app].read_notify(instance, &mut notices);
                     self.deliver(notices);
                 }
                 Token::Helper(ticket) => self.on_helper_report(ticket),
@@ -411,12 +409,11 @@ impl Master {
             if helpers::reaped(pid) {
                 continue;
             }
-            let launch = &self.launch;
             let listeners = &mut self.listeners;
             let _ = self
                 .apps
                 .iter_mut()
-                .any(|app| app.on_exit(pid, status, listeners, launch, &mut notices));
+                .any(|app| app.on_exit(pid, status, listeners, &mut notices));
         }
         self.close_dead_instance_conns();
         self.deliver(notices);
@@ -426,7 +423,7 @@ impl Master {
         let now = Instant::now();
         let mut notices = Vec::new();
         for app in &mut self.apps {
-            app.on_timer(now, &self.launch, &mut notices);
+            app.on_timer(now, &mut notices);
         }
         self.deliver(notices);
         self.expire_listens(now);

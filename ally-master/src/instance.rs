@@ -1,5 +1,6 @@
-//! One start of an app: its process, life-cycle state, status report, and
-//! the output it writes.
+//! One start of an app as the master holds it: its process, channel,
+//! notify socket, status report, and the output it writes. Its life-cycle
+//! state is the app's machine's ([`crate::app::machine`]), by id.
 
 use std::collections::VecDeque;
 use std::io;
@@ -7,12 +8,12 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use ally_proto::{InstanceState, Report, env};
+use ally_proto::{Report, env};
 use rustix::process::{Pid, Rlimit, Signal};
 
-use crate::config::{self, AppConfig, CLEAN_ENV, ReadyMode};
+use crate::config::{self, AppConfig, CLEAN_ENV};
 use crate::limits::{MAX_LOG_LINE, READ_CHUNK, STDERR_TAIL_LINES};
 use crate::listeners::Bound;
 use crate::notify::NotifySocket;
@@ -29,45 +30,6 @@ pub struct Launch {
     /// The file-descriptor limit to give back to children, if the master
     /// raised its own.
     pub fd_limit: Option<Rlimit>,
-}
-
-/// Where an instance is in its life, with the deadline that applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
-    /// Started; killed if not ready by `deadline`.
-    Starting {
-        /// Ready-timeout deadline.
-        deadline: Instant,
-    },
-    /// Ready and the app's main instance.
-    Main,
-    /// Asked to stop; killed if still alive at `deadline`.
-    Draining {
-        /// Stop-timeout deadline.
-        deadline: Instant,
-    },
-    /// SIGKILL sent; waiting to reap it.
-    Killed,
-}
-
-impl State {
-    /// The wire form of this state.
-    pub fn wire(self) -> InstanceState {
-        match self {
-            State::Starting { .. } => InstanceState::Starting,
-            State::Main => InstanceState::Main,
-            State::Draining { .. } => InstanceState::Draining,
-            State::Killed => InstanceState::Killed,
-        }
-    }
-
-    /// The deadline of this state, if it has one.
-    pub fn deadline(self) -> Option<Instant> {
-        match self {
-            State::Starting { deadline } | State::Draining { deadline } => Some(deadline),
-            State::Main | State::Killed => None,
-        }
-    }
 }
 
 /// Which output stream a pipe carries.
@@ -100,10 +62,6 @@ pub struct Instance {
     pub id: u64,
     /// Its process id; also its process group and session id.
     pub pid: Pid,
-    /// Life-cycle state.
-    pub state: State,
-    /// When it was started.
-    pub started: Instant,
     /// When it was started, milliseconds since the Unix epoch.
     pub started_unix_ms: u64,
     /// What it last reported about itself.
@@ -112,8 +70,6 @@ pub struct Instance {
     pub pipes: Vec<OutputPipe>,
     /// Its private `NOTIFY_SOCKET`.
     pub notify: NotifySocket,
-    /// When it counts as ready under `ready = "delay:..."`.
-    pub ready_at: Option<Instant>,
     /// The master's end of the instance's channel, until the event loop
     /// takes it to serve it.
     channel: Option<UnixStream>,
@@ -205,7 +161,6 @@ impl Instance {
         let mut child = cmd.spawn()?;
         drop((inherited, theirs));
         channel.set_nonblocking(true)?;
-        let started = Instant::now();
         let pid =
             Pid::from_raw(child.id() as i32).ok_or_else(|| io::Error::other("child has pid 0"))?;
         let mut pipes = Vec::with_capacity(2);
@@ -218,10 +173,6 @@ impl Instance {
         // The master reaps every child itself with waitpid; `Child` holds
         // nothing else, so dropping it is fine.
         drop(child);
-        let ready_at = match app.ready {
-            ReadyMode::Delay(delay) => Some(started + delay),
-            ReadyMode::Lib | ReadyMode::Notify | ReadyMode::Immediate => None,
-        };
         let cred = PeerCred {
             pid: Some(pid),
             uid: identity
@@ -237,13 +188,8 @@ impl Instance {
             id,
             pid,
             notify,
-            ready_at,
             channel: Some(channel),
             cred,
-            state: State::Starting {
-                deadline: started + app.ready_timeout,
-            },
-            started,
             started_unix_ms: unix_ms(SystemTime::now()),
             report: Report::default(),
             pipes,
@@ -262,12 +208,11 @@ impl Instance {
     }
 
     /// Sends SIGKILL to the instance's whole process group, so helpers it
-    /// started die with it, and marks it killed.
-    pub fn kill(&mut self) {
+    /// started die with it.
+    pub fn kill(&self) {
         if rustix::process::kill_process_group(self.pid, Signal::KILL).is_err() {
             self.signal(Signal::KILL);
         }
-        self.state = State::Killed;
     }
 
     /// Reads what the output pipes hold, without blocking, and returns the

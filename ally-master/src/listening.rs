@@ -152,7 +152,7 @@ impl Master {
     /// Whether app `app_index` may listen on `key` at all; if so, who its
     /// instances run as.
     fn in_scope(&self, app_index: usize, key: &Key) -> Result<Option<Owner>, Failure> {
-        let app = &self.apps[app_index].config;
+        let app = self.apps[app_index].config();
         scope::not_the_masters(key, &self.launch.socket)?;
         let declared: Vec<(&str, Network, ListenAddr)> = self
             .apps

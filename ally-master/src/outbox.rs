@@ -51,7 +51,7 @@ impl Master {
     /// An instance's connection closed: withdraw the lock waits it carried.
     /// Its holds stay: they belong to the instance, released when it exits.
     fn instance_conn_closed(&mut self, conn: u64, app: &str) {
-        let Some(app_index) = self.apps.iter().position(|a| a.config.name == app) else {
+        let Some(app_index) = self.apps.iter().position(|a| a.name() == app) else {
             return;
         };
         let mut replies = Vec::new();

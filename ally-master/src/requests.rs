@@ -173,7 +173,7 @@ impl Master {
     }
 
     fn on_instance_request(&mut self, conn: u64, app_name: &str, id: u64, req: InstanceRequest) {
-        let Some(app_index) = self.apps.iter().position(|a| a.config.name == app_name) else {
+        let Some(app_index) = self.apps.iter().position(|a| a.name() == app_name) else {
             return;
         };
         let live = self.apps[app_index].instances.iter().any(|i| i.id == id);
@@ -206,7 +206,7 @@ impl Master {
             },
             InstanceRequest::Ready => {
                 let mut notices = Vec::new();
-                self.apps[app_index].on_ready(id, &self.launch, &mut notices);
+                self.apps[app_index].on_ready(id, &mut notices);
                 self.send(conn, &InstanceResponse::Done, Vec::new());
                 self.deliver(notices);
                 return;
@@ -223,11 +223,7 @@ impl Master {
             }
             InstanceRequest::Reload => {
                 let mut notices = Vec::new();
-                self.apps[app_index].request_reload(
-                    Waiter::Instance { conn },
-                    &self.launch,
-                    &mut notices,
-                );
+                self.apps[app_index].request_reload(Waiter::Instance { conn }, &mut notices);
                 self.deliver(notices);
                 return;
             }

@@ -35,7 +35,7 @@ impl Master {
         let mut opened = Vec::new();
         for app in &config.apps {
             let known = self.apps.iter().find(|a| a.name() == app.name);
-            if known.is_none_or(|a| a.config.log != app.log) {
+            if known.is_none_or(|a| a.config().log != app.log) {
                 let log = AppLog::open(&app.name, &app.log, &self.log_dir)
                     .map_err(|e| Failure::new(ErrorCode::Internal, e))?;
                 opened.push(log);
@@ -79,26 +79,25 @@ impl Master {
                 Some(app) if app.is_retired() => {
                     let old = std::mem::take(&mut app.sockets);
                     app.sockets = assemble(&new, old, fresh);
-                    if app.config.log != new.log
+                    if app.config().log != new.log
                         && let Some(log) = opened.next()
                     {
                         app.log = log;
                     }
                     added.push(new.name.clone());
-                    app.config = new;
-                    app.readmit(&self.launch, &mut notices);
+                    app.readmit(new, &mut notices);
                 }
-                Some(app) if app.config == new => {}
+                Some(app) if *app.config() == new => {}
                 Some(app) => {
                     let old = std::mem::take(&mut app.sockets);
                     app.sockets = assemble(&new, old, fresh);
-                    if app.config.log != new.log
+                    if app.config().log != new.log
                         && let Some(log) = opened.next()
                     {
                         app.log = log;
                     }
                     changed.push(new.name.clone());
-                    app.config = new;
+                    app.reconfigure(new);
                 }
                 None => {
                     let Some(log) = opened.next() else {
@@ -106,12 +105,8 @@ impl Master {
                     };
                     added.push(new.name.clone());
                     let sockets = assemble(&new, Vec::new(), fresh);
-                    let mut app = App::new(new, log, sockets);
-                    if app.config.autostart {
-                        app.begin(Vec::new(), &self.launch, &mut notices);
-                    } else {
-                        app.hold_down();
-                    }
+                    let mut app = App::new(new, log, sockets, self.launch.clone());
+                    app.boot(&mut notices);
                     self.apps.push(app);
                 }
             }

@@ -4,14 +4,14 @@
 use std::time::Instant;
 
 use super::{App, Notice};
-use crate::instance::{Launch, Stream};
+use crate::instance::Stream;
 use crate::limits::NOTIFY_STRANGER_REPORT_INTERVAL;
 use crate::log;
 use crate::notify;
 
 impl App {
     /// Handles what instance `id` sent on its notify socket.
-    pub fn read_notify(&mut self, id: u64, launch: &Launch, out: &mut Vec<Notice>) {
+    pub fn read_notify(&mut self, id: u64, out: &mut Vec<Notice>) {
         let Some(instance) = self.instances.iter_mut().find(|i| i.id == id) else {
             return;
         };
@@ -21,7 +21,7 @@ impl App {
         }
         for message in messages {
             match message {
-                notify::Message::Ready => self.on_ready(id, launch, out),
+                notify::Message::Ready => self.on_ready(id, out),
                 notify::Message::Status(text) => {
                     if let Some(i) = self.instances.iter_mut().find(|i| i.id == id) {
                         i.report.text = Some(text);
