@@ -144,6 +144,11 @@ impl Master {
         })
     }
 
+    /// Whether the master is stopping: nothing may start again.
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutdown != Shutdown::Running
+    }
+
     /// Writes a newline to `fd` (and closes it) once the master is ready:
     /// s6-style readiness for supervisors other than systemd.
     pub fn announce_on(&mut self, fd: OwnedFd) {

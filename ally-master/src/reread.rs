@@ -10,7 +10,8 @@
 //! keeps the command, environment and deadlines it was started with);
 //! untouched apps are not disturbed at all. `[master]` settings apply when
 //! the master restarts. Shared-state limits are those the app was first
-//! loaded with, until the master restarts.
+//! loaded with, until the master restarts. Nothing is reread once the
+//! master is shutting down.
 
 use ally_proto::{ErrorCode, Failure};
 
@@ -28,8 +29,15 @@ impl Master {
     /// # Errors
     ///
     /// The config's error (with file, line and column) or a log file that
-    /// cannot be opened; nothing has changed then.
+    /// cannot be opened; nothing has changed then. While the master shuts
+    /// down a reread is refused: it would start the apps it adds.
     pub(crate) fn reread(&mut self) -> Result<String, Failure> {
+        if self.shutting_down() {
+            return Err(Failure::new(
+                ErrorCode::ShuttingDown,
+                "the master is shutting down; the config is read again at its next start",
+            ));
+        }
         let config = config::load(&self.config_path)
             .map_err(|e| Failure::new(ErrorCode::InvalidConfig, e.to_string()))?;
         let mut opened = Vec::new();
