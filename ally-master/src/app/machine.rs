@@ -18,6 +18,8 @@ use crate::config::{AppConfig, ReadyMode, RestartPolicy};
 use crate::instance::unix_ms;
 
 mod operator;
+#[cfg(test)]
+mod props;
 mod reload;
 #[cfg(test)]
 mod tests;
