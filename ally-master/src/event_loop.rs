@@ -21,8 +21,8 @@ use crate::app::App;
 use crate::config::Config;
 use crate::conn::{Broken, Conn, Peer};
 use crate::control_socket::ControlSocket;
-use crate::instance::Launch;
-use crate::limits::{FRAME_TIMEOUT, HELLO_TIMEOUT, READ_CHUNK};
+use crate::instance::{Launch, Stream};
+use crate::limits::{FRAME_TIMEOUT, HELLO_TIMEOUT, READ_CHUNK, SINK_EXIT_GRACE};
 use crate::listeners::{Bound, Listeners};
 use crate::log;
 use crate::logs::{self, AppLog};
@@ -46,8 +46,15 @@ enum Token {
     Signals,
     Control,
     Conn(u64),
-    Output { app: usize, instance: u64 },
-    Notify { app: usize, instance: u64 },
+    Output {
+        app: usize,
+        instance: u64,
+        stream: Stream,
+    },
+    Notify {
+        app: usize,
+        instance: u64,
+    },
 }
 
 /// The master's whole state.
@@ -190,6 +197,10 @@ impl Master {
             let _ = conn.write_ready();
         }
         let _ = std::fs::remove_file(&self.launch.socket);
+        let deadline = Instant::now() + SINK_EXIT_GRACE;
+        for app in &self.apps {
+            app.log.flush(deadline);
+        }
         log!("all apps stopped; exiting");
         Ok(())
     }
@@ -246,6 +257,7 @@ impl Master {
                     tokens.push(Token::Output {
                         app: index,
                         instance: instance.id,
+                        stream: pipe.stream(),
                     });
                     fds.push(PollFd::new(pipe, PollFlags::IN));
                 }
@@ -315,7 +327,11 @@ impl Master {
                 {
                     self.on_readable(id, revents);
                 }
-                Token::Output { app, instance } => self.apps[app].read_output(instance),
+                Token::Output {
+                    app,
+                    instance,
+                    stream,
+                } => self.apps[app].read_output(instance, stream),
                 Token::Notify { app, instance } => {
                     let mut notices = Vec::new();
                     self.apps[app].read_notify(instance, &self.launch, &mut notices);

@@ -14,6 +14,7 @@ mod control_socket;
 mod event_loop;
 mod instance;
 mod limits;
+mod lines;
 mod listeners;
 mod log;
 mod logs;
@@ -26,6 +27,7 @@ mod runtime;
 mod sd_notify;
 mod shared_state;
 mod signals;
+mod sink;
 mod slots;
 mod sys;
 mod tally;
@@ -125,16 +127,19 @@ fn main() -> ExitCode {
         eprintln!("ally-master: --config FILE is required (see --help)");
         return ExitCode::from(Failure::Usage.exit_code());
     };
-    match run(args, &config) {
+    let code = match run(args, &config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             match &failure {
-                Failure::Runtime(m) | Failure::Config(m) => eprintln!("ally-master: {m}"),
+                Failure::Runtime(m) | Failure::Config(m) => log!("{m}"),
                 Failure::Usage => {}
             }
             ExitCode::from(failure.exit_code())
         }
-    }
+    };
+    // The last lines, unless stderr's reader is stuck: then exit anyway.
+    log::flush(std::time::Instant::now() + limits::SINK_EXIT_GRACE);
+    code
 }
 
 fn run(args: Args, config_path: &std::path::Path) -> Result<(), Failure> {

@@ -9,8 +9,10 @@
 //!   next start);
 //! - `STOPPING=1` when shutting down.
 //!
-//! Without `NOTIFY_SOCKET` every call does nothing. A failed send is
-//! logged once: systemd's absence must not stop the master.
+//! Without `NOTIFY_SOCKET` every call does nothing. Sends never block (the
+//! socket is non-blocking: `MSG_DONTWAIT` for every send); a failed or
+//! dropped one is logged once: systemd's absence or slowness must not stop
+//! the master.
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -33,7 +35,14 @@ impl Notifier {
                 Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
                 None => SocketAddr::from_pathname(&value),
             };
-            match (address, UnixDatagram::unbound()) {
+            // The socket is the master's alone, so making it non-blocking
+            // changes nothing for anyone else: a send to a systemd that is
+            // slow to read fails (and is logged once) instead of waiting.
+            let socket = UnixDatagram::unbound().and_then(|s| {
+                s.set_nonblocking(true)?;
+                Ok(s)
+            });
+            match (address, socket) {
                 (Ok(address), Ok(socket)) => Some((socket, address)),
                 (Err(e), _) | (_, Err(e)) => {
                     log!("NOTIFY_SOCKET={value} cannot be used: {e}");

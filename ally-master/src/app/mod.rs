@@ -15,7 +15,7 @@ use ally_proto::{ControlResponse, ErrorCode, Failure};
 use rustix::process::{Pid, WaitStatus};
 
 use crate::config::{AppConfig, ReadyMode, RestartPolicy};
-use crate::instance::{Instance, Launch, State, describe_exit, signal_name};
+use crate::instance::{Instance, Launch, State, Stream, describe_exit, signal_name};
 use crate::listeners::{Bound, Listeners};
 use crate::log;
 use crate::logs::AppLog;
@@ -313,8 +313,7 @@ impl App {
             return false;
         };
         let mut instance = self.instances.remove(index);
-        let lines = instance.read_output();
-        self.record(instance.id, lines);
+        self.read_last_output(&mut instance);
         if let Some(count) = instance.notify.strangers.take_all() {
             self.log_strangers(instance.id, count);
         }
@@ -386,8 +385,7 @@ impl App {
             match instance.state {
                 State::Starting { deadline } if deadline <= now => {
                     instance.kill();
-                    let lines = instance.read_output();
-                    unready = Some((instance.id, instance.stderr_tail(), lines));
+                    unready = Some(instance.id);
                 }
                 State::Draining { deadline } if deadline <= now => {
                     log!(
@@ -401,8 +399,17 @@ impl App {
                 _ => {}
             }
         }
-        if let Some((id, tail, lines)) = unready {
-            self.record(id, lines);
+        if let Some(id) = unready {
+            // What it wrote last says why, in the report.
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                self.read_output(id, stream);
+            }
+            let tail = self
+                .instances
+                .iter()
+                .find(|i| i.id == id)
+                .map(Instance::stderr_tail)
+                .unwrap_or_default();
             let message = format!(
                 "instance {id} of {} was not ready within {:?} and was killed; {tail}",
                 self.config.name, self.config.ready_timeout
