@@ -26,6 +26,7 @@ impl App {
             main: self.main(),
             reloading: self.reload.as_ref().map(|r| r.instance),
             queued_reloads: u32::try_from(self.queued.len()).unwrap_or(u32::MAX),
+            dropped_lines: self.log.dropped(),
             last_error: self.last_error.clone(),
             instances: self
                 .instances
