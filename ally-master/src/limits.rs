@@ -131,8 +131,10 @@ pub const NOTIFY_BIND_ATTEMPTS: usize = 4;
 /// Most bytes read from one output pipe of an instance per loop turn
 /// (one read). Poll is level-triggered: the rest is read on the next
 /// turns, after every other pipe, connection and timer had its turn; an
-/// app writing faster than that waits on its full pipe.
-pub const OUTPUT_BYTES_PER_TURN: usize = 64 << 10;
+/// app writing faster than that waits on its full pipe. 16 KiB of
+/// one-byte lines is 8192 lines to log, a few milliseconds: a turn stays
+/// short even with several apps flooding.
+pub const OUTPUT_BYTES_PER_TURN: usize = 16 << 10;
 
 /// Most bytes read from each output pipe of an instance once it has
 /// exited (the pipe's largest size an unprivileged process can ask for):

@@ -17,7 +17,6 @@
 //! it serves.
 
 use std::collections::VecDeque;
-use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -134,7 +133,9 @@ impl AppLog {
             String::new()
         };
         line.clear();
-        let _ = write!(line, "{} {} {tag}| {text}", self.stamp.1, self.source.1);
+        for part in [&self.stamp.1, " ", &self.source.1, " ", tag, "| ", &text] {
+            line.push_str(part);
+        }
         if cut {
             line.push('…');
         }
