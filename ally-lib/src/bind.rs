@@ -11,12 +11,12 @@ use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::{UnixDatagram, UnixStream};
 use std::path::Path;
 
 use ally_proto::{ListenAddr, Network};
 use rustix::net::{
-    AddressFamily, SocketAddrUnix, SocketFlags, SocketType, bind, listen, socket_with, sockopt,
+    AddressFamily, SocketAddrUnix, SocketFlags, SocketType, bind, connect, listen, socket_with,
+    sockopt,
 };
 
 use crate::error::Error;
@@ -69,7 +69,7 @@ pub(crate) fn bind_local(
             fd
         }
         ListenAddr::Path(path) => {
-            remove_stale(network, path).map_err(fail("check for a stale socket file"))?;
+            remove_stale(path).map_err(fail("check for a stale socket file"))?;
             let unix =
                 SocketAddrUnix::new(path.as_path()).map_err(|e| fail("address")(e.into()))?;
             let fd = socket_with(AddressFamily::UNIX, ty, flags, None)
@@ -97,11 +97,12 @@ pub(crate) fn bind_local(
     Ok(fd)
 }
 
-/// Removes `path` if it is a socket nobody listens on any more.
-///
-/// A socket on which a process still listens is `AddrInUse`; a path that is
-/// not a socket is left alone for `bind` to refuse.
-fn remove_stale(network: Network, path: &Path) -> io::Result<()> {
+/// Removes `path` if it is a socket nobody listens on any more: one a
+/// non-blocking connect of *both* types finds refused, the rule the master
+/// applies too. A live socket of either type (an answer, a full backlog, a
+/// socket of the other type) is `AddrInUse`, and the probe never waits; a
+/// path that is not a socket is left alone.
+fn remove_stale(path: &Path) -> io::Result<()> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -113,21 +114,32 @@ fn remove_stale(network: Network, path: &Path) -> io::Result<()> {
             "the path exists and is not a socket; remove it or choose another path",
         ));
     }
-    let probe = match network {
-        Network::Unixgram => UnixDatagram::unbound().and_then(|s| s.connect(path)),
-        _ => UnixStream::connect(path).map(drop),
+    let addr = SocketAddrUnix::new(path)?;
+    let probe = |ty| {
+        let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+        socket_with(AddressFamily::UNIX, ty, flags, None).and_then(|fd| connect(&fd, &addr))
     };
-    match probe {
-        Ok(()) => Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another process is listening on this socket",
-        )),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => match fs::remove_file(path) {
+    let refused = |r: Result<(), rustix::io::Errno>| r == Err(rustix::io::Errno::CONNREFUSED);
+    let live = |r: Result<(), rustix::io::Errno>| {
+        matches!(
+            r,
+            Ok(()) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::PROTOTYPE)
+        )
+    };
+    let (stream, datagram) = (probe(SocketType::STREAM), probe(SocketType::DGRAM));
+    if refused(stream) && refused(datagram) {
+        return match fs::remove_file(path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
-        },
-        // Probing failed for another reason (permissions, wrong socket
-        // type): let bind report what is wrong.
-        Err(_) => Ok(()),
+        };
     }
+    if live(stream) || live(datagram) {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "another process is listening on this socket",
+        ));
+    }
+    // Probing failed for another reason (permissions): let bind report
+    // what is wrong.
+    Ok(())
 }

@@ -48,6 +48,14 @@
 //! finds the port it had. [`unlisten`] tells the master this instance no
 //! longer holds a socket.
 //!
+//! The master binds only what this instance's user could bind itself. A
+//! unix socket path is bound by a helper of the master running as the
+//! app's user, which never follows a symlink and replaces an existing file
+//! only if it is a socket nobody is bound to (both a stream and a datagram
+//! connect refused); the master's own sockets, another app's addresses, a
+//! mode above `0o777` and (for an app not running as root) ports below
+//! 1024 not granted by the app's `privileged_ports` are refused.
+//!
 //! # Socket mode
 //!
 //! **Every socket this crate returns is non-blocking**, with and without a

@@ -96,6 +96,26 @@ fn unix_path_abstract_and_datagram() {
     let listener = ally::listen_unix(&path).unwrap();
     drop(listener);
 
+    // A live socket of the other type is in use, not stale: it stays.
+    let dgram_path = dir.path().join("d.sock");
+    let dgram = UnixDatagram::bind(&dgram_path).unwrap();
+    let inode =
+        |p: &std::path::Path| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p).unwrap());
+    let before = inode(&dgram_path);
+    let err = ally::listen_unix(&dgram_path).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    assert_eq!(inode(&dgram_path), before);
+    // And a stream listener with a full backlog is in use too, at once.
+    let full_path = dir.path().join("full.sock");
+    let full = net::UnixListener::bind(&full_path).unwrap();
+    rustix::net::listen(&full, 0).unwrap();
+    let _pending = UnixStream::connect(&full_path).unwrap();
+    let started = std::time::Instant::now();
+    let err = ally::listen_unix(&full_path).unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    drop((dgram, full));
+
     // A file that is not a socket is never removed.
     let file = dir.path().join("not-a-socket");
     std::fs::write(&file, "x").unwrap();

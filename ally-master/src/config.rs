@@ -24,6 +24,7 @@
 //! request_timeout = "30s"               # optional, default 30s
 //! stop_signal = "SIGTERM"               # optional, default SIGTERM
 //! max_draining = 4                      # optional, default 4
+//! privileged_ports = [80, 443]          # optional: ports below 1024 for a non-root user
 //!
 //! [app.restart]                         # optional, for the app above
 //! enabled = true                        # default true
@@ -226,6 +227,13 @@ pub struct AppConfig {
     /// running after that long), `"immediate"` (ready at once). Default
     /// `"lib"`.
     pub ready: ReadyMode,
+    /// `privileged_ports` — ports below the kernel's
+    /// `net.ipv4.ip_unprivileged_port_start` (1024 by default) that the
+    /// app's instances may ask the master for although they do not run as
+    /// root: an array of whole numbers from 1 to 65535, `[80, 443]`. Without
+    /// it such a request is refused (a root app needs no grant; sockets of
+    /// `listen` are granted by being declared). Default: none.
+    pub privileged_ports: Vec<u16>,
     /// `log` — where instances' stdout and stderr go: `"inherit"` (the
     /// master's stderr, each line prefixed `[app#id]`) or a file path,
     /// resolved against the directory of the file declaring the app (write

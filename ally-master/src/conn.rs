@@ -13,7 +13,7 @@ use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use serde::Serialize;
 
 use crate::budget::Held;
-use crate::limits::{MAX_PENDING_OUTPUT, READS_PER_WAKE};
+use crate::limits::{MAX_PENDING_OUTPUT, OUTPUT_HIGH_WATER, READS_PER_WAKE};
 use crate::slots::Slot;
 use crate::sys::PeerCred;
 
@@ -190,6 +190,14 @@ impl Conn {
             Some(started) => Some(started),
             None => Some(Instant::now()),
         };
+    }
+
+    /// Whether so much output waits for an instance connection's peer that
+    /// its further requests must wait too ([`OUTPUT_HIGH_WATER`]). A
+    /// control-socket connection is instead cut off at
+    /// [`MAX_PENDING_OUTPUT`]: it may come back, an instance's may not.
+    pub fn output_stalled(&self) -> bool {
+        self.accepted.is_none() && self.pending > OUTPUT_HIGH_WATER
     }
 
     /// Whether output is waiting for the socket to become writable.

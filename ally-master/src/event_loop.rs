@@ -21,11 +21,14 @@ use crate::app::App;
 use crate::config::Config;
 use crate::conn::{Broken, Conn, Peer};
 use crate::control_socket::ControlSocket;
+use crate::helpers;
 use crate::instance::{Launch, Stream};
-use crate::limits::{FRAME_TIMEOUT, HELLO_TIMEOUT, READ_CHUNK, SINK_EXIT_GRACE};
+use crate::limits::{FRAME_TIMEOUT, HELLO_TIMEOUT, HELPER_EXIT_WAIT, READ_CHUNK, SINK_EXIT_GRACE};
 use crate::listeners::{Bound, Listeners};
+use crate::listening::PendingListens;
 use crate::log;
 use crate::logs::{self, AppLog};
+use crate::scope;
 use crate::sd_notify::Notifier;
 use crate::signals::Signals;
 use crate::tally::Tally;
@@ -55,6 +58,7 @@ enum Token {
         app: usize,
         instance: u64,
     },
+    Helper(u64),
 }
 
 /// The master's whole state.
@@ -69,6 +73,8 @@ pub struct Master {
     signals: Signals,
     pub(crate) apps: Vec<App>,
     pub(crate) listeners: Listeners,
+    /// Unix path sockets waiting for their helper.
+    pub(crate) pending: PendingListens,
     pub(crate) conns: BTreeMap<u64, Conn>,
     next_conn: u64,
     /// The one buffer every connection reads into.
@@ -111,10 +117,11 @@ impl Master {
             .into_iter()
             .map(|app| {
                 let log = AppLog::open(&app.name, &app.log, &log_dir)?;
+                let owner = scope::owner_for_config_sockets(&app).map_err(|f| f.message)?;
                 let sockets = app
                     .listen
                     .iter()
-                    .map(|decl| Ok((decl.name.clone(), Bound::new(&decl.spec)?)))
+                    .map(|decl| Ok((decl.name.clone(), Bound::new(&decl.spec, owner)?)))
                     .collect::<Result<_, Failure>>()
                     .map_err(|f| f.message)?;
                 Ok(App::new(app, log, sockets))
@@ -130,6 +137,7 @@ impl Master {
             signals,
             apps,
             listeners: Listeners::default(),
+            pending: PendingListens::default(),
             conns: BTreeMap::new(),
             next_conn: 1,
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -197,6 +205,14 @@ impl Master {
             let _ = conn.write_ready();
         }
         let _ = std::fs::remove_file(&self.launch.socket);
+        // Close every socket now, and give the helpers removing their files
+        // a moment, so the files are gone once the master has exited.
+        self.pending.clear();
+        self.listeners.clear();
+        for app in &mut self.apps {
+            app.sockets.clear();
+        }
+        helpers::wait_outstanding(HELPER_EXIT_WAIT);
         let deadline = Instant::now() + SINK_EXIT_GRACE;
         for app in &self.apps {
             app.log.flush(deadline);
@@ -219,6 +235,7 @@ impl Master {
             .filter_map(App::next_deadline)
             .chain(conns)
             .chain(frames)
+            .chain(self.pending.deadline())
             .chain(self.control.paused_until())
             .chain(self.tally.next_report())
             .min()
@@ -263,7 +280,16 @@ impl Master {
                 }
             }
         }
-        let backlog = self.conns.values().any(|c| c.backlog);
+        for (ticket, helper) in self.pending.helpers() {
+            tokens.push(Token::Helper(ticket));
+            fds.push(PollFd::new(helper, PollFlags::IN));
+        }
+        // Requests left to handle now; those of a peer that does not read
+        // its answers wait for it to read (a writable wake-up).
+        let backlog = self
+            .conns
+            .values()
+            .any(|c| c.backlog && !c.output_stalled());
         let deadline = if backlog {
             Some(Instant::now())
         } else {
@@ -296,8 +322,10 @@ impl Master {
         }
         self.on_timers();
         for &(token, revents) in ready {
+            // A hang-up too: writing is how a peer that is gone with
+            // answers unread is noticed and dropped.
             if let Token::Conn(id) = token
-                && revents.contains(PollFlags::OUT)
+                && revents.intersects(PollFlags::OUT | PollFlags::HUP | PollFlags::ERR)
             {
                 self.flush(id);
             }
@@ -306,7 +334,7 @@ impl Master {
         let backlog: Vec<u64> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.backlog)
+            .filter(|(_, c)| c.backlog && !c.output_stalled())
             .map(|(&id, _)| id)
             .collect();
         for id in backlog {
@@ -337,6 +365,7 @@ impl Master {
                     self.apps[app].read_notify(instance, &self.launch, &mut notices);
                     self.deliver(notices);
                 }
+                Token::Helper(ticket) => self.on_helper_report(ticket),
                 _ => {}
             }
         }
@@ -390,10 +419,14 @@ impl Master {
         }
     }
 
-    /// Reaps every child that has exited, instances and (as PID 1) orphans.
+    /// Reaps every child that has exited: path-socket helpers, instances and
+    /// (as PID 1) orphans.
     fn reap(&mut self) {
         let mut notices = Vec::new();
         while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
+            if helpers::reaped(pid) {
+                continue;
+            }
             let launch = &self.launch;
             let listeners = &mut self.listeners;
             let _ = self
@@ -412,6 +445,7 @@ impl Master {
             app.on_timer(now, &self.launch, &mut notices);
         }
         self.deliver(notices);
+        self.expire_listens(now);
         let expired: Vec<u64> = self
             .conns
             .iter()

@@ -49,8 +49,10 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Most connections one instance may have open to the master: its
 /// channel and the ones it asked for (the library keeps at most 16). Past
-/// this, asking for another is refused.
-pub const MAX_INSTANCE_CONNECTIONS: usize = 32;
+/// this, asking for another is refused. With [`OUTPUT_HIGH_WATER`] and the
+/// 1 MiB frame limit, an instance holds at most about 80 MiB of the
+/// master's buffers, however it behaves.
+pub const MAX_INSTANCE_CONNECTIONS: usize = 20;
 
 /// How long accepting pauses after it failed for lack of resources
 /// (too many open files): long enough not to spin, short enough that the
@@ -64,6 +66,12 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// Most bytes queued for one client that does not read its replies. Past
 /// this the connection is closed rather than buffering without bound.
 pub const MAX_PENDING_OUTPUT: usize = 8 << 20;
+
+/// Past this many bytes queued on an instance's connection, the master
+/// handles no more of its requests (and reads none) until it reads its
+/// answers: an instance that pipelines requests without reading holds at
+/// most this much plus one answer of the master's memory per connection.
+pub const OUTPUT_HIGH_WATER: usize = 2 << 20;
 
 /// Bytes read from a socket or pipe per `read` call (connections read
 /// into one buffer of this size, shared, and keep only what they got).
@@ -110,6 +118,26 @@ pub const RECENT_LOG_LINES: usize = 1000;
 /// Largest notify datagram read; systemd's own limit is the same order.
 /// Longer ones are cut.
 pub const MAX_NOTIFY_DATAGRAM: usize = 4096;
+
+/// How long the file-system work for a unix socket path (done by a helper
+/// running as the app's user) may take. Past it the helper is killed and
+/// the listen fails; the event loop never waits for it.
+pub const PATH_SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most unix-path listens waiting for their helper at once, over all apps.
+/// Past it a listen for a new path is refused until one finishes, so a
+/// flood of requests cannot fork the master without bound.
+pub const MAX_PENDING_LISTENS: usize = 64;
+
+/// Longest report read from a helper; the rest is ignored.
+pub const MAX_HELPER_REPORT: usize = 4096;
+
+/// How long an exiting master waits, in all, for the helpers removing its
+/// socket files, so the files are gone when it has exited.
+pub const HELPER_EXIT_WAIT: Duration = Duration::from_secs(1);
+
+/// How often the exiting master checks whether those helpers are done.
+pub const HELPER_EXIT_POLL: Duration = Duration::from_millis(5);
 
 /// Most notify datagrams read from one instance's socket per loop turn.
 /// The rest stay queued in the kernel and are read on the next turns (poll

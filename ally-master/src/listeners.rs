@@ -6,63 +6,143 @@
 //! instance gets the very same kernel socket, port-0 ephemeral port
 //! included. When no live instance holds it any more it is closed, and a
 //! unix socket's file is removed.
+//!
+//! IP and abstract sockets are bound here. A unix socket path is bound by
+//! the path-socket helper ([`crate::path_socket`]) as the app's user, and
+//! its file removed the same way: the master itself never touches a path
+//! an app asked for.
 
 use std::collections::{BTreeSet, HashMap};
-use std::fs;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
 use ally_proto::{ErrorCode, Failure, ListenAddr, ListenSpec, Network};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
-use crate::limits::LISTEN_BACKLOG;
+use crate::helpers::{self, Helper, Owner};
+use crate::limits::{LISTEN_BACKLOG, PATH_SOCKET_TIMEOUT};
+use crate::log;
+use crate::path_socket::{FileId, Job, Outcome};
+
+/// Largest file mode a unix socket may be asked with: permission bits only.
+pub const MAX_SOCKET_MODE: u32 = 0o777;
 
 /// Identifies a listener.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
-    app: String,
-    network: Network,
-    addr: ListenAddr,
+pub struct Key {
+    /// The app it belongs to.
+    pub app: String,
+    /// Its network.
+    pub network: Network,
+    /// Its normalized address.
+    pub addr: ListenAddr,
 }
 
-/// A socket the master bound: closed, and its unix socket file removed,
-/// when dropped.
+impl Key {
+    /// The key of `spec` asked by `app`, and the file mode asked (for a
+    /// unix path only).
+    ///
+    /// # Errors
+    ///
+    /// `BadRequest` for a bad address or a mode above [`MAX_SOCKET_MODE`].
+    pub fn of(app: &str, spec: &ListenSpec) -> Result<(Key, Option<u32>), Failure> {
+        let addr = ListenAddr::parse(spec.network, &spec.address)
+            .map_err(|e| Failure::new(ErrorCode::BadRequest, e.to_string()))?;
+        if let Some(mode) = spec.mode.filter(|m| *m > MAX_SOCKET_MODE) {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                format!(
+                    "mode {mode:#o} for {} {addr} is not a file mode: give permission bits \
+                     only, at most {MAX_SOCKET_MODE:#o}",
+                    spec.network
+                ),
+            ));
+        }
+        let mode = spec.mode.filter(|_| matches!(addr, ListenAddr::Path(_)));
+        let key = Key {
+            app: app.to_owned(),
+            network: spec.network,
+            addr,
+        };
+        Ok((key, mode))
+    }
+
+    fn kind(&self) -> SocketType {
+        match self.network {
+            Network::Tcp | Network::Unix => SocketType::STREAM,
+            Network::Udp | Network::Unixgram => SocketType::DGRAM,
+        }
+    }
+}
+
+/// The file of a unix path socket, removed when the socket closes.
+#[derive(Debug)]
+struct SocketFile {
+    path: PathBuf,
+    id: FileId,
+    owner: Option<Owner>,
+}
+
+/// A socket the master bound: closed when dropped, and its unix socket
+/// file then removed (by a helper running as the user that bound it, and
+/// only if the file is still that socket).
 #[derive(Debug)]
 pub struct Bound {
     /// The socket.
     pub fd: OwnedFd,
     /// Its local address as text.
     pub local: String,
-    /// The socket file to remove when the socket closes.
-    path: Option<PathBuf>,
+    file: Option<SocketFile>,
     /// What was asked for, when bound by [`Bound::new`].
     spec: Option<ListenSpec>,
 }
 
 impl Drop for Bound {
     fn drop(&mut self) {
-        if let Some(path) = &self.path {
-            remove_socket_file(path);
+        if let Some(file) = self.file.take() {
+            let job = Job::Unlink {
+                path: file.path,
+                file: file.id,
+            };
+            if let Err(e) = helpers::detach(&job, file.owner) {
+                log!("cannot start the helper removing a socket file: {e}");
+            }
         }
     }
 }
 
 impl Bound {
-    /// Binds `spec` (non-blocking, close-on-exec; listening if a stream).
+    /// Binds `spec` (non-blocking, close-on-exec; listening if a stream),
+    /// for an app whose instances run as `owner`.
+    ///
+    /// A unix path is bound by the path-socket helper as `owner`, and this
+    /// waits for it (at most [`PATH_SOCKET_TIMEOUT`]): it is for the sockets
+    /// of the config, bound at start and on `reread`, where blocking the
+    /// loop that long is acceptable; instances' requests do not wait.
     ///
     /// # Errors
     ///
     /// A bad address, or the bind failing, as a message naming the socket.
-    pub fn new(spec: &ListenSpec) -> Result<Bound, Failure> {
-        let addr = ListenAddr::parse(spec.network, &spec.address)
-            .map_err(|e| Failure::new(ErrorCode::BadRequest, e.to_string()))?;
-        let mode = spec.mode.filter(|_| matches!(addr, ListenAddr::Path(_)));
-        let mut bound = Bound::bind(spec.network, &addr, mode)?;
+    pub fn new(spec: &ListenSpec, owner: Option<Owner>) -> Result<Bound, Failure> {
+        let (key, mode) = Key::of("", spec)?;
+        let mut bound = match &key.addr {
+            ListenAddr::Path(path) => {
+                let fd = new_socket(&key).map_err(|e| cannot(&key, &e))?;
+                let job = Job::Bind {
+                    path: path.clone(),
+                    mode,
+                };
+                match Helper::run(&job, Some(&fd), owner, PATH_SOCKET_TIMEOUT) {
+                    Outcome::Done(Some(id)) => Bound::from_helper(&key, fd, id, owner)?,
+                    Outcome::Done(None) => return Err(cannot(&key, &"the helper gave no file")),
+                    Outcome::Failed(why) => return Err(cannot(&key, &why)),
+                }
+            }
+            _ => Bound::direct(&key)?,
+        };
         bound.spec = Some(spec.clone());
         Ok(bound)
     }
@@ -72,24 +152,44 @@ impl Bound {
         self.spec.as_ref()
     }
 
-    fn bind(network: Network, addr: &ListenAddr, mode: Option<u32>) -> Result<Bound, Failure> {
-        let fd = bind(network, addr, mode).map_err(|e| {
-            Failure::new(
-                ErrorCode::ListenFailed,
-                format!("cannot listen on {network} {addr}: {e}"),
-            )
-        })?;
+    /// Binds an IP or abstract address here (no file is involved).
+    pub fn direct(key: &Key) -> Result<Bound, Failure> {
+        let fd = bind_direct(key).map_err(|e| cannot(key, &e))?;
         let local = local_address(&fd).map_err(internal)?;
-        let path = match addr {
-            ListenAddr::Path(path) => Some(path.clone()),
-            _ => None,
-        };
         Ok(Bound {
             fd,
             local,
-            path,
+            file: None,
             spec: None,
         })
+    }
+
+    /// The socket `fd` of `key`, which a helper running as `owner` bound to
+    /// file `id`: listening from now on if a stream.
+    pub fn from_helper(
+        key: &Key,
+        fd: OwnedFd,
+        id: FileId,
+        owner: Option<Owner>,
+    ) -> Result<Bound, Failure> {
+        let ListenAddr::Path(path) = &key.addr else {
+            return Err(cannot(key, &"not a path"));
+        };
+        let mut bound = Bound {
+            fd,
+            local: path.display().to_string(),
+            file: Some(SocketFile {
+                path: path.clone(),
+                id,
+                owner,
+            }),
+            spec: None,
+        };
+        if key.kind() == SocketType::STREAM {
+            rustix::net::listen(&bound.fd, LISTEN_BACKLOG).map_err(|e| cannot(key, &e))?;
+        }
+        bound.local = local_address(&bound.fd).map_err(internal)?;
+        Ok(bound)
     }
 }
 
@@ -108,62 +208,45 @@ pub struct Listeners {
 }
 
 impl Listeners {
-    /// Gives instance `id` of `app` the socket for `spec`, binding it if this
-    /// is the first request for its key. Returns a new fd for the socket
-    /// (close-on-exec, to be sent to the instance) and its local address.
-    pub fn acquire(
+    /// Gives instance `id` the socket of `key` if it is bound already: a
+    /// new fd for it (close-on-exec, to be sent to the instance) and its
+    /// local address. `None` if it is not in the table.
+    pub fn share(
         &mut self,
-        app: &str,
+        key: &Key,
         id: u64,
-        spec: &ListenSpec,
-    ) -> Result<(OwnedFd, String), Failure> {
-        let addr = ListenAddr::parse(spec.network, &spec.address)
-            .map_err(|e| Failure::new(ErrorCode::BadRequest, e.to_string()))?;
-        let mode = spec.mode.filter(|_| matches!(addr, ListenAddr::Path(_)));
-        let key = Key {
-            app: app.to_owned(),
-            network: spec.network,
-            addr,
-        };
-        if let Some(entry) = self.entries.get_mut(&key) {
-            if mode.is_some() && mode != entry.mode {
-                return Err(Failure::new(
-                    ErrorCode::BadRequest,
-                    format!(
-                        "{} {} is already bound with mode {}; ask with the same mode",
-                        key.network,
-                        key.addr,
-                        describe_mode(entry.mode)
-                    ),
-                ));
-            }
-            let fd = entry.bound.fd.try_clone().map_err(internal)?;
-            entry.holders.insert(id);
-            return Ok((fd, entry.bound.local.clone()));
+        mode: Option<u32>,
+    ) -> Option<Result<(OwnedFd, String), Failure>> {
+        let entry = self.entries.get_mut(key)?;
+        if mode.is_some() && mode != entry.mode {
+            return Some(Err(mode_mismatch(key, entry.mode)));
         }
-        let bound = Bound::bind(key.network, &key.addr, mode)?;
-        let copy = bound.fd.try_clone().map_err(internal)?;
-        let local = bound.local.clone();
+        Some(entry.bound.fd.try_clone().map_err(internal).map(|fd| {
+            entry.holders.insert(id);
+            (fd, entry.bound.local.clone())
+        }))
+    }
+
+    /// Enters `bound` as the socket of `key`, held by `holders`.
+    pub fn insert(&mut self, key: Key, bound: Bound, mode: Option<u32>, holders: BTreeSet<u64>) {
         self.entries.insert(
             key,
             Entry {
                 bound,
                 mode,
-                holders: BTreeSet::from([id]),
+                holders,
             },
         );
-        Ok((copy, local))
+    }
+
+    /// The keys of every socket in the table.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.entries.keys()
     }
 
     /// Instance `id` of `app` no longer holds the socket for `spec`.
     pub fn release(&mut self, app: &str, id: u64, spec: &ListenSpec) -> Result<(), Failure> {
-        let addr = ListenAddr::parse(spec.network, &spec.address)
-            .map_err(|e| Failure::new(ErrorCode::BadRequest, e.to_string()))?;
-        let key = Key {
-            app: app.to_owned(),
-            network: spec.network,
-            addr,
-        };
+        let (key, _) = Key::of(app, spec)?;
         let held = self
             .entries
             .get_mut(&key)
@@ -198,6 +281,32 @@ impl Listeners {
             .count();
         u32::try_from(held).unwrap_or(u32::MAX)
     }
+
+    /// Closes every socket (the master is exiting).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+/// The refusal of a request for `key` with another mode than its socket's.
+pub fn mode_mismatch(key: &Key, mode: Option<u32>) -> Failure {
+    Failure::new(
+        ErrorCode::BadRequest,
+        format!(
+            "{} {} is already bound with mode {}; ask with the same mode",
+            key.network,
+            key.addr,
+            describe_mode(mode)
+        ),
+    )
+}
+
+/// A failure to listen on `key`, because of `why`.
+pub fn cannot(key: &Key, why: &dyn std::fmt::Display) -> Failure {
+    Failure::new(
+        ErrorCode::ListenFailed,
+        format!("cannot listen on {} {}: {why}", key.network, key.addr),
+    )
 }
 
 fn internal(e: io::Error) -> Failure {
@@ -208,84 +317,42 @@ fn describe_mode(mode: Option<u32>) -> String {
     mode.map_or_else(|| "default".to_owned(), |m| format!("{m:#o}"))
 }
 
-/// Creates, binds and (for stream sockets) listens on a new non-blocking,
-/// close-on-exec socket.
-fn bind(network: Network, addr: &ListenAddr, mode: Option<u32>) -> io::Result<OwnedFd> {
-    let kind = match network {
-        Network::Tcp | Network::Unix => SocketType::STREAM,
-        Network::Udp | Network::Unixgram => SocketType::DGRAM,
+/// A new non-blocking, close-on-exec socket for `key`, not bound yet.
+pub fn new_socket(key: &Key) -> io::Result<OwnedFd> {
+    let family = match &key.addr {
+        ListenAddr::Inet(SocketAddr::V4(_)) => AddressFamily::INET,
+        ListenAddr::Inet(SocketAddr::V6(_)) => AddressFamily::INET6,
+        ListenAddr::Path(_) | ListenAddr::Abstract(_) => AddressFamily::UNIX,
     };
     let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
-    let fd = match addr {
+    Ok(rustix::net::socket_with(family, key.kind(), flags, None)?)
+}
+
+/// Creates, binds and (for stream sockets) listens on a socket for an IP
+/// or abstract address.
+fn bind_direct(key: &Key) -> io::Result<OwnedFd> {
+    let fd = new_socket(key)?;
+    match &key.addr {
         ListenAddr::Inet(sa) => {
-            let family = match sa {
-                SocketAddr::V4(_) => AddressFamily::INET,
-                SocketAddr::V6(_) => AddressFamily::INET6,
-            };
-            let fd = rustix::net::socket_with(family, kind, flags, None)?;
-            if kind == SocketType::STREAM {
+            if key.kind() == SocketType::STREAM {
                 rustix::net::sockopt::set_socket_reuseaddr(&fd, true)?;
             }
             rustix::net::bind(&fd, sa)?;
-            fd
-        }
-        ListenAddr::Path(path) => {
-            clear_stale_socket(path, kind)?;
-            let fd = rustix::net::socket_with(AddressFamily::UNIX, kind, flags, None)?;
-            rustix::net::bind(&fd, &SocketAddrUnix::new(path.as_path())?)?;
-            if let Some(mode) = mode
-                && let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(mode))
-            {
-                remove_socket_file(path);
-                return Err(e);
-            }
-            fd
         }
         ListenAddr::Abstract(name) => {
-            let fd = rustix::net::socket_with(AddressFamily::UNIX, kind, flags, None)?;
             rustix::net::bind(&fd, &SocketAddrUnix::new_abstract_name(name)?)?;
-            fd
         }
-    };
-    if kind == SocketType::STREAM {
+        ListenAddr::Path(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a unix path is bound by the path-socket helper",
+            ));
+        }
+    }
+    if key.kind() == SocketType::STREAM {
         rustix::net::listen(&fd, LISTEN_BACKLOG)?;
     }
     Ok(fd)
-}
-
-/// Removes a unix socket file left by a process that is gone, so binding
-/// does not fail with "address in use". A live socket or a file that is not
-/// a socket is left alone and binding reports the error.
-fn clear_stale_socket(path: &Path, kind: SocketType) -> io::Result<()> {
-    let Ok(meta) = fs::symlink_metadata(path) else {
-        return Ok(());
-    };
-    if !meta.file_type().is_socket() {
-        return Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            "the path exists and is not a socket",
-        ));
-    }
-    let live = if kind == SocketType::STREAM {
-        UnixStream::connect(path).is_ok()
-    } else {
-        std::os::unix::net::UnixDatagram::unbound()
-            .and_then(|s| s.connect(path))
-            .is_ok()
-    };
-    if live {
-        return Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "another process is listening on it",
-        ));
-    }
-    fs::remove_file(path)
-}
-
-fn remove_socket_file(path: &Path) {
-    if fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket()) {
-        let _ = fs::remove_file(path);
-    }
 }
 
 /// The socket's local address as text: `IP:PORT`, a path, or `@name`.
@@ -318,18 +385,36 @@ mod tests {
         }
     }
 
+    /// What the event loop does for an IP or abstract address.
+    fn acquire(
+        table: &mut Listeners,
+        app: &str,
+        id: u64,
+        spec: &ListenSpec,
+    ) -> Result<(OwnedFd, String), Failure> {
+        let (key, mode) = Key::of(app, spec)?;
+        if let Some(shared) = table.share(&key, id, mode) {
+            return shared;
+        }
+        let bound = Bound::direct(&key)?;
+        let copy = bound.fd.try_clone().unwrap();
+        let local = bound.local.clone();
+        table.insert(key, bound, mode, BTreeSet::from([id]));
+        Ok((copy, local))
+    }
+
     #[test]
     fn same_key_gets_same_socket_until_nobody_holds_it() {
         let mut table = Listeners::default();
         let tcp = spec(Network::Tcp, "127.0.0.1:0");
-        let (a, local_a) = table.acquire("web", 1, &tcp).unwrap();
-        let (b, local_b) = table.acquire("web", 2, &tcp).unwrap();
+        let (a, local_a) = acquire(&mut table, "web", 1, &tcp).unwrap();
+        let (b, local_b) = acquire(&mut table, "web", 2, &tcp).unwrap();
         assert_eq!(local_a, local_b);
         let ino = |fd: &OwnedFd| rustix::fs::fstat(fd).unwrap().st_ino;
         assert_eq!(ino(&a), ino(&b));
         assert_eq!(table.held_by("web", 1), 1);
         // Another app asking for the same address gets its own socket.
-        let (c, local_c) = table.acquire("api", 1, &tcp).unwrap();
+        let (c, local_c) = acquire(&mut table, "api", 1, &tcp).unwrap();
         assert_ne!(ino(&a), ino(&c));
         assert_ne!(local_a, local_c);
         table.release_instance("web", 1);
@@ -343,13 +428,9 @@ mod tests {
     fn abstract_and_datagram_sockets_bind() {
         let mut table = Listeners::default();
         let name = format!("@ally-test-{}", std::process::id());
-        let (_, local) = table
-            .acquire("a", 1, &spec(Network::Unixgram, &name))
-            .unwrap();
+        let (_, local) = acquire(&mut table, "a", 1, &spec(Network::Unixgram, &name)).unwrap();
         assert_eq!(local, name);
-        let (fd, _) = table
-            .acquire("a", 1, &spec(Network::Udp, "127.0.0.1:0"))
-            .unwrap();
+        let (fd, _) = acquire(&mut table, "a", 1, &spec(Network::Udp, "127.0.0.1:0")).unwrap();
         assert_eq!(
             rustix::net::sockopt::socket_type(&fd).unwrap(),
             SocketType::DGRAM
@@ -359,10 +440,19 @@ mod tests {
     #[test]
     fn bad_address_is_a_clear_error() {
         let mut table = Listeners::default();
-        let err = table
-            .acquire("a", 1, &spec(Network::Tcp, "localhost:80"))
-            .unwrap_err();
+        let err = acquire(&mut table, "a", 1, &spec(Network::Tcp, "localhost:80")).unwrap_err();
         assert_eq!(err.code, ErrorCode::BadRequest);
         assert!(err.message.contains("IP:PORT"), "{}", err.message);
+    }
+
+    #[test]
+    fn a_mode_above_0o777_is_refused() {
+        let mut asked = spec(Network::Unix, "/run/x.sock");
+        asked.mode = Some(0o1777);
+        let err = Key::of("a", &asked).unwrap_err();
+        assert_eq!(err.code, ErrorCode::BadRequest);
+        assert!(err.message.contains("0o1777"), "{}", err.message);
+        asked.mode = Some(0o777);
+        assert_eq!(Key::of("a", &asked).unwrap().1, Some(0o777));
     }
 }

@@ -12,18 +12,22 @@ mod conn;
 mod control;
 mod control_socket;
 mod event_loop;
+mod helpers;
 mod instance;
 mod limits;
 mod lines;
 mod listeners;
+mod listening;
 mod log;
 mod logs;
 mod notify;
 mod outbox;
+mod path_socket;
 mod proc_stats;
 mod requests;
 mod reread;
 mod runtime;
+mod scope;
 mod sd_notify;
 mod shared_state;
 mod signals;
@@ -92,11 +96,15 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    // The shim must run before anything else: the sockets it passes on sit
-    // at fds 3.. and must stay open across its exec.
+    // The shim and the helper must run before anything else: the sockets
+    // they are given sit at fds 3.. and must stay open.
     let mut raw = std::env::args_os();
-    if raw.nth(1).is_some_and(|a| a == instance::LISTEN_PID_SHIM) {
-        return exec_with_listen_pid(raw.collect());
+    match raw.nth(1) {
+        Some(a) if a == instance::LISTEN_PID_SHIM => return exec_with_listen_pid(raw.collect()),
+        Some(a) if a == path_socket::HELPER_ARG => {
+            return path_socket::main(&raw.collect::<Vec<_>>());
+        }
+        _ => {}
     }
     if let Err(e) = sys::cloexec_inherited_fds() {
         eprintln!("ally-master: cannot list inherited file descriptors: {e}");

@@ -26,7 +26,9 @@ impl Master {
             };
             // At most REQUESTS_PER_TURN, so other clients are served too;
             // the event loop comes back for the rest.
-            conn.backlog = handled >= REQUESTS_PER_TURN;
+            // And none while the peer leaves its answers unread: its
+            // requests wait in its buffer, and it is not read meanwhile.
+            conn.backlog = handled >= REQUESTS_PER_TURN || conn.output_stalled();
             if conn.backlog {
                 return;
             }
@@ -66,13 +68,10 @@ impl Master {
             return;
         }
         let peer = if hello.version != PROTOCOL_VERSION {
-            Err(Failure::new(
-                ErrorCode::VersionMismatch,
-                format!(
-                    "this master speaks protocol {PROTOCOL_VERSION}, the client speaks {}; \
-                     use ally-ctl and the ally library from the same release as the master",
-                    hello.version
-                ),
+            Err(version_mismatch(
+                hello.version,
+                "the client",
+                "use ally-ctl from the same release as the master",
             ))
         } else {
             match hello.role {
@@ -106,13 +105,10 @@ impl Master {
             return;
         }
         let peer = if hello.version != PROTOCOL_VERSION {
-            Err(Failure::new(
-                ErrorCode::VersionMismatch,
-                format!(
-                    "this master speaks protocol {PROTOCOL_VERSION}, {app}#{instance}'s ally \
-                     library speaks {}; rebuild the service against the ally release of the master",
-                    hello.version
-                ),
+            Err(version_mismatch(
+                hello.version,
+                &format!("{app}#{instance}'s ally library"),
+                "rebuild the service against the ally release of the master",
             ))
         } else if hello.role != Role::Instance {
             Err(Failure::new(
@@ -199,12 +195,10 @@ impl Master {
             return;
         }
         let (reply, fds) = match req {
-            InstanceRequest::Listen(spec) => match self.listeners.acquire(app_name, id, &spec) {
-                Ok((fd, local)) => (InstanceResponse::Listening { fds: 1, local }, vec![fd]),
-                Err(failure) => {
-                    log!("{app_name}#{id}: {}", failure.message);
-                    (InstanceResponse::Error(failure), Vec::new())
-                }
+            InstanceRequest::Listen(spec) => match self.on_listen(conn, app_index, id, &spec) {
+                Some(answer) => answer,
+                // Answered once the path-socket helper reports.
+                None => return,
             },
             InstanceRequest::Unlisten(spec) => match self.listeners.release(app_name, id, &spec) {
                 Ok(()) => (InstanceResponse::Done, Vec::new()),
@@ -272,4 +266,15 @@ impl Master {
         };
         self.send(conn, &reply, fds);
     }
+}
+
+/// The refusal of a hello in protocol `version`, spoken by `client`, with
+/// what to do about it.
+fn version_mismatch(version: u32, client: &str, advice: &str) -> Failure {
+    Failure::new(
+        ErrorCode::VersionMismatch,
+        format!(
+            "this master speaks protocol {PROTOCOL_VERSION}, {client} speaks {version}; {advice}"
+        ),
+    )
 }

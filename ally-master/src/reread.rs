@@ -18,6 +18,7 @@ use crate::event_loop::Master;
 use crate::listeners::Bound;
 use crate::log;
 use crate::logs::AppLog;
+use crate::scope;
 
 impl Master {
     /// Applies the config file as it is now; returns a summary.
@@ -44,11 +45,16 @@ impl Master {
         for app in &config.apps {
             let known = self.apps.iter().find(|a| a.name() == app.name);
             let mut fresh = Vec::new();
+            let mut owner = None;
             for decl in &app.listen {
                 let held = known
                     .is_some_and(|a| a.sockets.iter().any(|(_, b)| b.spec() == Some(&decl.spec)));
                 if !held {
-                    fresh.push(Bound::new(&decl.spec)?);
+                    let owner = match owner {
+                        Some(owner) => owner,
+                        None => *owner.insert(scope::owner_for_config_sockets(app)?),
+                    };
+                    fresh.push(Bound::new(&decl.spec, owner)?);
                 }
             }
             staged.push(fresh);

@@ -30,6 +30,8 @@ mod hostile;
 mod interop;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
+#[path = "e2e/listen_scope.rs"]
+mod listen_scope;
 #[path = "e2e/logs.rs"]
 mod logs;
 #[path = "e2e/notify_socket.rs"]

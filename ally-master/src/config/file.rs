@@ -208,6 +208,17 @@ fn app_config(
             .map(|l| l.0)
             .collect(),
         ready: app.ready.map_or(DEFAULT_READY, |r| r.0),
+        privileged_ports: {
+            let mut ports: Vec<u16> = app
+                .privileged_ports
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| p.0)
+                .collect();
+            ports.sort_unstable();
+            ports.dedup();
+            ports
+        },
         log: match app.log {
             None => LogTarget::Default,
             Some(LogValue::Inherit) => LogTarget::Inherit,

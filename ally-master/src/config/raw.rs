@@ -10,7 +10,7 @@ use toml::Spanned;
 
 use super::interop::{ListenValue, ReadyValue};
 use super::value::{
-    AppName, Command, Count, EnvName, EnvValue, Factor, IncludePattern, LogValue, PathValue,
+    AppName, Command, Count, EnvName, EnvValue, Factor, IncludePattern, LogValue, PathValue, Port,
     Positive, Principal, StopSignal, Timeout,
 };
 
@@ -91,6 +91,8 @@ pub struct RawApp {
     pub group: Option<Principal<true>>,
     /// `log`.
     pub log: Option<LogValue>,
+    /// `privileged_ports`.
+    pub privileged_ports: Option<Vec<Port>>,
 }
 
 /// An `[app.restart]` table.

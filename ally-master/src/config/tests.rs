@@ -106,6 +106,7 @@ fn defaults() {
             group: None,
             listen: Vec::new(),
             ready: ReadyMode::Lib,
+            privileged_ports: Vec::new(),
             log: LogTarget::Default,
         }]
     );
@@ -174,7 +175,7 @@ fn rejects_unknown_keys() {
         "4:1: unknown field `restarts`, expected one of `name`, `command`, `cwd`, `env`, \
          `ready_timeout`, `stop_timeout`, `request_timeout`, `stop_signal`, `max_cache_entries`, `max_cache_bytes`, \
          `max_atomics`, `max_locks`, `autostart`, `restart`, `max_draining`, `listen`, `ready`, `inherit_env`, \
-         `user`, `group`, `log`"
+         `user`, `group`, `log`, `privileged_ports`"
     );
     assert_eq!(
         err("[master]\nsockets = \"x\"\n"),

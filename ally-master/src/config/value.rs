@@ -248,6 +248,25 @@ impl<'de> Deserialize<'de> for Factor {
     }
 }
 
+/// A port of `privileged_ports`: a whole number from 1 to 65535.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Port(pub u16);
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = i64::deserialize(d)?;
+        u16::try_from(n)
+            .ok()
+            .filter(|&n| n > 0)
+            .map(Port)
+            .ok_or_else(|| {
+                de::Error::custom(format!(
+                    "invalid port {n}: must be a whole number from 1 to 65535"
+                ))
+            })
+    }
+}
+
 /// A count that may be zero: a whole number from 0 to `u32::MAX`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Count(pub u32);

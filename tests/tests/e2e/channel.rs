@@ -221,3 +221,50 @@ fn sigkill_of_the_master_makes_its_instances_drain_and_exit_0() {
     let head = request(&mut keep_alive(addr));
     assert!(head.starts_with("http/1.1 200"), "{head}");
 }
+
+/// An instance that asks for every connection it can and pipelines large
+/// answers on all of them without reading one: it gets the per-instance
+/// limit, the master's memory stays bounded, and `ally-ctl` is served.
+#[test]
+fn a_greedy_instance_gets_its_connection_limit_and_bounded_buffers() {
+    const MAX_RSS_KIB: u64 = 120 << 10;
+    let dir = TestDir::new("channel_greedy");
+    let greedy = Layout::of_current_exe()
+        .profile_dir()
+        .join("greedy-instance");
+    let script = write_script(
+        dir.path(),
+        "greedy",
+        &format!("exec '{}' 6\n", greedy.display()),
+    );
+    let app = AppConfig::new("greedy", &script).ready_timeout("1h");
+    let master = Master::start_with(bins(), &dir, &config_toml(&[app]));
+    let line = master.wait_for_log("greedy-instance: ", Duration::from_secs(20));
+    assert!(
+        line.contains("greedy-instance: 19 connections, then:")
+            && line.contains("the most one instance may have"),
+        "{line}\n{}",
+        master.log_tail()
+    );
+    let mut max_rss = 0;
+    let mut slowest = Duration::ZERO;
+    let started = Instant::now();
+    while !master.log().contains("greedy-instance: sent") {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            master.log_tail()
+        );
+        max_rss = max_rss.max(ally_tests::vitals::rss_kib(master.pid()));
+        let asked = Instant::now();
+        master.assert_exit(&master.ctl(&["list"]), 0);
+        slowest = slowest.max(asked.elapsed());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("greedy instance: master VmRSS at most {max_rss} KiB, slowest list {slowest:?}");
+    assert!(
+        max_rss < MAX_RSS_KIB,
+        "the master's VmRSS reached {max_rss} KiB"
+    );
+    assert!(slowest < Duration::from_secs(5), "a list took {slowest:?}");
+}
