@@ -24,11 +24,12 @@ use crate::{style, table};
             INSTANCE is an instance's id, * if it is main, and its state (starting,\n\
             main, draining, killed) with the time left before it is killed if it is\n\
             starting or draining. TASKS, VERSION and COMMIT are what it reports.\n\
-            An app's last error, its next start after a crash and a reload in\n\
-            progress show on the lines below it. --json prints one object:\n\
+            An app's last error, its next start after a crash, a reload in\n\
+            progress and output lines dropped by a slow log sink show on the lines\n\
+            below it. --json prints one object:\n\
             {{\"apps\":[{{\"name\", \"state\", \"backoff_until_unix_ms\" (backoff only),\n\
             \"restarts\", \"main\", \"reloading\", \"queued_reloads\", \"last_error\",\n\
-            \"instances\":[{{\"id\", \"pid\", \"state\", \"started_unix_ms\",\n\
+            \"dropped_lines\", \"instances\":[{{\"id\", \"pid\", \"state\", \"started_unix_ms\",\n\
             \"deadline_unix_ms\", \"listeners\", \"tasks\", \"version\", \"commit\",\n\
             \"text\", \"cpu_ms\", \"rss_bytes\", \"uid\"}}]}}]}}\n\
             with times in milliseconds since the Unix epoch and absent values as null."

@@ -337,4 +337,16 @@ worker  backoff  -                 -     -       -       -      -     -      -  
             assert!(line.chars().count() <= 100, "{} wide: {line}", line.len());
         }
     }
+
+    #[test]
+    fn dropped_lines_get_a_note() {
+        let mut web = app("web", AppState::Running, vec![]);
+        assert!(!render(&[web.clone()], 0, false).contains("dropped"));
+        web.dropped_lines = 42;
+        let out = render(&[web], 0, false);
+        assert!(
+            out.contains("42 output line(s) dropped: log sink too slow"),
+            "{out}"
+        );
+    }
 }
