@@ -159,16 +159,18 @@ pub const NOTIFY_BIND_ATTEMPTS: usize = 4;
 /// Most bytes read from one output pipe of an instance per loop turn
 /// (one read). Poll is level-triggered: the rest is read on the next
 /// turns, after every other pipe, connection and timer had its turn; an
-/// app writing faster than that waits on its full pipe. 16 KiB of
-/// one-byte lines is 8192 lines to log, a few milliseconds: a turn stays
-/// short even with several apps flooding.
-pub const OUTPUT_BYTES_PER_TURN: usize = 16 << 10;
+/// app writing faster than that waits on its full pipe. 8 KiB of
+/// one-byte lines is 4096 lines to log, a millisecond or two: a turn
+/// stays short even with several apps flooding, and the control socket
+/// answers within a few turns.
+pub const OUTPUT_BYTES_PER_TURN: usize = 8 << 10;
 
 /// Most bytes read from each output pipe of an instance once it has
-/// exited (the pipe's largest size an unprivileged process can ask for):
-/// its last words are kept, but a helper it left behind that goes on
-/// writing cannot hold the loop. Whatever is left is lost with the pipe.
-pub const OUTPUT_BYTES_AT_EXIT: usize = 1 << 20;
+/// exited: a pipe's default capacity, so its last words are kept (unless
+/// it enlarged its pipe and filled it), while a helper it left behind that
+/// goes on writing cannot hold the loop. Whatever is left is lost with
+/// the pipe.
+pub const OUTPUT_BYTES_AT_EXIT: usize = 64 << 10;
 
 /// Most bytes queued for one log file's writer thread. A line that finds
 /// the queue full is dropped and counted; a marker line with the count
