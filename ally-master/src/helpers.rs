@@ -5,10 +5,10 @@
 //! is still its own.
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use rustix::process::{Pid, Signal, WaitOptions};
 
 use crate::limits::{HELPER_EXIT_POLL, MAX_HELPER_REPORT};
 use crate::path_socket::{HELPER_ARG, Job, Outcome};
-use crate::sys;
+use crate::spawn;
 
 /// Pids of helpers spawned and not yet reaped. The master is one thread;
 /// the lock only makes the record a safe static.
@@ -176,38 +176,28 @@ fn spawn(
     owner: Option<Owner>,
     report: bool,
 ) -> io::Result<(Pid, Option<OwnedFd>)> {
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg(HELPER_ARG)
-        .args(job.args())
-        .env_clear()
+    let mut helper_args = vec![OsString::from(HELPER_ARG)];
+    helper_args.extend(job.args());
+    let setup = spawn::Setup {
+        fds: socket.map(AsFd::as_fd).into_iter().collect(),
+        identity: owner.map(|o| (o.uid, o.gid)),
+        ..spawn::Setup::default()
+    };
+    let (mut cmd, inherited) = spawn::command("/proc/self/exe".as_ref(), &helper_args, &setup)?;
+    // Its stderr is the master's: where the launcher says why it could not
+    // run the helper as `owner`.
+    cmd.env_clear()
         .current_dir("/")
-        .stdin(Stdio::null());
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
     if report {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::null());
+        cmd.stdout(Stdio::piped());
     } else {
-        cmd.stdout(Stdio::null()).stderr(Stdio::inherit());
+        cmd.stdout(Stdio::null());
     }
-    if let Some(owner) = owner {
-        cmd.uid(owner.uid).gid(owner.gid);
-    }
-    let pass = socket
-        .map(|s| sys::dup_above(s, 1))
-        .transpose()?
-        .into_iter()
-        .collect();
-    sys::prepare_child(&mut cmd, None, pass);
     let mut record = outstanding();
-    let mut child = cmd.spawn().map_err(|e| match (e.kind(), owner) {
-        (io::ErrorKind::PermissionDenied, Some(owner)) => io::Error::new(
-            e.kind(),
-            format!(
-                "{e}: the ally-master binary (and the directories above it) must be \
-                 executable by uid {}",
-                owner.uid
-            ),
-        ),
-        _ => e,
-    })?;
+    let mut child = cmd.spawn()?;
+    drop(inherited);
     let raw = i32::try_from(child.id()).map_err(|_| io::Error::other("pid out of range"))?;
     let pid = Pid::from_raw(raw).ok_or_else(|| io::Error::other("child has pid 0"))?;
     record.insert(raw);

@@ -5,9 +5,8 @@ use std::collections::VecDeque;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ally_proto::{InstanceState, Report, env};
@@ -18,13 +17,9 @@ use crate::limits::{READ_CHUNK, STDERR_TAIL_LINES};
 use crate::lines::Splitter;
 use crate::listeners::Bound;
 use crate::notify::NotifySocket;
+use crate::spawn;
 use crate::sys::{self, PeerCred};
 use crate::users;
-
-/// The argument that makes `ally-master` the exec shim of an instance
-/// with sockets to hand over: `ally-master --exec-with-listen-pid PROGRAM
-/// ARGS...` sets `LISTEN_PID` to its own pid and executes `PROGRAM`.
-pub const LISTEN_PID_SHIM: &str = "--exec-with-listen-pid";
 
 /// What every instance is started with, whatever its app.
 #[derive(Debug, Clone)]
@@ -154,30 +149,25 @@ impl Instance {
             .command
             .split_first()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-        // With sockets to hand over, the master itself runs first, as a shim
-        // that only sets LISTEN_PID to its pid (which exec keeps) and execs
-        // the command: the child's pid is not known before the fork.
-        let mut cmd = if sockets.is_empty() {
-            Command::new(program)
-        } else {
-            let mut shim = Command::new("/proc/self/exe");
-            shim.arg(LISTEN_PID_SHIM).arg(program);
-            shim
-        };
+        let identity = users::resolve(app.user.as_deref(), app.group.as_deref())
+            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
         // The sockets go to 3.., the instance's channel right after them
-        // (clear of the LISTEN_FDS range socket-activated programs count).
+        // (clear of the LISTEN_FDS range socket-activated programs count),
+        // placed by the launcher, which also sets LISTEN_PID: the child's
+        // pid is not known before it exists.
         let (channel, theirs) = UnixStream::pair()?;
-        let passed = sockets.len() + 1;
-        let mut pass = Vec::with_capacity(passed);
-        for (_, bound) in sockets {
-            pass.push(sys::dup_above(&bound.fd, passed)?);
-        }
-        pass.push(sys::dup_above(&theirs, passed)?);
-        drop(theirs);
+        let mut fds: Vec<_> = sockets.iter().map(|(_, bound)| bound.fd.as_fd()).collect();
+        fds.push(theirs.as_fd());
+        let setup = spawn::Setup {
+            fds,
+            listen_pid: !sockets.is_empty(),
+            nofile: launch.fd_limit,
+            identity: identity.as_ref().map(|who| (who.uid, who.gid)),
+        };
+        let (mut cmd, inherited) = spawn::command(program.as_ref(), args, &setup)?;
         let channel_fd = sys::FIRST_PASSED_FD + i32::try_from(sockets.len()).unwrap_or(i32::MAX);
         let notify = NotifySocket::bind(&app.name, id)?;
-        cmd.args(args)
-            .current_dir(&app.cwd)
+        cmd.current_dir(&app.cwd)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -189,15 +179,10 @@ impl Instance {
         for var in env::ALL {
             cmd.env_remove(var);
         }
-        let identity = users::resolve(app.user.as_deref(), app.group.as_deref())
-            .map_err(|e| io::Error::new(io::ErrorKind::PermissionDenied, e))?;
-        if let Some(who) = &identity {
-            cmd.uid(who.uid).gid(who.gid);
-            if app.user.is_some() {
-                cmd.env("USER", &who.name)
-                    .env("LOGNAME", &who.name)
-                    .env("HOME", &who.home);
-            }
+        if let Some(who) = identity.as_ref().filter(|_| app.user.is_some()) {
+            cmd.env("USER", &who.name)
+                .env("LOGNAME", &who.name)
+                .env("HOME", &who.home);
         }
         cmd.envs(&app.env)
             .env(env::CHANNEL_FD, channel_fd.to_string())
@@ -218,8 +203,8 @@ impl Instance {
             cmd.env("LISTEN_FDS", sockets.len().to_string())
                 .env("LISTEN_FDNAMES", names.join(":"));
         }
-        sys::prepare_child(&mut cmd, launch.fd_limit, pass);
         let mut child = cmd.spawn()?;
+        drop((inherited, theirs));
         channel.set_nonblocking(true)?;
         let started = Instant::now();
         let pid =

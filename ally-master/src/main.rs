@@ -33,6 +33,7 @@ mod shared_state;
 mod signals;
 mod sink;
 mod slots;
+mod spawn;
 mod sys;
 mod tally;
 mod users;
@@ -96,11 +97,11 @@ impl Failure {
 }
 
 fn main() -> ExitCode {
-    // The shim and the helper must run before anything else: the sockets
-    // they are given sit at fds 3.. and must stay open.
+    // The launcher and the helper must run before anything else: the
+    // descriptors they are given must stay open.
     let mut raw = std::env::args_os();
     match raw.nth(1) {
-        Some(a) if a == instance::LISTEN_PID_SHIM => return exec_with_listen_pid(raw.collect()),
+        Some(a) if a == spawn::LAUNCH_ARG => return spawn::launch(&raw.collect::<Vec<_>>()),
         Some(a) if a == path_socket::HELPER_ARG => {
             return path_socket::main(&raw.collect::<Vec<_>>());
         }
@@ -197,24 +198,4 @@ fn run(args: Args, config_path: &std::path::Path) -> Result<(), Failure> {
     master
         .run()
         .map_err(|e| Failure::Runtime(format!("event loop failed: {e}")))
-}
-
-/// The shim of [`instance::LISTEN_PID_SHIM`]: executes `argv` with
-/// `LISTEN_PID` set to this process's pid, which the program keeps.
-fn exec_with_listen_pid(argv: Vec<std::ffi::OsString>) -> ExitCode {
-    use std::os::unix::process::CommandExt;
-
-    let Some((program, args)) = argv.split_first() else {
-        eprintln!("ally-master: {} needs a program", instance::LISTEN_PID_SHIM);
-        return ExitCode::from(2);
-    };
-    let error = std::process::Command::new(program)
-        .args(args)
-        .env("LISTEN_PID", std::process::id().to_string())
-        .exec();
-    eprintln!(
-        "ally-master: cannot execute {}: {error}",
-        program.to_string_lossy()
-    );
-    ExitCode::from(127)
 }

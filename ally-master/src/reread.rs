@@ -3,7 +3,9 @@
 //! The new file is parsed and every new log file opened before anything
 //! changes, so an invalid config (or an unwritable log) changes nothing.
 //! Then: apps that appeared start (if `autostart`); apps that disappeared
-//! are stopped and forgotten once their last instance exits; apps whose
+//! are stopped and forgotten once their last instance exits (one added
+//! back before that is supervised again at once, a new instance started
+//! beside the draining ones, and counts as added); apps whose
 //! settings changed take them from their next start (a running instance
 //! keeps the command, environment and deadlines it was started with);
 //! untouched apps are not disturbed at all. `[master]` settings apply when
@@ -72,6 +74,20 @@ impl Master {
         for new in config.apps {
             let fresh = staged.next().unwrap_or_default();
             match self.apps.iter_mut().find(|a| a.name() == new.name) {
+                // Removed by an earlier reread and still stopping: back in
+                // the config, so supervised again rather than forgotten.
+                Some(app) if app.is_retired() => {
+                    let old = std::mem::take(&mut app.sockets);
+                    app.sockets = assemble(&new, old, fresh);
+                    if app.config.log != new.log
+                        && let Some(log) = opened.next()
+                    {
+                        app.log = log;
+                    }
+                    added.push(new.name.clone());
+                    app.config = new;
+                    app.readmit(&self.launch, &mut notices);
+                }
                 Some(app) if app.config == new => {}
                 Some(app) => {
                     let old = std::mem::take(&mut app.sockets);

@@ -3,55 +3,63 @@
 
 use std::mem::ManuallyDrop;
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 
 use rustix::process::{Resource, Rlimit};
-
-/// Prepares the child started by `cmd`, between fork and exec:
-///
-/// - makes it a session leader (`setsid(2)`), so it has its own process
-///   group: signals for the master's terminal do not reach it, and the
-///   master can signal its whole group;
-/// - gives it back the file-descriptor limit the master started with
-///   (`setrlimit(2)`), since the master raises its own (see
-///   [`raise_fd_limit`]) and programs using `select(2)` break above 1024.
-///
-/// `pass` are sockets to hand over at fds 3, 4, ... (systemd's socket
-/// activation layout). They must all be numbered at or above
-/// `3 + pass.len()`, so that placing one never overwrites another: see
-/// [`dup_above`].
-pub fn prepare_child(cmd: &mut Command, fd_limit: Option<Rlimit>, pass: Vec<OwnedFd>) {
-    // SAFETY: the closure runs in the forked child before exec; it calls only
-    // setsid(2), setrlimit(2) and dup2(2), which are async-signal-safe, and
-    // allocates nothing (`fd_limit` and `pass` are moved in). The targets
-    // 3.. are wrapped in `ManuallyDrop`, so nothing is closed twice: dup2
-    // replaces whatever the number held, and exec keeps the result (dup2
-    // clears close-on-exec on the new descriptor).
-    unsafe {
-        cmd.pre_exec(move || {
-            rustix::process::setsid()?;
-            if let Some(limit) = fd_limit {
-                rustix::process::setrlimit(Resource::Nofile, limit)?;
-            }
-            for (index, fd) in pass.iter().enumerate() {
-                let target = FIRST_PASSED_FD + index as i32;
-                let mut target = ManuallyDrop::new(OwnedFd::from_raw_fd(target));
-                rustix::io::dup2(fd, &mut target)?;
-            }
-            Ok(())
-        });
-    }
-}
 
 /// The first descriptor number of sockets handed over (`SD_LISTEN_FDS_START`).
 pub const FIRST_PASSED_FD: i32 = 3;
 
-/// A close-on-exec duplicate of `fd` numbered at least `3 + count`, for
-/// [`prepare_child`].
-pub fn dup_above(fd: impl AsFd, count: usize) -> std::io::Result<OwnedFd> {
+/// A duplicate of `fd` numbered at least `3 + count` and **not**
+/// close-on-exec, for the launcher to inherit (see [`crate::spawn`]), which
+/// places it with [`place_passed_fds`]. The master is one thread and drops
+/// it right after the spawn, so no other child inherits it.
+pub fn dup_inheritable_above(fd: impl AsFd, count: usize) -> std::io::Result<OwnedFd> {
     let min = FIRST_PASSED_FD.saturating_add(i32::try_from(count).unwrap_or(i32::MAX));
-    Ok(rustix::io::fcntl_dupfd_cloexec(fd, min)?)
+    let dup = rustix::io::fcntl_dupfd_cloexec(fd, min)?;
+    rustix::io::fcntl_setfd(&dup, rustix::io::FdFlags::empty())?;
+    Ok(dup)
+}
+
+/// The number of `fd`, for the launcher's command line.
+pub fn fd_number(fd: &OwnedFd) -> String {
+    use std::os::fd::AsRawFd;
+    fd.as_raw_fd().to_string()
+}
+
+/// In the launcher: moves the inherited descriptors `fds` (numbers from its
+/// command line) to 3, 4, ... in order, and closes the originals, so the
+/// program gets exactly systemd's layout.
+///
+/// # Errors
+///
+/// If a number is below `3 + fds.len()` (placing one could overwrite
+/// another) or not open, or `dup2` fails.
+pub fn place_passed_fds(fds: &[i32]) -> std::io::Result<()> {
+    let floor = FIRST_PASSED_FD.saturating_add(i32::try_from(fds.len()).unwrap_or(i32::MAX));
+    if let Some(low) = fds.iter().find(|&&fd| fd < floor) {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("descriptor {low} is below {floor}"),
+        ));
+    }
+    for (index, &raw) in fds.iter().enumerate() {
+        let target = FIRST_PASSED_FD + index as i32;
+        // SAFETY: the master passed descriptor `raw` to the launcher, which
+        // is one thread and has no other use for it; it is only borrowed
+        // here, and checked open by dup2 (EBADF otherwise).
+        let source = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+        // SAFETY: `target` is below every passed number, so it is none of
+        // them, and the launcher owns nothing else there (it opened nothing
+        // yet); `ManuallyDrop` keeps it open, as dup2 leaves it.
+        let mut target = ManuallyDrop::new(unsafe { OwnedFd::from_raw_fd(target) });
+        rustix::io::dup2(source, &mut target)?;
+    }
+    for &raw in fds {
+        // SAFETY: each original was passed for the launcher alone and is now
+        // placed at its target: closing it once, here, is its only close.
+        drop(unsafe { OwnedFd::from_raw_fd(raw) });
+    }
+    Ok(())
 }
 
 /// `setrlimit(RLIMIT_NOFILE)` — raises the master's soft limit on open files

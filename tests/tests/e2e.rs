@@ -52,6 +52,8 @@ mod shutdown;
 mod soak;
 #[path = "e2e/sockets.rs"]
 mod sockets;
+#[path = "e2e/spawn.rs"]
+mod spawn;
 #[path = "e2e/state.rs"]
 mod state;
 #[path = "e2e/supervise.rs"]

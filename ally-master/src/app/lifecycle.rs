@@ -128,6 +128,34 @@ impl App {
         }
     }
 
+    /// The app, removed from the config and still stopping, is in it again
+    /// (`reread`): it is supervised again — started at once, beside its
+    /// draining instances, unless `autostart = false` keeps it stopped —
+    /// instead of being forgotten when they exit. `stop` clients still
+    /// waiting hear that the stop was overtaken.
+    pub fn readmit(&mut self, launch: &Launch, out: &mut Vec<Notice>) {
+        self.retired = false;
+        if self.shutting_down || !self.config.autostart {
+            return;
+        }
+        let why = format!(
+            "{} was added back to the config and starts again",
+            self.config.name
+        );
+        for conn in std::mem::take(&mut self.stop_waiters) {
+            out.push(Notice::Control {
+                conn,
+                response: ControlResponse::Error(Failure::new(ErrorCode::BadRequest, why.clone())),
+            });
+        }
+        self.down = false;
+        self.failed = false;
+        self.backoff.crashes = 0;
+        self.backoff.at = None;
+        // Retiring failed every reload and queued one: none runs now.
+        self.begin(Vec::new(), launch, out);
+    }
+
     /// Whether the app left the config and is only waiting for its
     /// instances to exit.
     pub fn is_retired(&self) -> bool {

@@ -103,3 +103,45 @@ fn reread_adds_and_removes_apps_and_restarts_none() {
     assert_eq!(master.main_of("c"), Some(c));
     assert!(alive(a.pid) && alive(c.pid));
 }
+
+/// Regression: an app removed by a reread and added back by the next one
+/// while its old instance still drains was reported as neither added nor
+/// changed, and forgotten when that instance exited although it was in the
+/// config. It is supervised again at once, with a new instance.
+#[test]
+fn an_app_added_back_while_it_drains_is_not_forgotten() {
+    let dir = TestDir::new("reread_readd");
+    let slow = Service::new(
+        dir.path(),
+        "slow",
+        &bins().demo,
+        &["--addr", "127.0.0.1:0", "--ignore-stop"],
+    );
+    let other = Service::new(dir.path(), "other", &bins().demo, &ANY_PORT);
+    let config = dir.path().join("ally.toml");
+    let with_app = config_toml(&[
+        app("a", slow.path()).stop_timeout("3s"),
+        app("b", other.path()),
+    ]);
+    let master = Master::start_with(bins(), &dir, &with_app);
+    let first = master.wait_main("a", Some(1), START_TIMEOUT);
+    std::fs::write(&config, config_toml(&[app("b", other.path())])).unwrap();
+    let out = master.ctl(&["reread"]);
+    master.assert_output(&out, out.stdout.contains("removed [a]"), "a is removed");
+    std::fs::write(&config, &with_app).unwrap();
+    let out = master.ctl(&["reread"]);
+    master.assert_output(&out, out.stdout.contains("added [a]"), "a is added back");
+    assert!(
+        alive(first.pid),
+        "the old instance should still be draining"
+    );
+    let second = master.wait_main("a", Some(first.id + 1), START_TIMEOUT);
+    assert!(
+        wait_gone(first.pid, Duration::from_secs(15)),
+        "{}",
+        master.log_tail()
+    );
+    // Still there, and still served by the new instance.
+    assert_eq!(names(&master), ["a", "b"], "{}", master.log_tail());
+    assert_eq!(master.main_of("a"), Some(second));
+}
