@@ -12,9 +12,11 @@ use std::time::Instant;
 use crate::limits::STDERR_SINK_BYTES;
 use crate::sink::{Sink, Target};
 
+/// The stderr sink, once started.
+static STDERR: OnceLock<Sink> = OnceLock::new();
+
 /// The sink for stderr, started on first use.
 pub fn stderr() -> &'static Sink {
-    static STDERR: OnceLock<Sink> = OnceLock::new();
     STDERR.get_or_init(|| Sink::new("ally-stderr", Target::Stderr, STDERR_SINK_BYTES))
 }
 
@@ -28,7 +30,9 @@ pub fn line(args: std::fmt::Arguments<'_>) {
 /// exit, so the last lines are not lost, nor the exit held up by a stuck
 /// reader.
 pub fn flush(deadline: Instant) {
-    stderr().flush(deadline);
+    if let Some(sink) = STDERR.get() {
+        sink.flush(deadline);
+    }
 }
 
 /// Queues one `ally-master: ...` line for stderr; never blocks.
