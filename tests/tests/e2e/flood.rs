@@ -50,9 +50,10 @@ fn bins_under_test() -> Bins {
     bins
 }
 
-/// An app that sleeps and is ready at once: reloads of it succeed.
+/// An app that says one line, sleeps and is ready at once: reloads of it
+/// succeed.
 fn quiet_app(dir: &TestDir) -> AppConfig {
-    let script = write_script(dir.path(), "quiet", "exec sleep 3600\n");
+    let script = write_script(dir.path(), "quiet", "echo quiet up\nexec sleep 3600\n");
     AppConfig::new("quiet", &script)
         .line("ready = \"immediate\"")
         .stop_timeout("3s")
@@ -121,6 +122,8 @@ fn two_yes_floods_leave_the_master_answering_small_and_stoppable() {
         );
         if !reloaded && started.elapsed() > FLOOD / 2 {
             master.reload_ok("quiet");
+            // The quiet app's output gets through the flood too.
+            master.wait_for_log("[quiet#2] quiet up", T);
             reloaded = true;
         }
     }
