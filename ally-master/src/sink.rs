@@ -19,8 +19,11 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
+
+use rustix::event::{PollFd, PollFlags};
 
 use crate::limits::SINK_THREAD_STACK;
 
@@ -236,11 +239,32 @@ fn write_loop(shared: &Shared, mut target: Target) {
 }
 
 impl Target {
-    fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        match self {
-            Target::Stderr => io::stderr().lock().write_all(bytes),
-            Target::File(file) => file.write_all(bytes),
+    /// Writes all of `bytes`, waiting (in this thread) while the
+    /// descriptor is full: stderr may have been left non-blocking by
+    /// whoever shares it, and a log file is opened `O_NONBLOCK`.
+    fn write_all(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let written = match self {
+                Target::Stderr => io::stderr().lock().write(bytes),
+                Target::File(file) => file.write(bytes),
+            };
+            match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    let stderr = io::stderr();
+                    let fd = match &*self {
+                        Target::Stderr => stderr.as_fd(),
+                        Target::File(file) => file.as_fd(),
+                    };
+                    let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
+                    let _ = rustix::event::poll(&mut fds, None);
+                }
+                Err(e) => return Err(e),
+            }
         }
+        Ok(())
     }
 
     fn write_marker(&mut self, marker: &str) -> io::Result<()> {
@@ -265,6 +289,10 @@ mod tests {
     fn a_blocked_writer_drops_lines_counts_them_and_marks_them_later() {
         let (mut reader, writer) = std::io::pipe().unwrap();
         let file = File::from(std::os::fd::OwnedFd::from(writer));
+        // As a stderr someone else made non-blocking: a full pipe is
+        // waited for, nothing already queued is lost.
+        let flags = rustix::fs::fcntl_getfl(&file).unwrap();
+        rustix::fs::fcntl_setfl(&file, flags | rustix::fs::OFlags::NONBLOCK).unwrap();
         let sink = Sink::new("test-sink", Target::File(file), 100);
         // Nobody reads the pipe: once it and the queue are full, lines drop
         // without the caller ever waiting.
@@ -304,6 +332,8 @@ mod tests {
             })
             .sum();
         assert_eq!(counted, dropped, "{markers:?}");
+        let written = text.lines().filter(|l| l.starts_with('z')).count() as u64;
+        assert_eq!(written + dropped, 100_000, "every line written or counted");
         assert!(markers[0].ends_with("of web#3 dropped: log sink too slow"));
         assert!(text.ends_with("after\n"), "{text:?}");
     }
