@@ -200,6 +200,32 @@ fn a_stderr_nobody_reads_loses_lines_not_the_master() {
     assert!(status.success(), "the master exited with {status}");
 }
 
+#[test]
+fn a_master_whose_stderr_nobody_reads_still_exits_on_sigterm() {
+    let dir = TestDir::new("stderr_held_exit");
+    let steady = write_script(
+        dir.path(),
+        "steady",
+        "i=0\nwhile :; do i=$((i+1)); echo \"steady line $i\"; done\n",
+    );
+    let app = AppConfig::new("steady", &steady)
+        .line("ready = \"immediate\"")
+        .stop_timeout("3s");
+    let bins = bins_under_test();
+    let (mut master, _gate) = Master::start_with_stderr_held(&bins, &dir, &config_toml(&[app]));
+    let filled = wait_until(T, || {
+        master.app("steady")["dropped_lines"]
+            .as_u64()
+            .is_some_and(|n| n > 0)
+    });
+    assert!(filled, "no line of steady was dropped within {T:?}");
+    // Its last lines cannot be written; it waits for them a moment only.
+    let started = Instant::now();
+    let status = master.terminate(STOP_TIMEOUT + Duration::from_secs(5));
+    assert!(status.success(), "the master exited with {status}");
+    eprintln!("stderr held: exited {:?} after SIGTERM", started.elapsed());
+}
+
 /// A control connection that has said hello and been welcomed.
 fn welcomed(master: &Master) -> UnixStream {
     let s = UnixStream::connect(master.socket()).expect("connect to the control socket");
