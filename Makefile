@@ -19,9 +19,11 @@ all: build
 build:
 	$(CARGO) build --release --workspace --bins --examples
 
+# The end-to-end tests run as root create the throwaway user ally-e2e-user
+# (a second uid to run apps as); it is removed afterwards, pass or fail.
 test:
 	$(CARGO) build --workspace --bins --examples
-	$(CARGO) test --workspace
+	$(CARGO) test --workspace; status=$$?; sh scripts/remove-test-user.sh; exit $$status
 
 demo: build
 	scripts/demo.sh target/release

@@ -24,11 +24,12 @@ use crate::{style, table};
             INSTANCE is an instance's id, * if it is main, and its state (starting,\n\
             main, draining, killed) with the time left before it is killed if it is\n\
             starting or draining. TASKS, VERSION and COMMIT are what it reports.\n\
-            An app's last error, its next start after a crash and a reload in\n\
-            progress show on the lines below it. --json prints one object:\n\
+            An app's last error, its next start after a crash, a reload in\n\
+            progress and output lines dropped by a slow log sink show on the lines\n\
+            below it. --json prints one object:\n\
             {{\"apps\":[{{\"name\", \"state\", \"backoff_until_unix_ms\" (backoff only),\n\
             \"restarts\", \"main\", \"reloading\", \"queued_reloads\", \"last_error\",\n\
-            \"instances\":[{{\"id\", \"pid\", \"state\", \"started_unix_ms\",\n\
+            \"dropped_lines\", \"instances\":[{{\"id\", \"pid\", \"state\", \"started_unix_ms\",\n\
             \"deadline_unix_ms\", \"listeners\", \"tasks\", \"version\", \"commit\",\n\
             \"text\", \"cpu_ms\", \"rss_bytes\", \"uid\"}}]}}]}}\n\
             with times in milliseconds since the Unix epoch and absent values as null."
@@ -99,6 +100,7 @@ struct App<'a> {
     reloading: Option<u64>,
     queued_reloads: u32,
     last_error: Option<&'a str>,
+    dropped_lines: u64,
     instances: Vec<Instance<'a>>,
 }
 
@@ -153,6 +155,7 @@ fn json(apps: &[AppStatus]) -> String {
                 reloading: a.reloading,
                 queued_reloads: a.queued_reloads,
                 last_error: a.last_error.as_deref(),
+                dropped_lines: a.dropped_lines,
                 instances: a.instances.iter().map(instance).collect(),
             })
             .collect(),
@@ -177,6 +180,7 @@ mod tests {
                 main: Some(3),
                 reloading: None,
                 queued_reloads: 0,
+                dropped_lines: 7,
                 last_error: Some("boom \"x\"".into()),
                 instances: vec![InstanceStatus {
                     id: 3,
@@ -205,13 +209,14 @@ mod tests {
                 main: None,
                 reloading: None,
                 queued_reloads: 0,
+                dropped_lines: 0,
                 last_error: None,
                 instances: vec![],
             },
         ];
         assert_eq!(
             json(&apps),
-            r#"{"apps":[{"name":"web","state":"running","restarts":2,"main":3,"reloading":null,"queued_reloads":0,"last_error":"boom \"x\"","instances":[{"id":3,"pid":42,"state":"main","started_unix_ms":1000,"deadline_unix_ms":null,"listeners":2,"tasks":17,"version":"1.4.2","commit":"0123abcd4567","text":null,"cpu_ms":1234,"rss_bytes":12900000,"uid":1000}]},{"name":"idle","state":"backoff","backoff_until_unix_ms":5000,"restarts":0,"main":null,"reloading":null,"queued_reloads":0,"last_error":null,"instances":[]}]}"#
+            r#"{"apps":[{"name":"web","state":"running","restarts":2,"main":3,"reloading":null,"queued_reloads":0,"last_error":"boom \"x\"","dropped_lines":7,"instances":[{"id":3,"pid":42,"state":"main","started_unix_ms":1000,"deadline_unix_ms":null,"listeners":2,"tasks":17,"version":"1.4.2","commit":"0123abcd4567","text":null,"cpu_ms":1234,"rss_bytes":12900000,"uid":1000}]},{"name":"idle","state":"backoff","backoff_until_unix_ms":5000,"restarts":0,"main":null,"reloading":null,"queued_reloads":0,"last_error":null,"dropped_lines":0,"instances":[]}]}"#
         );
     }
 }

@@ -134,12 +134,23 @@ pub fn render(app: &AppStatus, now_ms: u64, colour: bool) -> String {
     let reload = reload_note(app).map(|n| n.replacen("reload in progress: ", "", 1));
     field(&mut out, "reload", or_dash(reload.as_deref()));
     field(&mut out, "last error", or_dash(app.last_error.as_deref()));
+    field(&mut out, "dropped", &dropped(app.dropped_lines));
     field(&mut out, "instances", &app.instances.len().to_string());
     for i in &app.instances {
         out.push('\n');
         instance(&mut out, i, now_ms, colour);
     }
     out
+}
+
+/// Output lines lost to a log sink that could not keep up, and so where
+/// to look.
+fn dropped(lines: u64) -> String {
+    if lines == 0 {
+        "0".to_owned()
+    } else {
+        format!("{lines} (its log sink could not keep up; see the markers in the log)")
+    }
 }
 
 /// The fields of one instance.
@@ -215,6 +226,7 @@ mod tests {
             main: Some(3),
             reloading: Some(4),
             queued_reloads: 1,
+            dropped_lines: 1234,
             last_error: Some("instance 1 exited with status 1\nstderr: boom\n".into()),
             instances: vec![
                 InstanceStatus {
@@ -256,6 +268,7 @@ main        instance 3
 reload      waiting for instance 4 (1 more queued)
 last error  instance 1 exited with status 1
             stderr: boom
+dropped     1234 (its log sink could not keep up; see the markers in the log)
 instances   2
 
 instance    3
@@ -301,6 +314,7 @@ deadline    30s left
             main: None,
             reloading: None,
             queued_reloads: 0,
+            dropped_lines: 0,
             last_error: None,
             instances: vec![],
         };

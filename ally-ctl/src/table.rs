@@ -72,6 +72,13 @@ pub fn render(apps: &[AppStatus], now_ms: u64, colour: bool) -> String {
         if let Some(note) = reload_note(app) {
             lines.push(Line::Note(note, YELLOW));
         }
+        if app.dropped_lines > 0 {
+            let note = format!(
+                "{} output line(s) dropped: log sink too slow",
+                app.dropped_lines
+            );
+            lines.push(Line::Note(note, YELLOW));
+        }
         if let Some(error) = &app.last_error {
             // A failed reload's reason carries the stderr tail: its lines
             // are kept, indented under the first.
@@ -225,6 +232,7 @@ mod tests {
             main: None,
             reloading: None,
             queued_reloads: 0,
+            dropped_lines: 0,
             last_error: None,
             instances,
         }
@@ -328,5 +336,17 @@ worker  backoff  -                 -     -       -       -      -     -      -  
         for line in render(&[web], now, false).lines() {
             assert!(line.chars().count() <= 100, "{} wide: {line}", line.len());
         }
+    }
+
+    #[test]
+    fn dropped_lines_get_a_note() {
+        let mut web = app("web", AppState::Running, vec![]);
+        assert!(!render(&[web.clone()], 0, false).contains("dropped"));
+        web.dropped_lines = 42;
+        let out = render(&[web], 0, false);
+        assert!(
+            out.contains("42 output line(s) dropped: log sink too slow"),
+            "{out}"
+        );
     }
 }

@@ -75,6 +75,11 @@ impl Master {
                     let tail = self.apps[index].log.tail(lines);
                     self.send(conn, &ControlResponse::LogLines(tail), Vec::new());
                     if follow {
+                        // One follow per connection: a second one replaces
+                        // the first, so no line is sent twice.
+                        for app in &mut self.apps {
+                            app.followers.retain(|&c| c != conn);
+                        }
                         self.apps[index].followers.push(conn);
                     }
                 }

@@ -22,8 +22,8 @@ use crate::config::Config;
 use crate::conn::{Broken, Conn, Peer};
 use crate::control_socket::ControlSocket;
 use crate::helpers;
-use crate::instance::Launch;
-use crate::limits::{FRAME_TIMEOUT, HELLO_TIMEOUT, HELPER_EXIT_WAIT, READ_CHUNK};
+use crate::instance::{Launch, Stream};
+use crate::limits::{FRAME_TIMEOUT, HELLO_TIMEOUT, HELPER_EXIT_WAIT, READ_CHUNK, SINK_EXIT_GRACE};
 use crate::listeners::{Bound, Listeners};
 use crate::listening::PendingListens;
 use crate::log;
@@ -49,8 +49,15 @@ enum Token {
     Signals,
     Control,
     Conn(u64),
-    Output { app: usize, instance: u64 },
-    Notify { app: usize, instance: u64 },
+    Output {
+        app: usize,
+        instance: u64,
+        stream: Stream,
+    },
+    Notify {
+        app: usize,
+        instance: u64,
+    },
     Helper(u64),
 }
 
@@ -209,6 +216,10 @@ impl Master {
             app.sockets.clear();
         }
         helpers::wait_outstanding(HELPER_EXIT_WAIT);
+        let deadline = Instant::now() + SINK_EXIT_GRACE;
+        for app in &self.apps {
+            app.log.flush(deadline);
+        }
         log!("all apps stopped; exiting");
         Ok(())
     }
@@ -266,6 +277,7 @@ impl Master {
                     tokens.push(Token::Output {
                         app: index,
                         instance: instance.id,
+                        stream: pipe.stream(),
                     });
                     fds.push(PollFd::new(pipe, PollFlags::IN));
                 }
@@ -346,7 +358,11 @@ impl Master {
                 {
                     self.on_readable(id, revents);
                 }
-                Token::Output { app, instance } => self.apps[app].read_output(instance),
+                Token::Output {
+                    app,
+                    instance,
+                    stream,
+                } => self.apps[app].read_output(instance, stream),
                 Token::Notify { app, instance } => {
                     let mut notices = Vec::new();
                     self.apps[app].read_notify(instance, &mut notices);

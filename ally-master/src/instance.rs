@@ -14,7 +14,8 @@ use ally_proto::{Report, env};
 use rustix::process::{Pid, Rlimit, Signal};
 
 use crate::config::{self, AppConfig, CLEAN_ENV};
-use crate::limits::{MAX_LOG_LINE, READ_CHUNK, STDERR_TAIL_LINES};
+use crate::limits::{READ_CHUNK, STDERR_TAIL_LINES};
+use crate::lines::Splitter;
 use crate::listeners::Bound;
 use crate::notify::NotifySocket;
 use crate::spawn;
@@ -46,7 +47,7 @@ pub enum Stream {
 pub struct OutputPipe {
     fd: OwnedFd,
     stream: Stream,
-    partial: Vec<u8>,
+    lines: Splitter,
 }
 
 impl AsFd for OutputPipe {
@@ -215,50 +216,59 @@ impl Instance {
         }
     }
 
-    /// Reads what the output pipes hold, without blocking, and returns the
-    /// whole lines (and, at end of file, the last partial one). A pipe at
-    /// end of file is removed. The last stderr lines are also kept for
-    /// failure reports.
-    pub fn read_output(&mut self) -> Vec<(Stream, String)> {
-        let mut lines = Vec::new();
-        let mut buf = vec![0u8; READ_CHUNK];
-        let mut index = 0;
-        while index < self.pipes.len() {
-            let pipe = &mut self.pipes[index];
-            match rustix::io::read(&pipe.fd, &mut buf) {
-                Ok(0) => {
-                    let rest = std::mem::take(&mut pipe.partial);
-                    if !rest.is_empty() {
-                        lines.push((pipe.stream, rest));
-                    }
-                    self.pipes.remove(index);
+    /// Reads at most `budget` bytes from each output pipe (only
+    /// `stream`'s, if given), without blocking, and calls `emit(stream,
+    /// line, cut)` for every line they finish (and, at end of file, the
+    /// last unfinished one). A pipe at end of file is removed. The last
+    /// stderr lines are also kept for failure reports.
+    pub fn read_output(
+        &mut self,
+        stream: Option<Stream>,
+        budget: usize,
+        mut emit: impl FnMut(Stream, &[u8], bool),
+    ) {
+        let mut buf = vec![0u8; READ_CHUNK.min(budget)];
+        let tail = &mut self.tail;
+        let mut line = |stream: Stream, bytes: &[u8], cut: bool| {
+            if stream == Stream::Stderr {
+                if tail.len() == STDERR_TAIL_LINES {
+                    tail.pop_front();
                 }
-                Ok(n) => {
-                    pipe.partial.extend_from_slice(&buf[..n]);
-                    while let Some(end) = pipe.partial.iter().position(|&b| b == b'\n') {
-                        lines.push((pipe.stream, pipe.partial.drain(..=end).collect()));
-                    }
-                    if pipe.partial.len() > MAX_LOG_LINE {
-                        lines.push((pipe.stream, std::mem::take(&mut pipe.partial)));
-                    }
-                }
-                Err(rustix::io::Errno::INTR) => {}
-                Err(_) => index += 1,
+                tail.push_back(line_text(bytes, cut));
             }
-        }
-        lines
-            .into_iter()
-            .map(|(stream, line)| {
-                let text = line_text(&line);
-                if stream == Stream::Stderr {
-                    if self.tail.len() == STDERR_TAIL_LINES {
-                        self.tail.pop_front();
+            emit(stream, bytes, cut);
+        };
+        self.pipes.retain_mut(|pipe| {
+            if stream.is_some_and(|s| s != pipe.stream) {
+                return true;
+            }
+            let mut read = 0;
+            while read < budget {
+                let want = buf.len().min(budget - read);
+                match rustix::io::read(&pipe.fd, &mut buf[..want]) {
+                    Ok(0) => {
+                        pipe.lines.finish(|l, cut| line(pipe.stream, l, cut));
+                        return false;
                     }
-                    self.tail.push_back(text.clone());
+                    Ok(n) => {
+                        read += n;
+                        pipe.lines
+                            .push(&buf[..n], |l, cut| line(pipe.stream, l, cut));
+                        if n < want {
+                            // It held no more; poll says when it does.
+                            break;
+                        }
+                    }
+                    Err(rustix::io::Errno::INTR) => {}
+                    Err(rustix::io::Errno::AGAIN) => break,
+                    Err(_) => {
+                        pipe.lines.finish(|l, cut| line(pipe.stream, l, cut));
+                        return false;
+                    }
                 }
-                (stream, text)
-            })
-            .collect()
+            }
+            true
+        });
     }
 
     /// The last lines the instance wrote to stderr, for failure reports.
@@ -276,6 +286,11 @@ impl Instance {
 }
 
 impl OutputPipe {
+    /// Which stream it carries.
+    pub fn stream(&self) -> Stream {
+        self.stream
+    }
+
     fn new(fd: OwnedFd, stream: Stream) -> io::Result<OutputPipe> {
         // Our own end of a fresh pipe: making it non-blocking affects no one
         // else.
@@ -284,17 +299,16 @@ impl OutputPipe {
         Ok(OutputPipe {
             fd,
             stream,
-            partial: Vec::new(),
+            lines: Splitter::default(),
         })
     }
 }
 
-/// One output line as text: without its newline, invalid UTF-8 replaced,
-/// cut at [`MAX_LOG_LINE`] bytes with a `…`.
-fn line_text(line: &[u8]) -> String {
-    let line = line.strip_suffix(b"\n").unwrap_or(line);
-    let mut text = String::from_utf8_lossy(&line[..line.len().min(MAX_LOG_LINE)]).into_owned();
-    if line.len() > MAX_LOG_LINE {
+/// One output line as text: invalid UTF-8 replaced, a `…` after one that
+/// was cut.
+fn line_text(line: &[u8], cut: bool) -> String {
+    let mut text = String::from_utf8_lossy(line).into_owned();
+    if cut {
         text.push('…');
     }
     text

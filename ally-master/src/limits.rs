@@ -111,13 +111,9 @@ pub const EXPIRY_SWEEP_BATCH: usize = 1024;
 /// from the exact moment they expire either way.
 pub const EXPIRY_WAKE_GRANULARITY: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// Lines of each app's output kept in memory, for `ally-ctl logs` when the
-/// output goes to the master's stderr rather than a file.
+/// Lines of each app's output kept in memory (with [`RECENT_LOG_BYTES`]),
+/// which `ally-ctl logs` answers from; the oldest go first.
 pub const RECENT_LOG_LINES: usize = 1000;
-
-/// Most bytes `ally-ctl logs -n` reads back from the end of a log file,
-/// which keeps its answer within one frame.
-pub const MAX_LOG_TAIL_BYTES: u64 = 512 << 10;
 
 /// Largest notify datagram read; systemd's own limit is the same order.
 /// Longer ones are cut.
@@ -159,3 +155,48 @@ pub const NOTIFY_STRANGER_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 /// fails: with 128 random bits a name is never in use by chance, so more
 /// than one collision means the kernel's randomness is broken.
 pub const NOTIFY_BIND_ATTEMPTS: usize = 4;
+
+/// Most bytes read from one output pipe of an instance per loop turn
+/// (one read). Poll is level-triggered: the rest is read on the next
+/// turns, after every other pipe, connection and timer had its turn; an
+/// app writing faster than that waits on its full pipe. 8 KiB of
+/// one-byte lines is 4096 lines to log, a millisecond or two: a turn
+/// stays short even with several apps flooding, and the control socket
+/// answers within a few turns.
+pub const OUTPUT_BYTES_PER_TURN: usize = 8 << 10;
+
+/// Most bytes read from each output pipe of an instance once it has
+/// exited: a pipe's default capacity, so its last words are kept (unless
+/// it enlarged its pipe and filled it), while a helper it left behind that
+/// goes on writing cannot hold the loop. Whatever is left is lost with
+/// the pipe.
+pub const OUTPUT_BYTES_AT_EXIT: usize = 64 << 10;
+
+/// Most bytes queued for one log file's writer thread. A line that finds
+/// the queue full is dropped and counted; a marker line with the count
+/// follows once it has room (`ally: N lines of web#3 dropped: log sink
+/// too slow`).
+pub const LOG_SINK_BYTES: usize = 1 << 20;
+
+/// Most bytes queued for the master's stderr (its own lines and those of
+/// `log = "inherit"` apps). Past it lines are dropped, counted and marked
+/// as for [`LOG_SINK_BYTES`], so a reader that stops reading (a paused
+/// terminal, a full pipe) never blocks the master.
+pub const STDERR_SINK_BYTES: usize = 256 << 10;
+
+/// Stack of each sink's writer thread: it only copies bytes.
+pub const SINK_THREAD_STACK: usize = 64 << 10;
+
+/// How long the master, at exit, waits for its sinks to write what is
+/// queued; a stuck reader cannot keep it from exiting.
+pub const SINK_EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Most bytes of the lines kept in memory per app for `ally-ctl logs`
+/// (with [`RECENT_LOG_LINES`]): the oldest go first, and an answer always
+/// fits in one frame.
+pub const RECENT_LOG_BYTES: usize = 256 << 10;
+
+/// Most bytes read back from the end of a log file when it is opened (at
+/// start, `reread` or `reopen`), to fill the lines `ally-ctl logs` shows.
+/// The loop reads no log file otherwise.
+pub const LOG_SEED_BYTES: u64 = 64 << 10;

@@ -6,24 +6,45 @@
 //! move them away; `ally-ctl reopen` (or SIGHUP) then opens a new one.
 //! Opening (and reopening) follows no symlink in the last component and
 //! takes only a regular file with one link, close-on-exec.
+//!
+//! Lines are written through a [`Sink`] (a bounded queue and a writer
+//! thread: the file's own, or the stderr one), so a slow disk or a stuck
+//! stderr reader never holds up the loop; lines the sink has no room for
+//! are dropped, counted here for `ally-ctl status`, and marked in the
+//! output. `ally-ctl logs` is answered from the last lines kept in memory
+//! ([`RECENT_LOG_LINES`], [`RECENT_LOG_BYTES`]), seeded from the end of
+//! the file when it is opened: the loop never reads a log file back while
+//! it serves.
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::LogTarget;
 use crate::instance::Stream;
-use crate::limits::{MAX_LOG_TAIL_BYTES, RECENT_LOG_LINES};
+use crate::limits::{LOG_SEED_BYTES, LOG_SINK_BYTES, RECENT_LOG_BYTES, RECENT_LOG_LINES};
+use crate::sink::{Sink, Target};
 
 /// An app's log.
 #[derive(Debug)]
 pub struct AppLog {
     app: String,
-    file: Option<(PathBuf, File)>,
+    file: Option<(PathBuf, Sink)>,
+    /// The last lines, as `ally-ctl logs` shows them.
     recent: VecDeque<String>,
+    /// Bytes of the lines in `recent`.
+    recent_bytes: usize,
+    /// Lines its sink had no room for.
+    dropped: u64,
+    /// The timestamp of the last line, reused within its millisecond.
+    stamp: (u64, String),
+    /// `APP#ID` of the last line's instance.
+    source: (u64, String),
+    /// Where a line for stderr is put together.
+    scratch: Vec<u8>,
 }
 
 /// The default directory of log files: `/var/log/ally` for root, else
@@ -51,19 +72,28 @@ impl AppLog {
             LogTarget::Default => Some(dir.join(format!("{app}.log"))),
             LogTarget::File(path) => Some(path.clone()),
         };
-        let file = match path {
-            Some(path) => {
-                let file =
-                    open_append(&path).map_err(|e| format!("log file {}: {e}", path.display()))?;
-                Some((path, file))
-            }
-            None => None,
-        };
-        Ok(AppLog {
+        let mut log = AppLog {
             app: app.to_owned(),
-            file,
+            file: None,
             recent: VecDeque::new(),
-        })
+            recent_bytes: 0,
+            dropped: 0,
+            stamp: (u64::MAX, String::new()),
+            source: (0, String::new()),
+            scratch: Vec::new(),
+        };
+        if let Some(path) = path {
+            let mut file =
+                open_append(&path).map_err(|e| format!("log file {}: {e}", path.display()))?;
+            log.seed(&mut file);
+            let sink = Sink::new(
+                &format!("ally-log-{app}"),
+                Target::File(file),
+                LOG_SINK_BYTES,
+            );
+            log.file = Some((path, sink));
+        }
+        Ok(log)
     }
 
     /// The file it writes to, if any.
@@ -71,54 +101,130 @@ impl AppLog {
         self.file.as_ref().map(|(path, _)| path.as_path())
     }
 
-    /// Writes one line of instance `id`'s output; returns it as
-    /// `ally-ctl logs` shows it.
-    pub fn write(&mut self, id: u64, stream: Stream, text: &str) -> String {
+    /// Lines dropped because the sink could not keep up.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// Writes one line of instance `id`'s output (`cut`: it was longer
+    /// than the limit, only its start is here); returns it as `ally-ctl
+    /// logs` shows it. Never blocks: a line the sink has no room for is
+    /// dropped and counted.
+    pub fn write(&mut self, id: u64, stream: Stream, raw: &[u8], cut: bool) -> &str {
+        let text = String::from_utf8_lossy(raw);
         let tag = match stream {
             Stream::Stdout => "out",
             Stream::Stderr => "err",
         };
-        let line = format!(
-            "{} {}#{id} {tag}| {text}",
-            timestamp(SystemTime::now()),
-            self.app
-        );
-        match &mut self.file {
-            Some((_, file)) => {
-                let _ = writeln!(file, "{line}");
+        let now = SystemTime::now();
+        let ms = now
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        if self.stamp.0 != ms {
+            self.stamp = (ms, timestamp(now));
+        }
+        if self.source.0 != id || self.source.1.is_empty() {
+            self.source = (id, format!("{}#{id}", self.app));
+        }
+        // The oldest kept line's buffer is reused once the ring is full.
+        let mut line = if self.recent.len() >= RECENT_LOG_LINES {
+            self.pop_recent().unwrap_or_default()
+        } else {
+            String::new()
+        };
+        line.clear();
+        for part in [&self.stamp.1, " ", &self.source.1, " ", tag, "| ", &text] {
+            line.push_str(part);
+        }
+        if cut {
+            line.push('…');
+        }
+        let accepted = match &self.file {
+            Some((_, sink)) => {
+                self.scratch.clear();
+                self.scratch.extend_from_slice(line.as_bytes());
+                self.scratch.push(b'\n');
+                sink.push(&self.source.1, &self.scratch)
             }
             None => {
-                let _ = writeln!(io::stderr().lock(), "[{}#{id}] {text}", self.app);
+                self.scratch.clear();
+                self.scratch.push(b'[');
+                self.scratch.extend_from_slice(self.source.1.as_bytes());
+                self.scratch.extend_from_slice(b"] ");
+                self.scratch.extend_from_slice(text.as_bytes());
+                if cut {
+                    self.scratch.extend_from_slice("…".as_bytes());
+                }
+                self.scratch.push(b'\n');
+                crate::log::stderr().push(&self.source.1, &self.scratch)
             }
+        };
+        if !accepted {
+            self.dropped += 1;
         }
-        if self.recent.len() == RECENT_LOG_LINES {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(line.clone());
-        line
+        self.keep(line);
+        self.recent.back().map_or("", String::as_str)
     }
 
-    /// Opens the file again at its path (after logrotate moved it).
+    /// Keeps `line` among the recent ones, forgetting the oldest past the
+    /// bounds.
+    fn keep(&mut self, line: String) {
+        self.recent_bytes += line.len();
+        self.recent.push_back(line);
+        while self.recent.len() > RECENT_LOG_LINES || self.recent_bytes > RECENT_LOG_BYTES {
+            if self.pop_recent().is_none() {
+                break;
+            }
+        }
+    }
+
+    fn pop_recent(&mut self) -> Option<String> {
+        let line = self.recent.pop_front()?;
+        self.recent_bytes -= line.len();
+        Some(line)
+    }
+
+    /// Fills the recent lines from the end of `file` (at most
+    /// [`LOG_SEED_BYTES`] of it), so `logs` shows what earlier runs wrote.
+    fn seed(&mut self, file: &mut File) {
+        self.recent.clear();
+        self.recent_bytes = 0;
+        for line in tail_of_file(file).unwrap_or_default() {
+            self.keep(line);
+        }
+    }
+
+    /// Opens the file again at its path (after logrotate moved it); what
+    /// was queued before still goes to the old file.
     ///
     /// # Errors
     ///
     /// If the new file cannot be opened; the old one stays in use.
     pub fn reopen(&mut self) -> Result<(), String> {
-        if let Some((path, file)) = &mut self.file {
-            *file = open_append(path).map_err(|e| format!("log file {}: {e}", path.display()))?;
+        let Some((path, _)) = &self.file else {
+            return Ok(());
+        };
+        let mut file =
+            open_append(path).map_err(|e| format!("log file {}: {e}", path.display()))?;
+        self.seed(&mut file);
+        if let Some((_, sink)) = &self.file {
+            sink.switch(file);
         }
         Ok(())
     }
 
-    /// The last `n` lines: read back from the file, or, for output that
-    /// goes to the master's stderr, from the last lines kept in memory.
+    /// Waits until the lines queued for the file are written, or
+    /// `deadline`.
+    pub fn flush(&self, deadline: Instant) {
+        if let Some((_, sink)) = &self.file {
+            sink.flush(deadline);
+        }
+    }
+
+    /// The last `n` lines (of at most the last [`RECENT_LOG_LINES`]).
     pub fn tail(&self, n: usize) -> Vec<String> {
-        let lines = match &self.file {
-            Some((path, _)) => tail_of_file(path, n).unwrap_or_default(),
-            None => self.recent.iter().cloned().collect(),
-        };
-        let skip = lines.len().saturating_sub(n);
-        lines.into_iter().skip(skip).collect()
+        let skip = self.recent.len().saturating_sub(n);
+        self.recent.iter().skip(skip).cloned().collect()
     }
 }
 
@@ -135,6 +241,7 @@ fn open_append(path: &Path) -> io::Result<File> {
     }
     let file = OpenOptions::new()
         .create(true)
+        .read(true)
         .append(true)
         .mode(0o640)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
@@ -171,26 +278,20 @@ fn check_log_file(meta: &fs::Metadata) -> io::Result<()> {
     Ok(())
 }
 
-/// The last `n` lines of the file at `path`, reading at most
-/// [`MAX_LOG_TAIL_BYTES`] from its end.
-fn tail_of_file(path: &Path, n: usize) -> io::Result<Vec<String>> {
-    let mut file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
-    check_log_file(&file.metadata()?)?;
+/// The lines in the last [`LOG_SEED_BYTES`] of `file`, oldest first
+/// (the first one dropped if it was cut), leaving it at its end.
+fn tail_of_file(file: &mut File) -> io::Result<Vec<String>> {
     let len = file.metadata()?.len();
-    let start = len.saturating_sub(MAX_LOG_TAIL_BYTES);
+    let start = len.saturating_sub(LOG_SEED_BYTES);
     file.seek(SeekFrom::Start(start))?;
     let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes)?;
+    file.by_ref().take(LOG_SEED_BYTES).read_to_end(&mut bytes)?;
     let text = String::from_utf8_lossy(&bytes);
     let mut lines: Vec<&str> = text.lines().collect();
     if start > 0 && !lines.is_empty() {
         lines.remove(0); // probably cut mid-line
     }
-    let skip = lines.len().saturating_sub(n);
-    Ok(lines.into_iter().skip(skip).map(str::to_owned).collect())
+    Ok(lines.into_iter().map(str::to_owned).collect())
 }
 
 /// `t` as RFC 3339 UTC with milliseconds: `2026-11-23T17:40:01.123Z`.
@@ -243,7 +344,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("ally-logs-{}", std::process::id()));
         let mut log = AppLog::open("web", &LogTarget::Default, &dir).unwrap();
         for i in 0..5 {
-            log.write(1, Stream::Stdout, &format!("line {i}"));
+            log.write(1, Stream::Stdout, format!("line {i}").as_bytes(), false);
         }
         let tail = log.tail(2);
         assert_eq!(tail.len(), 2);
@@ -252,10 +353,21 @@ mod tests {
         let path = log.path().unwrap().to_owned();
         fs::rename(&path, dir.join("web.log.1")).unwrap();
         log.reopen().unwrap();
-        log.write(2, Stream::Stderr, "after");
+        log.write(2, Stream::Stderr, b"after", false);
         let tail = log.tail(10);
         assert_eq!(tail.len(), 1);
         assert!(tail[0].ends_with("web#2 err| after"));
+        // What was queued before the reopen went to the old file, the rest
+        // to the new one.
+        log.flush(Instant::now() + Duration::from_secs(5));
+        let old = fs::read_to_string(dir.join("web.log.1")).unwrap();
+        assert_eq!(old.lines().count(), 5, "{old:?}");
+        let new = fs::read_to_string(&path).unwrap();
+        assert!(new.ends_with("web#2 err| after\n"), "{new:?}");
+        // A new master shows what the file already holds.
+        drop(log);
+        let log = AppLog::open("web", &LogTarget::Default, &dir).unwrap();
+        assert_eq!(log.tail(10), [new.trim_end()]);
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -310,7 +422,8 @@ mod tests {
         std::os::unix::fs::symlink(&target, &path).unwrap();
         let e = log.reopen().unwrap_err();
         assert!(e.contains("is a symbolic link"), "{e}");
-        log.write(1, Stream::Stdout, "still to the old file");
+        log.write(1, Stream::Stdout, b"still to the old file", false);
+        log.flush(Instant::now() + Duration::from_secs(5));
         assert_eq!(fs::read_to_string(&target).unwrap(), "keep\n");
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -15,6 +15,7 @@ mod event_loop;
 mod helpers;
 mod instance;
 mod limits;
+mod lines;
 mod listeners;
 mod listening;
 mod log;
@@ -30,6 +31,7 @@ mod scope;
 mod sd_notify;
 mod shared_state;
 mod signals;
+mod sink;
 mod slots;
 mod spawn;
 mod sys;
@@ -134,16 +136,19 @@ fn main() -> ExitCode {
         eprintln!("ally-master: --config FILE is required (see --help)");
         return ExitCode::from(Failure::Usage.exit_code());
     };
-    match run(args, &config) {
+    let code = match run(args, &config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             match &failure {
-                Failure::Runtime(m) | Failure::Config(m) => eprintln!("ally-master: {m}"),
+                Failure::Runtime(m) | Failure::Config(m) => log!("{m}"),
                 Failure::Usage => {}
             }
             ExitCode::from(failure.exit_code())
         }
-    }
+    };
+    // The last lines, unless stderr's reader is stuck: then exit anyway.
+    log::flush(std::time::Instant::now() + limits::SINK_EXIT_GRACE);
+    code
 }
 
 fn run(args: Args, config_path: &std::path::Path) -> Result<(), Failure> {

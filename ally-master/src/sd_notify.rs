@@ -9,13 +9,25 @@
 //!   next start);
 //! - `STOPPING=1` when shutting down.
 //!
-//! Without `NOTIFY_SOCKET` every call does nothing. A failed send is
-//! logged once: systemd's absence must not stop the master.
+//! Without `NOTIFY_SOCKET` every call does nothing. Sends never block (the
+//! socket is non-blocking: `MSG_DONTWAIT` for every send); a failed or
+//! dropped one is logged once: systemd's absence or slowness must not stop
+//! the master.
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 
 use crate::log;
+
+/// The socket notifications are sent from. It is the master's alone, so
+/// making it non-blocking changes nothing for anyone else: a send to a
+/// systemd too slow to read (its queue full) fails at once, as with
+/// `MSG_DONTWAIT`, instead of holding the loop.
+fn sender() -> std::io::Result<UnixDatagram> {
+    let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
 
 /// Where to send notifications, if systemd asked for them.
 #[derive(Debug)]
@@ -33,7 +45,7 @@ impl Notifier {
                 Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
                 None => SocketAddr::from_pathname(&value),
             };
-            match (address, UnixDatagram::unbound()) {
+            match (address, sender()) {
                 (Ok(address), Ok(socket)) => Some((socket, address)),
                 (Err(e), _) | (_, Err(e)) => {
                     log!("NOTIFY_SOCKET={value} cannot be used: {e}");
@@ -65,5 +77,29 @@ impl Notifier {
         let now = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
         let usec = now.tv_sec as u128 * 1_000_000 + now.tv_nsec as u128 / 1_000;
         self.send(&format!("RELOADING=1\nMONOTONIC_USEC={usec}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_systemd_that_does_not_read_costs_a_failed_send_not_a_wait() {
+        let path = std::env::temp_dir().join(format!("ally-sd-notify-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let systemd = UnixDatagram::bind(&path).unwrap();
+        let mut notifier = Notifier {
+            target: Some((sender().unwrap(), SocketAddr::from_pathname(&path).unwrap())),
+            failed: false,
+        };
+        // Its queue holds a few datagrams; past them a blocking send would
+        // wait for ever.
+        for _ in 0..1000 {
+            notifier.send("STATUS=serving");
+        }
+        assert!(notifier.failed, "the queue never filled");
+        drop(systemd);
+        let _ = std::fs::remove_file(&path);
     }
 }

@@ -200,7 +200,8 @@ pub fn adopt_fd(raw: i32) -> std::io::Result<OwnedFd> {
         ));
     }
     // SAFETY: only used for one fcntl(F_GETFD) while nothing else in the
-    // process closes descriptors (called from main, before any thread).
+    // process closes descriptors (called from main; the only other thread
+    // that may exist by then, the stderr writer, closes none).
     let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
     rustix::io::fcntl_getfd(borrowed)?;
     // SAFETY: `raw` is open (just checked), was inherited from the parent,

@@ -190,6 +190,9 @@ pub struct AppStatus {
     pub last_error: Option<String>,
     /// Live instances, oldest first.
     pub instances: Vec<InstanceStatus>,
+    /// Lines of its output dropped since the master started because their
+    /// log sink (its file, or the master's stderr) could not keep up.
+    pub dropped_lines: u64,
 }
 
 /// The master's answer to a [`ControlRequest`].

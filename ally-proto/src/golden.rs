@@ -133,10 +133,11 @@ fn control() {
                 rss_bytes: 4,
                 uid: Some(65534),
             }],
+            dropped_lines: 300,
         }]),
         &[
             0, 1, 1, b'a', 0, 0, 1, 1, 0, 0, 0, 1, 1, 9, 1, 1, 1, 0, 1, 2, 0, 0, 0, 3, 4, 1, 0xfe,
-            0xff, 0x03,
+            0xff, 0x03, 0xac, 0x02,
         ],
     );
     check(

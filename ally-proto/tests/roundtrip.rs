@@ -226,12 +226,14 @@ fn app_status() -> impl Strategy<Value = AppStatus> {
         (text(), state, any::<u32>(), option::of(any::<u64>())),
         (option::of(any::<u64>()), any::<u32>(), option::of(text())),
         vec(instance_status(), 0..3),
+        any::<u64>(),
     )
         .prop_map(
             |(
                 (name, state, restarts, main),
                 (reloading, queued_reloads, last_error),
                 instances,
+                dropped_lines,
             )| {
                 AppStatus {
                     name,
@@ -242,6 +244,7 @@ fn app_status() -> impl Strategy<Value = AppStatus> {
                     queued_reloads,
                     last_error,
                     instances,
+                    dropped_lines,
                 }
             },
         )

@@ -163,7 +163,32 @@ impl Master {
         run(&mut cmd, MASTER_START_TIMEOUT)
     }
 
+    /// Like [`start_with`](Self::start_with), but nothing reads the
+    /// master's stderr (a pipe) until the returned gate is
+    /// [`release`](StderrGate::release)d (or dropped): for a master whose
+    /// stderr reader stops reading. The log file stays empty meanwhile.
+    pub fn start_with_stderr_held(
+        bins: &Bins,
+        dir: &TestDir,
+        config: &str,
+    ) -> (Master, StderrGate) {
+        let (open, gate) = std::sync::mpsc::channel();
+        let mut master = Master::spawn_gated(bins, dir, config, &[], Some(gate));
+        master.wait_answering();
+        (master, StderrGate(Some(open)))
+    }
+
     fn spawn(bins: &Bins, dir: &TestDir, config: &str, wrapper: &[&str]) -> Master {
+        Master::spawn_gated(bins, dir, config, wrapper, None)
+    }
+
+    fn spawn_gated(
+        bins: &Bins,
+        dir: &TestDir,
+        config: &str,
+        wrapper: &[&str],
+        gate: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> Master {
         let config_path = dir.path().join("ally.toml");
         std::fs::write(&config_path, config).expect("write ally.toml");
         let run_dir = dir.path().join("run");
@@ -195,7 +220,7 @@ impl Master {
         // Our copies of the write end went into `cmd`; drop them so the
         // writer thread sees end of file when the master exits.
         drop(cmd);
-        let log_thread = Some(stamp_lines(log_reader, log_file));
+        let log_thread = Some(stamp_lines(log_reader, log_file, gate));
         Master {
             log_thread,
             pid: child.id(),
@@ -488,11 +513,33 @@ impl Master {
     }
 }
 
-/// Copies lines from `from` to `to`, each prefixed with the time.
-fn stamp_lines(from: PipeReader, mut to: std::fs::File) -> JoinHandle<()> {
+/// Holds the master's stderr unread (see
+/// [`Master::start_with_stderr_held`]) until released or dropped.
+#[derive(Debug)]
+pub struct StderrGate(Option<std::sync::mpsc::Sender<()>>);
+
+impl StderrGate {
+    /// Lets the master's stderr be read (into its log) from now on.
+    pub fn release(&mut self) {
+        if let Some(open) = self.0.take() {
+            let _ = open.send(());
+        }
+    }
+}
+
+/// Copies lines from `from` to `to`, each prefixed with the time; with a
+/// `gate`, only once it opens (or its sender is gone).
+fn stamp_lines(
+    from: PipeReader,
+    mut to: std::fs::File,
+    gate: Option<std::sync::mpsc::Receiver<()>>,
+) -> JoinHandle<()> {
     std::thread::Builder::new()
         .name("master-log".into())
         .spawn(move || {
+            if let Some(gate) = gate {
+                let _ = gate.recv();
+            }
             let mut from = BufReader::new(from);
             let mut line = Vec::new();
             while matches!(from.read_until(b'\n', &mut line), Ok(n) if n > 0) {

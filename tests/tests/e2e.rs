@@ -22,6 +22,8 @@ mod ctl;
 mod ctl_output;
 #[path = "e2e/drain.rs"]
 mod drain;
+#[path = "e2e/flood.rs"]
+mod flood;
 #[path = "e2e/hostile.rs"]
 mod hostile;
 #[path = "e2e/interop.rs"]

@@ -18,6 +18,7 @@ restarts    1
 main        instance 3
 reload      waiting for instance 4
 last error  -
+dropped     0
 instances   2
 
 instance    2

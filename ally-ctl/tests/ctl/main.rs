@@ -86,6 +86,7 @@ fn apps(now: u64) -> Vec<AppStatus> {
             main: Some(3),
             reloading: Some(4),
             queued_reloads: 0,
+            dropped_lines: 0,
             last_error: None,
             instances: vec![
                 InstanceStatus {
@@ -131,6 +132,7 @@ fn apps(now: u64) -> Vec<AppStatus> {
             main: None,
             reloading: None,
             queued_reloads: 0,
+            dropped_lines: 0,
             last_error: Some("instance 1 exited with status 1".into()),
             instances: vec![],
         },

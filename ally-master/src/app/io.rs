@@ -4,8 +4,8 @@
 use std::time::Instant;
 
 use super::{App, Notice};
-use crate::instance::Stream;
-use crate::limits::NOTIFY_STRANGER_REPORT_INTERVAL;
+use crate::instance::{Instance, Stream};
+use crate::limits::{NOTIFY_STRANGER_REPORT_INTERVAL, OUTPUT_BYTES_AT_EXIT, OUTPUT_BYTES_PER_TURN};
 use crate::log;
 use crate::notify;
 
@@ -66,22 +66,31 @@ impl App {
         );
     }
 
-    /// Reads instance `id`'s pending output into the app's log.
-    pub fn read_output(&mut self, id: u64) {
+    /// Reads instance `id`'s pending output on `stream` into the app's
+    /// log: at most [`OUTPUT_BYTES_PER_TURN`] from the pipe, so a flooding
+    /// app gets its share of the turn and no more.
+    pub fn read_output(&mut self, id: u64, stream: Stream) {
         if let Some(instance) = self.instances.iter_mut().find(|i| i.id == id) {
-            let lines = instance.read_output();
-            self.record(id, lines);
+            let (log, followers, unsent) = (&mut self.log, &self.followers, &mut self.unsent);
+            instance.read_output(Some(stream), OUTPUT_BYTES_PER_TURN, |stream, line, cut| {
+                let line = log.write(id, stream, line, cut);
+                if !followers.is_empty() {
+                    unsent.push(line.to_owned());
+                }
+            });
         }
     }
 
-    /// Writes `lines` of instance `id` to the log, keeping them for
-    /// followers if there are any.
-    pub(super) fn record(&mut self, id: u64, lines: Vec<(Stream, String)>) {
-        for (stream, text) in lines {
-            let line = self.log.write(id, stream, &text);
-            if !self.followers.is_empty() {
-                self.unsent.push(line);
+    /// Reads what is left in the output pipes of `instance`, which exited
+    /// (at most [`OUTPUT_BYTES_AT_EXIT`] from each), into the app's log.
+    pub(super) fn read_last_output(&mut self, instance: &mut Instance) {
+        let id = instance.id;
+        let (log, followers, unsent) = (&mut self.log, &self.followers, &mut self.unsent);
+        instance.read_output(None, OUTPUT_BYTES_AT_EXIT, |stream, line, cut| {
+            let line = log.write(id, stream, line, cut);
+            if !followers.is_empty() {
+                unsent.push(line.to_owned());
             }
-        }
+        });
     }
 }

@@ -17,7 +17,7 @@ use ally_proto::{ControlResponse, Failure};
 use rustix::process::{Pid, Signal, WaitStatus};
 
 use crate::config::AppConfig;
-use crate::instance::{Instance, Launch, describe_exit};
+use crate::instance::{Instance, Launch, Stream, describe_exit};
 use crate::listeners::{Bound, Listeners};
 use crate::log;
 use crate::logs::AppLog;
@@ -183,8 +183,7 @@ impl App {
             return false;
         };
         let mut instance = self.instances.remove(index);
-        let lines = instance.read_output();
-        self.record(instance.id, lines);
+        self.read_last_output(&mut instance);
         if let Some(count) = instance.notify.strangers.take_all() {
             self.log_strangers(instance.id, count);
         }
@@ -224,11 +223,12 @@ impl App {
             .collect();
         let mut tails = Vec::with_capacity(overdue.len());
         for id in overdue {
-            if let Some(instance) = self.instances.iter_mut().find(|i| i.id == id) {
-                let lines = instance.read_output();
-                let tail = instance.stderr_tail();
-                self.record(id, lines);
-                tails.push((id, tail));
+            // What it wrote last says why, in the report.
+            for stream in [Stream::Stdout, Stream::Stderr] {
+                self.read_output(id, stream);
+            }
+            if let Some(instance) = self.instances.iter().find(|i| i.id == id) {
+                tails.push((id, instance.stderr_tail()));
             }
         }
         self.feed_at(now, Event::Timer { tails }, out);

@@ -21,6 +21,7 @@ impl App {
             main: self.machine.main(),
             reloading: self.machine.reloading(),
             queued_reloads: u32::try_from(self.machine.queued()).unwrap_or(u32::MAX),
+            dropped_lines: self.log.dropped(),
             last_error: self.machine.last_error().map(str::to_owned),
             instances: self
                 .instances

@@ -87,6 +87,7 @@ fn serve(stream: UnixStream) {
             main: None,
             reloading: None,
             queued_reloads: 0,
+            dropped_lines: 0,
             last_error: None,
             instances: Vec::new(),
         }]);

@@ -121,7 +121,7 @@ fn assert_keys(object: &Value, keys: &[&str]) {
     assert_eq!(got, want, "keys of {object}");
 }
 
-const APP_KEYS: [&str; 8] = [
+const APP_KEYS: [&str; 9] = [
     "name",
     "state",
     "restarts",
@@ -129,6 +129,7 @@ const APP_KEYS: [&str; 8] = [
     "reloading",
     "queued_reloads",
     "last_error",
+    "dropped_lines",
     "instances",
 ];
 
@@ -196,7 +197,9 @@ fn list_json_has_the_documented_shape() {
         assert_keys(app, &keys);
         assert!(app["name"].is_string() && app["state"].is_string(), "{app}");
         assert!(
-            is_uint(&app["restarts"]) && is_uint(&app["queued_reloads"]),
+            is_uint(&app["restarts"])
+                && is_uint(&app["queued_reloads"])
+                && is_uint(&app["dropped_lines"]),
             "{app}"
         );
         assert!(

@@ -162,11 +162,19 @@ fn as_pid_1_the_master_reaps_orphaned_grandchildren() {
         "zombies under the master: {zombies:?}\n{}",
         master.log_tail()
     );
-    // The app is unaffected: its instance (pid 2 in the namespace) runs.
+    // The app is unaffected: its instance runs (its pid in the namespace
+    // is the one the master logged; the master's own threads take pids
+    // there too).
+    let started = master.wait_for_log("orphaner#1: started, pid ", Duration::from_secs(5));
+    let instance: u32 = started
+        .rsplit(' ')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {started:?}"));
     assert!(
         children_of(ally)
             .iter()
-            .any(|&(pid, state)| state != 'Z' && ns_pids(pid).last() == Some(&2)),
+            .any(|&(pid, state)| state != 'Z' && ns_pids(pid).last() == Some(&instance)),
         "the instance is gone
 {}",
         master.log_tail()

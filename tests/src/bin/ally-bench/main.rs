@@ -18,7 +18,9 @@
 //!   same loops in simulate mode, on a `std::sync::Mutex` (the floor) and
 //!   on Redis through `redis-benchmark`; then the master's memory;
 //! - the master's memory idle with one app and with 100 apps holding 1,000
-//!   listeners, and how often an idle master wakes up (never, it should).
+//!   listeners, and how often an idle master wakes up (never, it should);
+//! - `ally-ctl list` latency with apps flooding their output beside silent
+//!   ones, and one app's log throughput beside `cat` (see [`floods`]).
 //!
 //! Measurements run one at a time: the machine may have two cores, and two
 //! at once would measure each other.
@@ -34,6 +36,7 @@
 
 mod cpu;
 mod daemon;
+mod floods;
 mod footprint;
 mod haproxy;
 mod listen;
@@ -99,7 +102,7 @@ fn bench() {
     let shared = state::measure();
     rows.extend(shared.rows);
     notes.extend(shared.notes);
-    for section in [footprint::measure(), wakeups::measure()] {
+    for section in [footprint::measure(), wakeups::measure(), floods::measure()] {
         rows.extend(section.rows);
         notes.extend(section.notes);
     }
