@@ -292,7 +292,7 @@ impl Machine {
     pub fn step(&mut self, now: Instant, event: Event) -> Vec<Effect> {
         let mut out = Vec::new();
         match event {
-            Event::Boot if self.settings.autostart => self.begin(Vec::new(), Vec::new(), &mut out),
+            Event::Boot if self.settings.autostart => self.begin(Vec::new(), &mut out),
             Event::Boot => self.life = down(Why::Stopped),
             Event::Reload(waiter) => self.reload(waiter, &mut out),
             Event::Spawned { id } => self.spawned(id, now, &mut out),

@@ -142,7 +142,7 @@ impl Machine {
             }));
         }
         self.crashes = 0;
-        self.begin(Vec::new(), Vec::new(), out);
+        self.begin(Vec::new(), out);
     }
 
     /// The master is shutting down: stop everything for good.
@@ -213,7 +213,7 @@ impl Machine {
             Why::Stopped if !then_start.is_empty() => {
                 let waiters = std::mem::take(then_start);
                 self.crashes = 0;
-                self.begin(waiters, Vec::new(), out);
+                self.begin(waiters, out);
             }
             Why::Removed | Why::ShuttingDown { removed: true } => {
                 self.life = Life::Gone;

@@ -33,23 +33,25 @@ impl Machine {
                 out.push(notify_failed(waiter, failure));
             }
             Life::Reloading { queued, .. } => queued.push(waiter),
-            Life::Up { .. } | Life::Failed => self.begin(vec![waiter], Vec::new(), out),
+            Life::Up { .. } | Life::Failed => self.begin(vec![waiter], out),
         }
     }
 
     /// Starts a new instance for `waiters` (none for a first start or a
-    /// crash restart), with `queued` behind it.
-    pub(super) fn begin(&mut self, waiters: Vec<Waiter>, queued: Vec<Waiter>, out: &mut Out) {
+    /// crash restart).
+    pub(super) fn begin(&mut self, waiters: Vec<Waiter>, out: &mut Out) {
         let id = self.next_id;
         self.next_id += 1;
         self.life = Life::Reloading {
             instance: id,
             waiters,
-            queued,
+            queued: Vec::new(),
         };
         out.push(Effect::Spawn { id });
     }
 
+    /// Instance `id` runs: it starts its ready deadline, and those who
+    /// asked hear it started.
     pub(super) fn spawned(&mut self, id: u64, now: Instant, out: &mut Out) {
         let ready_at = match self.settings.ready {
             ReadyMode::Delay(delay) => Some(now + delay),
@@ -205,7 +207,7 @@ impl Machine {
             return;
         }
         if matches!(self.life, Life::Up { .. } | Life::Failed) {
-            self.begin(queued, Vec::new(), out);
+            self.begin(queued, out);
         }
     }
 
@@ -329,7 +331,7 @@ impl Machine {
                 "{}: restarting after a crash",
                 self.settings.name
             )));
-            self.begin(Vec::new(), Vec::new(), out);
+            self.begin(Vec::new(), out);
         }
     }
 }
