@@ -18,7 +18,7 @@ impl Master {
         let mut adopted = Vec::new();
         for app in &mut self.apps {
             let name = app.name().to_owned();
-            for instance in &mut app.instances {
+            for instance in app.instances_mut() {
                 if let Some(stream) = instance.take_channel() {
                     let peer = Peer::Channel {
                         app: name.clone(),
@@ -56,7 +56,7 @@ impl Master {
                 ),
             ));
         }
-        let Some(cred) = app.instances.iter().find(|i| i.id == id).map(|i| i.cred) else {
+        let Some(cred) = app.instances().iter().find(|i| i.id == id).map(|i| i.cred) else {
             return Err(Failure::new(
                 ErrorCode::NotPermitted,
                 format!("instance {id} of {name} is no longer live"),
@@ -84,9 +84,7 @@ impl Master {
         let apps = &self.apps;
         self.conns.retain(|_, conn| match conn.instance() {
             None => true,
-            Some((app, id)) => apps
-                .iter()
-                .any(|a| a.name() == app && a.instances.iter().any(|i| i.id == id)),
+            Some((app, id)) => apps.iter().any(|a| a.name() == app && a.is_live(id)),
         });
     }
 }

@@ -267,7 +267,7 @@ impl Master {
             fds.push(PollFd::new(conn, flags));
         }
         for (index, app) in self.apps.iter().enumerate() {
-            for instance in &app.instances {
+            for instance in app.instances() {
                 tokens.push(Token::Notify {
                     app: index,
                     instance: instance.id,

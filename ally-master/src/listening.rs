@@ -276,6 +276,6 @@ impl Master {
         self.apps
             .iter()
             .find(|a| a.name() == app)
-            .is_some_and(|a| a.instances.iter().any(|i| i.id == instance))
+            .is_some_and(|a| a.is_live(instance))
     }
 }

@@ -176,7 +176,7 @@ impl Master {
         let Some(app_index) = self.apps.iter().position(|a| a.name() == app_name) else {
             return;
         };
-        let live = self.apps[app_index].instances.iter().any(|i| i.id == id);
+        let live = self.apps[app_index].is_live(id);
         if !live {
             let failure = Failure::new(
                 ErrorCode::NotPermitted,
@@ -212,11 +212,7 @@ impl Master {
                 return;
             }
             InstanceRequest::Report(report) => {
-                if let Some(i) = self.apps[app_index]
-                    .instances
-                    .iter_mut()
-                    .find(|i| i.id == id)
-                {
+                if let Some(i) = self.apps[app_index].instance_mut(id) {
                     i.report = report;
                 }
                 (InstanceResponse::Done, Vec::new())
@@ -237,7 +233,7 @@ impl Master {
             InstanceRequest::Info => {
                 let app = &self.apps[app_index];
                 let started_unix_ms = app
-                    .instances
+                    .instances()
                     .iter()
                     .find(|i| i.id == id)
                     .map_or(0, |i| i.started_unix_ms);

@@ -98,8 +98,9 @@ pub struct App {
     /// [`App::readmit`], which tell the machine too.
     config: AppConfig,
     /// Live (not yet reaped) instances, oldest first: the processes of the
-    /// machine's tracked instances, by id.
-    pub instances: Vec<Instance>,
+    /// machine's tracked instances, by id. Added and removed only here, as
+    /// the machine spawns and the loop reaps.
+    instances: Vec<Instance>,
     /// Cache, atomics and locks: they outlive every instance.
     pub state: SharedState,
     /// Where its instances' output goes.
@@ -147,6 +148,26 @@ impl App {
     /// Its settings.
     pub fn config(&self) -> &AppConfig {
         &self.config
+    }
+
+    /// Live (not yet reaped) instances, oldest first.
+    pub fn instances(&self) -> &[Instance] {
+        &self.instances
+    }
+
+    /// Live instances, to take their channels or record their reports.
+    pub fn instances_mut(&mut self) -> &mut [Instance] {
+        &mut self.instances
+    }
+
+    /// Instance `id`, if it is live.
+    pub fn instance_mut(&mut self, id: u64) -> Option<&mut Instance> {
+        self.instances.iter_mut().find(|i| i.id == id)
+    }
+
+    /// Whether instance `id` is live (spawned and not yet reaped).
+    pub fn is_live(&self, id: u64) -> bool {
+        self.instances.iter().any(|i| i.id == id)
     }
 
     /// Whether the app has stopped for good: shutting down, nothing left.
