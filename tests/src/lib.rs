@@ -28,6 +28,7 @@ pub mod bins;
 pub mod clock;
 pub mod cmd;
 pub mod config;
+pub mod control;
 pub mod fixture;
 pub mod harness;
 pub mod load;

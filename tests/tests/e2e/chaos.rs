@@ -8,6 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ally_proto::{ControlRequest, Hello, HelloReply, Role, frame};
+use ally_tests::control::list_answers;
 use ally_tests::fixture::{ANY_PORT, APP, Demo, listening_addr};
 use ally_tests::harness::Master;
 use ally_tests::load::{Load, get_once};
@@ -23,17 +24,6 @@ const LIST_PACE: Duration = Duration::from_millis(100);
 
 /// The master's hello timeout (`ally-master/src/limits.rs`).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Runs `ally-ctl list` and asserts it answered, within [`LIST_LATENCY`].
-fn list_answers(master: &Master, while_what: &str) -> Duration {
-    let out = master.ctl_expect(&["list"], 0);
-    master.assert_output(
-        &out,
-        out.elapsed < LIST_LATENCY,
-        &format!("`ally-ctl list` took {:?} {while_what}", out.elapsed),
-    );
-    out.elapsed
-}
 
 /// Asserts the master has no zombie child.
 fn assert_no_zombie(master: &Master) {
@@ -290,6 +280,7 @@ fn a_thousand_idle_control_connections_neither_block_the_master_nor_leak_fds() {
     for _ in 0..3 {
         slowest = slowest.max(list_answers(
             master,
+            LIST_LATENCY,
             &format!("with {IDLE} idle connections open"),
         ));
     }
@@ -337,7 +328,11 @@ fn a_thousand_idle_control_connections_neither_block_the_master_nor_leak_fds() {
         "the master did not accept {IDLE} connections again\n{}",
         master.log_tail()
     );
-    slowest = slowest.max(list_answers(master, "with the second round open"));
+    slowest = slowest.max(list_answers(
+        master,
+        LIST_LATENCY,
+        "with the second round open",
+    ));
     drop(idle);
     let closed = Instant::now();
     let after_close = fds_back_to(master, baseline, SLACK, HELLO_TIMEOUT);
@@ -348,7 +343,7 @@ fn a_thousand_idle_control_connections_neither_block_the_master_nor_leak_fds() {
          freed them, not the close; the test proves nothing",
         opened.elapsed()
     );
-    slowest = slowest.max(list_answers(master, "after the flood"));
+    slowest = slowest.max(list_answers(master, LIST_LATENCY, "after the flood"));
     eprintln!(
         "idle flood: baseline {baseline} fds, {peak} with {IDLE} open (accepted in \
          {accepted_in:?}); closed by the hello timeout after {closed_after:?}, then \
@@ -403,6 +398,7 @@ fn a_control_client_that_never_reads_is_cut_off_and_the_master_stays_small() {
         max_rss = max_rss.max(rss_kib(master.pid()));
         slowest = slowest.max(list_answers(
             master,
+            LIST_LATENCY,
             "while a client floods it with requests",
         ));
         lists += 1;
@@ -432,7 +428,7 @@ fn a_control_client_that_never_reads_is_cut_off_and_the_master_stays_small() {
         master.log_tail()
     );
     master.wait_for_log("it does not read its replies", Duration::from_secs(5));
-    slowest = slowest.max(list_answers(master, "after the flood"));
+    slowest = slowest.max(list_answers(master, LIST_LATENCY, "after the flood"));
     let rss_after = rss_kib(master.pid());
     eprintln!(
         "slow reader: cut off after {requests} requests in {cut_after:?}; {lists} lists meanwhile, \

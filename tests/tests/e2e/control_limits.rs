@@ -3,15 +3,16 @@
 //! master nor stay open, and a frame announced over the control limit is
 //! refused at once.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ally_proto::frame::{self, HEADER_LEN, MAX_CONTROL_FRAME_LEN};
-use ally_proto::{ControlRequest, ControlResponse, Hello, HelloReply, Role};
+use ally_proto::{ControlRequest, ControlResponse};
 use ally_tests::bins::{Layout, bins};
+use ally_tests::control::{closed_by, list_answers, welcomed};
 use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
 use ally_tests::script::{Spawned, write_script};
 
@@ -65,57 +66,6 @@ fn admitted_group() -> Option<u32> {
         eprintln!("skipped: cannot create group {GROUP}");
     }
     found
-}
-
-/// Runs `ally-ctl list` `times` times; asserts each answered within
-/// [`LIST_LATENCY`] and returns the slowest.
-fn lists_answer(master: &Master, times: usize, while_what: &str) -> Duration {
-    (0..times)
-        .map(|_| {
-            let out = master.ctl_expect(&["list"], 0);
-            master.assert_output(
-                &out,
-                out.elapsed < LIST_LATENCY,
-                &format!("`ally-ctl list` took {:?} {while_what}", out.elapsed),
-            );
-            out.elapsed
-        })
-        .max()
-        .unwrap_or_default()
-}
-
-/// A control connection that has said hello and been welcomed.
-fn welcomed(master: &Master) -> UnixStream {
-    let s = UnixStream::connect(master.socket()).expect("connect to the control socket");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    frame::write_to(&s, &Hello::new(Role::Control)).expect("send hello");
-    let reply: HelloReply = frame::read_from(&s).expect("hello reply");
-    assert!(
-        matches!(reply, HelloReply::Welcome { .. }),
-        "{reply:?}\n{}",
-        master.log_tail()
-    );
-    s
-}
-
-/// Whether the master closed `s` by `deadline` (whatever it sent before).
-fn closed_by(mut s: &UnixStream, deadline: Instant) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
 }
 
 /// `VmRSS` and `VmHWM` (peak) of `pid`, in KiB.
@@ -335,4 +285,13 @@ fn a_control_frame_over_the_limit_is_refused_at_once() {
         ),
     }
     lists_answer(&master, 1, "after the oversized frames");
+}
+
+/// Runs `ally-ctl list` `times` times; asserts each answered within
+/// [`LIST_LATENCY`] and returns the slowest.
+fn lists_answer(master: &Master, times: usize, while_what: &str) -> Duration {
+    (0..times)
+        .map(|_| list_answers(master, LIST_LATENCY, while_what))
+        .max()
+        .unwrap_or_default()
 }

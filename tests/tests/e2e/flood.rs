@@ -13,9 +13,10 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ally_proto::frame;
-use ally_proto::{ControlRequest, ControlResponse, Hello, HelloReply, Role};
+use ally_proto::{ControlRequest, ControlResponse};
 use ally_tests::bins::{Bins, bins};
 use ally_tests::cmd::run;
+use ally_tests::control::welcomed;
 use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
 use ally_tests::proc::wait_until;
 use ally_tests::script::{NEVER_READY, START_LINES, signal_script, write_script};
@@ -86,10 +87,21 @@ fn two_yes_floods_leave_the_master_answering_small_and_stoppable() {
         .iter()
         .zip(&logs)
         .map(|(name, log)| {
-            AppConfig::new(name, yes)
+            // Niced: two busy loops on a two-core machine would otherwise
+            // measure how the kernel shares the cores with the test and
+            // ally-ctl, not the master's loop. They still flood at full
+            // speed whenever a core is free.
+            let mut app = AppConfig::new(name, Path::new("/usr/bin/nice"))
                 .ready_timeout(NEVER_READY)
                 .stop_timeout("3s")
-                .log(Some(&log.to_string_lossy()))
+                .log(Some(&log.to_string_lossy()));
+            app.command.extend(
+                ["-n", "19"]
+                    .map(String::from)
+                    .into_iter()
+                    .chain([yes.display().to_string()]),
+            );
+            app
         })
         .collect();
     apps.push(quiet_app(&dir));
@@ -224,17 +236,6 @@ fn a_master_whose_stderr_nobody_reads_still_exits_on_sigterm() {
     let status = master.terminate(STOP_TIMEOUT + Duration::from_secs(5));
     assert!(status.success(), "the master exited with {status}");
     eprintln!("stderr held: exited {:?} after SIGTERM", started.elapsed());
-}
-
-/// A control connection that has said hello and been welcomed.
-fn welcomed(master: &Master) -> UnixStream {
-    let s = UnixStream::connect(master.socket()).expect("connect to the control socket");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    frame::write_to(&s, &Hello::new(Role::Control)).expect("send hello");
-    let reply: HelloReply = frame::read_from(&s).expect("hello reply");
-    assert!(matches!(reply, HelloReply::Welcome { .. }), "{reply:?}");
-    s
 }
 
 /// Reads log lines from `s` until one contains `pattern`; returns every

@@ -1,12 +1,13 @@
 //! Clients that send garbage, lie about sizes or say nothing cannot stall
 //! or crash the master.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ally_proto::{Hello, HelloReply, Role, frame};
+use ally_tests::control::closed_by;
 use ally_tests::fixture::{APP, Demo};
 use ally_tests::load::Load;
 use ally_tests::proc::alive;
@@ -17,26 +18,6 @@ fn connect(socket: &Path) -> UnixStream {
     let s = UnixStream::connect(socket).expect("connect to the control socket");
     s.set_write_timeout(Some(T)).unwrap();
     s
-}
-
-/// Whether the master closed `s` within `timeout` (whatever it sent before).
-fn closed_by_master(s: &mut UnixStream, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    let mut buf = [0u8; 4096];
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return false;
-        }
-        s.set_read_timeout(Some(left)).unwrap();
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::ConnectionReset => return true,
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(_) => return false,
-        }
-    }
 }
 
 #[test]
@@ -73,7 +54,7 @@ fn hostile_control_clients_neither_stall_nor_crash_the_master() {
         ("undecodable request", &mut bad_request),
     ] {
         assert!(
-            closed_by_master(s, T),
+            closed_by(s, Instant::now() + T),
             "the master kept the {name} connection open\n{}",
             master.log_tail()
         );
