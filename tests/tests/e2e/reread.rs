@@ -5,10 +5,12 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rustix::process::Signal;
+
 use ally_tests::bins::bins;
 use ally_tests::fixture::{ANY_PORT, START_TIMEOUT};
 use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
-use ally_tests::proc::{alive, wait_gone, wait_until};
+use ally_tests::proc::{alive, signal, wait_gone, wait_until};
 use ally_tests::service::Service;
 
 fn app(name: &str, script: &Path) -> AppConfig {
@@ -144,4 +146,50 @@ fn an_app_added_back_while_it_drains_is_not_forgotten() {
     // Still there, and still served by the new instance.
     assert_eq!(names(&master), ["a", "b"], "{}", master.log_tail());
     assert_eq!(master.main_of("a"), Some(second));
+}
+
+/// Regression: a reread while the master shut down started the apps it
+/// added, which were never told to stop, so the master never exited.
+#[test]
+fn a_reread_during_shutdown_is_refused_and_the_master_still_exits() {
+    let dir = TestDir::new("reread_shutdown");
+    let slow = Service::new(
+        dir.path(),
+        "slow",
+        &bins().demo,
+        &["--addr", "127.0.0.1:0", "--ignore-stop"],
+    );
+    let other = Service::new(dir.path(), "other", &bins().demo, &ANY_PORT);
+    let config = dir.path().join("ally.toml");
+    let mut master = Master::start_with(
+        bins(),
+        &dir,
+        &config_toml(&[app("a", slow.path()).stop_timeout("3s")]),
+    );
+    master.wait_main("a", Some(1), START_TIMEOUT);
+    signal(master.pid(), Signal::TERM).unwrap();
+    master.wait_for_log("shutting down", START_TIMEOUT);
+    std::fs::write(
+        &config,
+        config_toml(&[
+            app("a", slow.path()).stop_timeout("3s"),
+            app("b", other.path()),
+        ]),
+    )
+    .unwrap();
+    let out = master.ctl(&["reread"]);
+    master.assert_output(
+        &out,
+        !out.status.success() && out.stderr.contains("shutting down"),
+        "the reread is refused",
+    );
+    // A second SIGTERM kills `a`; with nothing else to stop, the master
+    // exits.
+    let status = master.terminate(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "{}", master.log_tail());
+    assert!(
+        !master.log().contains("b#1: started"),
+        "{}",
+        master.log_tail()
+    );
 }
