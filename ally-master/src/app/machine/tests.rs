@@ -295,3 +295,39 @@ fn draining_beyond_max_draining_kills_the_oldest() {
         }
     }
 }
+
+#[test]
+fn start_and_restart_of_a_removed_app_are_refused() {
+    let mut rig = running();
+    rig.feed(Event::Remove);
+    for event in [
+        Event::Start(Waiter::Lifecycle { conn: 1 }),
+        Event::Restart(Waiter::Lifecycle { conn: 2 }),
+    ] {
+        let effects = rig.feed(event);
+        assert!(spawns(&effects).is_empty());
+        assert!(effects.iter().any(|e| matches!(
+            e,
+            Effect::Notify(Notice::Failed { failure, .. }) if failure.code == ErrorCode::UnknownApp
+        )));
+    }
+    assert!(rig.exit(1).iter().any(|e| matches!(e, Effect::Forget)));
+}
+
+#[test]
+fn a_failed_app_that_is_reloaded_runs_again() {
+    let mut settings = settings();
+    settings.restart.enabled = false;
+    let mut rig = Rig::new(settings);
+    rig.feed(Event::Boot);
+    rig.feed(Event::Ready { id: 1 });
+    rig.exit(1);
+    assert_eq!(rig.app_state(), AppState::Failed);
+    assert_eq!(
+        spawns(&rig.feed(Event::Reload(Waiter::Instance { conn: 1 }))),
+        [2]
+    );
+    assert_eq!(rig.app_state(), AppState::Starting);
+    rig.feed(Event::Ready { id: 2 });
+    assert_eq!(rig.app_state(), AppState::Running);
+}
