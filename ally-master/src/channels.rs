@@ -29,7 +29,7 @@ impl Master {
             }
         }
         for conn in adopted {
-            self.add_conn(conn);
+            self.conns.add(conn);
         }
     }
 
@@ -42,11 +42,7 @@ impl Master {
     pub(crate) fn connect_instance(&mut self, index: usize, id: u64) -> Result<OwnedFd, Failure> {
         let app = &self.apps[index];
         let name = app.name().to_owned();
-        let open = self
-            .conns
-            .values()
-            .filter(|c| c.instance() == Some((name.as_str(), id)))
-            .count();
+        let open = self.conns.count_of_instance(&name, id);
         if open >= MAX_INSTANCE_CONNECTIONS {
             return Err(Failure::new(
                 ErrorCode::LimitExceeded,
@@ -74,7 +70,7 @@ impl Master {
             app: name.clone(),
             id,
         };
-        self.add_conn(Conn::new(ours, cred, peer));
+        self.conns.add(Conn::new(ours, cred, peer));
         Ok(theirs.into())
     }
 
@@ -82,9 +78,7 @@ impl Master {
     /// descriptor an instance passed on before it exited speaks for no one.
     pub(crate) fn close_dead_instance_conns(&mut self) {
         let apps = &self.apps;
-        self.conns.retain(|_, conn| match conn.instance() {
-            None => true,
-            Some((app, id)) => apps.iter().any(|a| a.name() == app && a.is_live(id)),
-        });
+        self.conns
+            .close_dead_instances(|app, id| apps.iter().any(|a| a.name() == app && a.is_live(id)));
     }
 }

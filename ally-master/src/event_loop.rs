@@ -7,7 +7,6 @@
 //! output pending) and every instance's output pipes; then handle signals,
 //! timers, writes, reads and accepts, in that order.
 
-use std::collections::BTreeMap;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
@@ -19,11 +18,12 @@ use rustix::process::{Uid, WaitOptions};
 
 use crate::app::App;
 use crate::config::Config;
-use crate::conn::{Broken, Conn, Peer};
+use crate::conn::{Broken, Peer};
+use crate::conns::Conns;
 use crate::control_socket::ControlSocket;
 use crate::helpers;
 use crate::instance::{Launch, Stream};
-use crate::limits::{FRAME_TIMEOUT, HELLO_TIMEOUT, HELPER_EXIT_WAIT, READ_CHUNK, SINK_EXIT_GRACE};
+use crate::limits::{FRAME_TIMEOUT, HELPER_EXIT_WAIT, READ_CHUNK, SINK_EXIT_GRACE};
 use crate::listeners::{Bound, Listeners};
 use crate::listening::PendingListens;
 use crate::log;
@@ -75,8 +75,7 @@ pub struct Master {
     pub(crate) listeners: Listeners,
     /// Unix path sockets waiting for their helper.
     pub(crate) pending: PendingListens,
-    pub(crate) conns: BTreeMap<u64, Conn>,
-    next_conn: u64,
+    pub(crate) conns: Conns,
     /// The one buffer every connection reads into.
     scratch: Box<[u8]>,
     /// How long a started frame may take to arrive (`[master] frame_timeout`).
@@ -138,8 +137,7 @@ impl Master {
             apps,
             listeners: Listeners::default(),
             pending: PendingListens::default(),
-            conns: BTreeMap::new(),
-            next_conn: 1,
+            conns: Conns::default(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
             tally: Tally::default(),
             shutdown: Shutdown::Running,
@@ -204,9 +202,7 @@ impl Master {
             let ready = self.poll()?;
             self.turn(&ready);
         }
-        for conn in self.conns.values_mut() {
-            let _ = conn.write_ready();
-        }
+        self.conns.flush_all();
         let _ = std::fs::remove_file(&self.launch.socket);
         // Close every socket now, and give the helpers removing their files
         // a moment, so the files are gone once the master has exited.
@@ -225,19 +221,10 @@ impl Master {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        let conns = self.conns.values().filter_map(|c| match c.peer {
-            Peer::Unknown { deadline } | Peer::Closing { deadline } => Some(deadline),
-            _ => None,
-        });
-        let frames = self
-            .conns
-            .values()
-            .filter_map(|c| Some(c.frame_started()? + self.frame_timeout));
         self.apps
             .iter()
             .filter_map(App::next_deadline)
-            .chain(conns)
-            .chain(frames)
+            .chain(self.conns.next_deadline(self.frame_timeout))
             .chain(self.pending.deadline())
             .chain(self.control.paused_until())
             .chain(self.tally.next_report())
@@ -252,7 +239,7 @@ impl Master {
             tokens.push(Token::Control);
             fds.push(PollFd::new(&self.control, PollFlags::IN));
         }
-        for (&id, conn) in &self.conns {
+        for (id, conn) in self.conns.iter() {
             // With requests still buffered, or the input budget spent, read
             // no more: a client cannot make the master buffer its input.
             let mut flags = if conn.may_read() {
@@ -289,11 +276,7 @@ impl Master {
         }
         // Requests left to handle now; those of a peer that does not read
         // its answers wait for it to read (a writable wake-up).
-        let backlog = self
-            .conns
-            .values()
-            .any(|c| c.backlog && !c.output_stalled());
-        let deadline = if backlog {
+        let deadline = if self.conns.any_backlog() {
             Some(Instant::now())
         } else {
             self.next_deadline()
@@ -334,17 +317,11 @@ impl Master {
             }
         }
         // Requests left from the last turn, before anything new is read.
-        let backlog: Vec<u64> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.backlog && !c.output_stalled())
-            .map(|(&id, _)| id)
-            .collect();
-        for id in backlog {
+        for id in self.conns.with_backlog() {
             self.handle_input(id);
             let done = self
                 .conns
-                .get_mut(&id)
+                .get_mut(id)
                 .filter(|c| !c.backlog)
                 .and_then(|c| c.hung_up.take());
             if let Some(broken) = done {
@@ -448,93 +425,33 @@ impl Master {
         }
         self.deliver(notices);
         self.expire_listens(now);
-        let expired: Vec<u64> = self
+        self.conns.expire(now);
+        let late = self
             .conns
-            .iter()
-            .filter(|(_, c)| match c.peer {
-                Peer::Unknown { deadline } | Peer::Closing { deadline } => deadline <= now,
-                _ => false,
-            })
-            .map(|(&id, _)| id)
-            .collect();
-        for id in expired {
-            if let Some(conn) = self.conns.remove(&id)
-                && matches!(conn.peer, Peer::Unknown { .. })
-            {
-                log!(
-                    "closed connection from pid {}: no hello within {HELLO_TIMEOUT:?}",
-                    conn.cred.pid_text()
-                );
-            }
+            .close_unfinished_frames(now, self.frame_timeout, &mut self.tally);
+        for closed in late {
+            self.instance_conn_closed(closed);
         }
-        self.close_unfinished_frames(now);
         if let Some(line) = self.tally.report(now) {
             log!("{line}");
-        }
-    }
-
-    /// Closes every connection whose frame has been arriving for longer
-    /// than the frame timeout: it holds memory (and a slot) for nothing.
-    fn close_unfinished_frames(&mut self, now: Instant) {
-        let timeout = self.frame_timeout;
-        let late: Vec<u64> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.frame_started().is_some_and(|t| t + timeout <= now))
-            .map(|(&id, _)| id)
-            .collect();
-        for id in late {
-            let Some(conn) = self.conns.get(&id) else {
-                continue;
-            };
-            let (pid, uid, bytes) = (
-                conn.cred.pid_text(),
-                conn.cred.uid.as_raw(),
-                conn.buffered(),
-            );
-            let what = "closed with a frame unfinished";
-            if let Some(line) = self.tally.note(now, what, || {
-                format!(
-                    "closed connection from pid {pid} uid {uid}: a frame is still unfinished \
-                     after {timeout:?} ({bytes} bytes of it arrived)"
-                )
-            }) {
-                log!("{line}");
-            }
-            self.drop_conn(id, &Broken::Gone);
         }
     }
 
     /// Takes the connections the control socket admits this turn.
     fn accept(&mut self) {
         for conn in self.control.accept(&mut self.tally) {
-            self.add_conn(conn);
+            self.conns.add(conn);
         }
     }
 
-    /// Serves `conn` from now on, under a new id.
-    pub(crate) fn add_conn(&mut self, conn: Conn) {
-        let id = self.next_conn;
-        self.next_conn += 1;
-        self.conns.insert(id, conn);
-    }
-
     fn flush(&mut self, id: u64) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let closing = matches!(conn.peer, Peer::Closing { .. });
-        match conn.write_ready() {
-            Ok(()) if closing && !conn.wants_write() => {
-                self.conns.remove(&id);
-            }
-            Ok(()) => {}
-            Err(broken) => self.drop_conn(id, &broken),
+        if let Some(closed) = self.conns.flush(id) {
+            self.instance_conn_closed(closed);
         }
     }
 
     fn on_readable(&mut self, id: u64, revents: PollFlags) {
-        let Some(conn) = self.conns.get_mut(&id) else {
+        let Some(conn) = self.conns.get_mut(id) else {
             return;
         };
         if conn.backlog {
@@ -554,7 +471,7 @@ impl Master {
         let read = conn.read_ready(&mut self.scratch);
         if matches!(conn.peer, Peer::Closing { .. }) {
             if read.is_err() {
-                self.conns.remove(&id);
+                self.conns.close(id);
             }
             return;
         }
@@ -562,7 +479,7 @@ impl Master {
         // or once a backlog of requests is handled (they may be writes).
         self.handle_input(id);
         if let Err(broken) = read {
-            match self.conns.get_mut(&id) {
+            match self.conns.get_mut(id) {
                 Some(conn) if conn.backlog => conn.hung_up = Some(broken),
                 _ => self.drop_conn(id, &broken),
             }

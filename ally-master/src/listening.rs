@@ -222,7 +222,7 @@ impl Master {
         drop(helper);
         let waiters: Vec<Waiter> = waiters
             .into_iter()
-            .filter(|w| self.conns.contains_key(&w.conn) && self.is_live(&key.app, w.instance))
+            .filter(|w| self.conns.contains(w.conn) && self.is_live(&key.app, w.instance))
             .collect();
         let uid = owner.map_or(self.uid.as_raw(), |o| o.uid);
         let bound = match outcome {

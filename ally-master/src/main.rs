@@ -9,6 +9,7 @@ mod budget;
 mod channels;
 mod config;
 mod conn;
+mod conns;
 mod control;
 mod control_socket;
 mod event_loop;

@@ -1,14 +1,14 @@
-//! What the master sends: answers queued on connections (with an error in
-//! place of one too large for a frame), reload outcomes to their waiters,
+//! What the master sends: answers queued on connections (through
+//! [`Conns`](crate::conns::Conns)), reload outcomes to their waiters,
 //! new log lines to `logs -f` clients; and closing a connection, which
 //! withdraws its lock waits.
 
-use ally_proto::{ControlResponse, ErrorCode, Failure, InstanceResponse};
+use ally_proto::{ControlResponse, InstanceResponse};
 
 use crate::app::{Notice, Waiter};
-use crate::conn::{Broken, Peer, Unsendable};
+use crate::conn::Broken;
+use crate::conns::Closed;
 use crate::event_loop::Master;
-use crate::log;
 
 impl Master {
     /// Sends the log lines written this turn to `ally-ctl logs -f` clients,
@@ -25,69 +25,40 @@ impl Master {
                 self.send(conn, &ControlResponse::LogLines(lines.clone()), Vec::new());
             }
             let conns = &self.conns;
-            self.apps[index].followers.retain(|c| conns.contains_key(c));
+            self.apps[index].followers.retain(|&c| conns.contains(c));
         }
     }
 
     /// Closes connection `id`, logging why if the peer misbehaved.
     pub(crate) fn drop_conn(&mut self, id: u64, why: &Broken) {
-        let Some(conn) = self.conns.remove(&id) else {
-            return;
-        };
-        if let Some((app, _)) = conn.instance() {
-            self.instance_conn_closed(id, app);
-        }
-        let pid = conn.cred.pid_text();
-        match why {
-            Broken::Gone => {}
-            Broken::Malformed(e) => log!("closed connection from pid {pid}: {e}"),
-            Broken::Overflow => {
-                log!("closed connection from pid {pid}: it does not read its replies")
-            }
-            Broken::NotAlly => log!("closed connection from pid {pid}: not an ally client"),
+        if let Some(closed) = self.conns.close_broken(id, why) {
+            self.instance_conn_closed(closed);
         }
     }
 
     /// An instance's connection closed: withdraw the lock waits it carried.
     /// Its holds stay: they belong to the instance, released when it exits.
-    fn instance_conn_closed(&mut self, conn: u64, app: &str) {
-        let Some(app_index) = self.apps.iter().position(|a| a.name() == app) else {
+    pub(crate) fn instance_conn_closed(&mut self, closed: Closed) {
+        let Some(app_index) = self.apps.iter().position(|a| a.name() == closed.app) else {
             return;
         };
         let mut replies = Vec::new();
-        self.apps[app_index].state.conn_closed(conn, &mut replies);
+        self.apps[app_index]
+            .state
+            .conn_closed(closed.conn, &mut replies);
         self.deliver(replies.into_iter().map(Notice::Reply).collect());
     }
 
-    /// Queues `msg` on connection `id`, closing it if that fails.
+    /// Queues `msg` on connection `id` (see [`Conns::send`](crate::conns::Conns::send)), closing it if
+    /// that fails.
     pub(crate) fn send<T: serde::Serialize>(
         &mut self,
         id: u64,
         msg: &T,
         fds: Vec<std::os::fd::OwnedFd>,
     ) {
-        let Some(conn) = self.conns.get_mut(&id) else {
-            return;
-        };
-        let sent = match conn.send(msg, fds) {
-            Ok(Ok(())) => Ok(()),
-            // Too large for a frame: the client gets an error in its place,
-            // and keeps its connection (and with it, perhaps, its locks).
-            Ok(Err(Unsendable(e))) => {
-                let failure = Failure::new(
-                    ErrorCode::LimitExceeded,
-                    format!("the answer cannot be sent: {e}; ask for less at a time"),
-                );
-                let sent = match conn.peer {
-                    Peer::Control => conn.send(&ControlResponse::Error(failure), Vec::new()),
-                    _ => conn.send(&InstanceResponse::Error(failure), Vec::new()),
-                };
-                sent.map(drop)
-            }
-            Err(broken) => Err(broken),
-        };
-        if let Err(broken) = sent.and_then(|()| conn.write_ready()) {
-            self.drop_conn(id, &broken);
+        if let Some(closed) = self.conns.send(id, msg, fds) {
+            self.instance_conn_closed(closed);
         }
     }
 

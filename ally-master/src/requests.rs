@@ -21,7 +21,7 @@ impl Master {
     /// [`REQUESTS_PER_TURN`]; sets its `backlog` if some may be left.
     pub(crate) fn handle_input(&mut self, id: u64) {
         for handled in 0.. {
-            let Some(conn) = self.conns.get_mut(&id) else {
+            let Some(conn) = self.conns.get_mut(id) else {
                 return;
             };
             // At most REQUESTS_PER_TURN, so other clients are served too;
@@ -59,7 +59,7 @@ impl Master {
     }
 
     fn on_hello(&mut self, id: u64, hello: Hello) {
-        let Some(conn) = self.conns.get(&id) else {
+        let Some(conn) = self.conns.get(id) else {
             return;
         };
         let cred = conn.cred;
@@ -124,12 +124,12 @@ impl Master {
     /// Welcomes connection `id` as `peer`, or refuses it and closes it
     /// once the refusal is read.
     fn answer_hello(&mut self, id: u64, peer: Result<Peer, Failure>) {
-        let Some(cred) = self.conns.get(&id).map(|c| c.cred) else {
+        let Some(cred) = self.conns.get(id).map(|c| c.cred) else {
             return;
         };
         match peer {
             Ok(peer) => {
-                if let Some(conn) = self.conns.get_mut(&id) {
+                if let Some(conn) = self.conns.get_mut(id) {
                     conn.peer = peer;
                 }
                 let welcome = HelloReply::Welcome {
@@ -146,12 +146,12 @@ impl Master {
                     failure.message
                 );
                 self.send(id, &HelloReply::Refused(failure), Vec::new());
-                if let Some(conn) = self.conns.get_mut(&id) {
+                if let Some(conn) = self.conns.get_mut(id) {
                     conn.peer = Peer::Closing {
                         deadline: Instant::now() + CLOSE_LINGER,
                     };
                     if !conn.wants_write() {
-                        self.conns.remove(&id);
+                        self.conns.close(id);
                     }
                 }
             }

@@ -1,0 +1,256 @@
+//! Every connection the master serves, by a stable id (the poll token):
+//! adding, looking up, sending to, flushing and closing them. Nothing else
+//! touches the table.
+//!
+//! Closing an instance's connection has a consequence elsewhere: its app
+//! withdraws the lock waits it carried. Each call that may close one
+//! returns a [`Closed`] for the caller to pass on.
+
+use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
+use std::time::{Duration, Instant};
+
+use ally_proto::{ControlResponse, ErrorCode, Failure, InstanceResponse};
+
+use crate::conn::{Broken, Conn, Peer, Unsendable};
+use crate::limits::HELLO_TIMEOUT;
+use crate::log;
+use crate::tally::Tally;
+
+/// An instance's connection that was closed: its app must withdraw the
+/// lock waits it carried.
+#[derive(Debug)]
+#[must_use = "the app of a closed instance connection must be told"]
+pub struct Closed {
+    /// The connection's id.
+    pub conn: u64,
+    /// The name of the instance's app.
+    pub app: String,
+}
+
+/// The connections, by id.
+#[derive(Debug)]
+pub struct Conns {
+    map: BTreeMap<u64, Conn>,
+    next: u64,
+}
+
+impl Default for Conns {
+    fn default() -> Conns {
+        Conns {
+            map: BTreeMap::new(),
+            next: 1,
+        }
+    }
+}
+
+impl Conns {
+    /// Serves `conn` from now on; returns its new id.
+    pub fn add(&mut self, conn: Conn) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        self.map.insert(id, conn);
+        id
+    }
+
+    /// Connection `id`, if it is open.
+    pub fn get(&self, id: u64) -> Option<&Conn> {
+        self.map.get(&id)
+    }
+
+    /// Connection `id`, if it is open.
+    pub fn get_mut(&mut self, id: u64) -> Option<&mut Conn> {
+        self.map.get_mut(&id)
+    }
+
+    /// Whether connection `id` is open.
+    pub fn contains(&self, id: u64) -> bool {
+        self.map.contains_key(&id)
+    }
+
+    /// Every open connection with its id, in id order (to poll them).
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Conn)> {
+        self.map.iter().map(|(&id, c)| (id, c))
+    }
+
+    /// Closes connection `id` quietly: one that is closing anyway, or
+    /// whose peer has been told why. Its app is not told (it had no
+    /// waits: it is not an instance's, or it is already refused).
+    pub fn close(&mut self, id: u64) {
+        self.map.remove(&id);
+    }
+
+    /// Closes connection `id`, logging why if the peer misbehaved.
+    pub fn close_broken(&mut self, id: u64, why: &Broken) -> Option<Closed> {
+        let conn = self.map.remove(&id)?;
+        let pid = conn.cred.pid_text();
+        match why {
+            Broken::Gone => {}
+            Broken::Malformed(e) => log!("closed connection from pid {pid}: {e}"),
+            Broken::Overflow => {
+                log!("closed connection from pid {pid}: it does not read its replies")
+            }
+            Broken::NotAlly => log!("closed connection from pid {pid}: not an ally client"),
+        }
+        conn.instance().map(|(app, _)| Closed {
+            conn: id,
+            app: app.to_owned(),
+        })
+    }
+
+    /// Queues `msg` on connection `id` and writes what the socket takes,
+    /// closing the connection if that fails.
+    ///
+    /// A message too large for a frame is replaced by an error saying so:
+    /// the client keeps its connection (and with it, perhaps, its locks).
+    pub fn send<T: serde::Serialize>(
+        &mut self,
+        id: u64,
+        msg: &T,
+        fds: Vec<OwnedFd>,
+    ) -> Option<Closed> {
+        let conn = self.map.get_mut(&id)?;
+        let sent = match conn.send(msg, fds) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(Unsendable(e))) => {
+                let failure = Failure::new(
+                    ErrorCode::LimitExceeded,
+                    format!("the answer cannot be sent: {e}; ask for less at a time"),
+                );
+                let sent = match conn.peer {
+                    Peer::Control => conn.send(&ControlResponse::Error(failure), Vec::new()),
+                    _ => conn.send(&InstanceResponse::Error(failure), Vec::new()),
+                };
+                sent.map(drop)
+            }
+            Err(broken) => Err(broken),
+        };
+        match sent.and_then(|()| conn.write_ready()) {
+            Ok(()) => None,
+            Err(broken) => self.close_broken(id, &broken),
+        }
+    }
+
+    /// Writes connection `id`'s queued output; closes it once a closing
+    /// one has written everything, or if writing fails.
+    pub fn flush(&mut self, id: u64) -> Option<Closed> {
+        let conn = self.map.get_mut(&id)?;
+        let closing = matches!(conn.peer, Peer::Closing { .. });
+        match conn.write_ready() {
+            Ok(()) if closing && !conn.wants_write() => {
+                self.map.remove(&id);
+                None
+            }
+            Ok(()) => None,
+            Err(broken) => self.close_broken(id, &broken),
+        }
+    }
+
+    /// Writes what each connection's socket takes now (the master is
+    /// exiting).
+    pub fn flush_all(&mut self) {
+        for conn in self.map.values_mut() {
+            let _ = conn.write_ready();
+        }
+    }
+
+    /// Whether some connection has requests left from the last turn and a
+    /// peer that reads its answers.
+    pub fn any_backlog(&self) -> bool {
+        self.map.values().any(|c| c.backlog && !c.output_stalled())
+    }
+
+    /// The ids of the connections with requests left from the last turn
+    /// whose peers read their answers.
+    pub fn with_backlog(&self) -> Vec<u64> {
+        self.map
+            .iter()
+            .filter(|(_, c)| c.backlog && !c.output_stalled())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// The nearest deadline of a connection: a hello, a closing linger, or
+    /// a frame that must arrive whole within `frame_timeout`.
+    pub fn next_deadline(&self, frame_timeout: Duration) -> Option<Instant> {
+        let peers = self.map.values().filter_map(|c| match c.peer {
+            Peer::Unknown { deadline } | Peer::Closing { deadline } => Some(deadline),
+            _ => None,
+        });
+        let frames = self
+            .map
+            .values()
+            .filter_map(|c| Some(c.frame_started()? + frame_timeout));
+        peers.chain(frames).min()
+    }
+
+    /// Closes the connections whose hello or closing linger ran out by
+    /// `now`.
+    pub fn expire(&mut self, now: Instant) {
+        self.map.retain(|_, c| match c.peer {
+            Peer::Unknown { deadline } if deadline <= now => {
+                log!(
+                    "closed connection from pid {}: no hello within {HELLO_TIMEOUT:?}",
+                    c.cred.pid_text()
+                );
+                false
+            }
+            Peer::Closing { deadline } => deadline > now,
+            _ => true,
+        });
+    }
+
+    /// Closes every connection whose frame has been arriving for longer
+    /// than `timeout`: it holds memory (and a slot) for nothing.
+    pub fn close_unfinished_frames(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        tally: &mut Tally,
+    ) -> Vec<Closed> {
+        let late: Vec<u64> = self
+            .map
+            .iter()
+            .filter(|(_, c)| c.frame_started().is_some_and(|t| t + timeout <= now))
+            .map(|(&id, _)| id)
+            .collect();
+        let mut closed = Vec::new();
+        for id in late {
+            let Some(conn) = self.map.get(&id) else {
+                continue;
+            };
+            let (pid, uid, bytes) = (
+                conn.cred.pid_text(),
+                conn.cred.uid.as_raw(),
+                conn.buffered(),
+            );
+            let what = "closed with a frame unfinished";
+            if let Some(line) = tally.note(now, what, || {
+                format!(
+                    "closed connection from pid {pid} uid {uid}: a frame is still unfinished \
+                     after {timeout:?} ({bytes} bytes of it arrived)"
+                )
+            }) {
+                log!("{line}");
+            }
+            closed.extend(self.close_broken(id, &Broken::Gone));
+        }
+        closed
+    }
+
+    /// How many connections instance `id` of `app` has open.
+    pub fn count_of_instance(&self, app: &str, id: u64) -> usize {
+        self.map
+            .values()
+            .filter(|c| c.instance() == Some((app, id)))
+            .count()
+    }
+
+    /// Closes the connections of instances for which `live` says no.
+    pub fn close_dead_instances(&mut self, live: impl Fn(&str, u64) -> bool) {
+        self.map.retain(|_, conn| match conn.instance() {
+            None => true,
+            Some((app, id)) => live(app, id),
+        });
+    }
+}
