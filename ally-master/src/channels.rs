@@ -8,6 +8,7 @@ use std::os::unix::net::UnixStream;
 
 use ally_proto::{ErrorCode, Failure};
 
+use crate::apps::AppId;
 use crate::conn::{Conn, Peer};
 use crate::event_loop::Master;
 use crate::limits::MAX_INSTANCE_CONNECTIONS;
@@ -15,20 +16,7 @@ use crate::limits::MAX_INSTANCE_CONNECTIONS;
 impl Master {
     /// Serves the channels of instances spawned since the last call.
     pub(crate) fn adopt_channels(&mut self) {
-        let mut adopted = Vec::new();
-        for app in &mut self.apps {
-            let name = app.name().to_owned();
-            for instance in app.instances_mut() {
-                if let Some(stream) = instance.take_channel() {
-                    let peer = Peer::Channel {
-                        app: name.clone(),
-                        id: instance.id,
-                    };
-                    adopted.push(Conn::new(stream, instance.cred, peer));
-                }
-            }
-        }
-        for conn in adopted {
+        for conn in self.apps.take_channels() {
             self.conns.add(conn);
         }
     }
@@ -39,7 +27,7 @@ impl Master {
     /// # Errors
     ///
     /// At [`MAX_INSTANCE_CONNECTIONS`], or if no socket pair can be made.
-    pub(crate) fn connect_instance(&mut self, index: usize, id: u64) -> Result<OwnedFd, Failure> {
+    pub(crate) fn connect_instance(&mut self, index: AppId, id: u64) -> Result<OwnedFd, Failure> {
         let app = &self.apps[index];
         let name = app.name().to_owned();
         let open = self.conns.count_of_instance(&name, id);
@@ -79,6 +67,6 @@ impl Master {
     pub(crate) fn close_dead_instance_conns(&mut self) {
         let apps = &self.apps;
         self.conns
-            .close_dead_instances(|app, id| apps.iter().any(|a| a.name() == app && a.is_live(id)));
+            .close_dead_instances(|app, id| apps.is_live(app, id));
     }
 }

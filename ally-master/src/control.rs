@@ -4,6 +4,7 @@ use ally_proto::{ControlRequest, ControlResponse, ErrorCode, Failure};
 use rustix::process::Signal;
 
 use crate::app::Waiter;
+use crate::apps::AppId;
 use crate::event_loop::Master;
 use crate::log;
 
@@ -75,17 +76,12 @@ impl Master {
                     let tail = self.apps[index].log.tail(lines);
                     self.send(conn, &ControlResponse::LogLines(tail), Vec::new());
                     if follow {
-                        // One follow per connection: a second one replaces
-                        // the first, so no line is sent twice.
-                        for app in &mut self.apps {
-                            app.followers.retain(|&c| c != conn);
-                        }
-                        self.apps[index].followers.push(conn);
+                        self.apps.follow(index, conn);
                     }
                 }
             }
             ControlRequest::Reopen => {
-                let response = match self.reopen_logs() {
+                let response = match self.apps.reopen_logs() {
                     Ok(n) => ControlResponse::Done(format!("reopened {n} log file(s)")),
                     Err(e) => ControlResponse::Error(Failure::new(ErrorCode::Internal, e)),
                 };
@@ -102,36 +98,12 @@ impl Master {
         self.deliver(notices);
     }
 
-    /// Reopens every app's log file; returns how many there are.
-    ///
-    /// # Errors
-    ///
-    /// The files that could not be reopened (they keep the old file).
-    pub(crate) fn reopen_logs(&mut self) -> Result<usize, String> {
-        let mut failed = Vec::new();
-        let mut files = 0;
-        for app in &mut self.apps {
-            if app.log.path().is_some() {
-                files += 1;
-            }
-            if let Err(e) = app.log.reopen() {
-                log!("{}: cannot reopen its log: {e}", app.name());
-                failed.push(e);
-            }
-        }
-        if failed.is_empty() {
-            Ok(files)
-        } else {
-            Err(failed.join("; "))
-        }
-    }
-
-    /// The index of app `name`, or `None` after telling `conn` which apps
+    /// The id of app `name`, or `None` after telling `conn` which apps
     /// exist.
-    fn app_index(&mut self, conn: u64, name: &str) -> Option<usize> {
-        let found = self.apps.iter().position(|a| a.name() == name);
+    fn app_index(&mut self, conn: u64, name: &str) -> Option<AppId> {
+        let found = self.apps.id_of(name);
         if found.is_none() {
-            let known: Vec<&str> = self.apps.iter().map(|a| a.name()).collect();
+            let known = self.apps.names();
             let failure = Failure::new(
                 ErrorCode::UnknownApp,
                 format!(

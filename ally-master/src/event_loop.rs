@@ -17,6 +17,7 @@ use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Uid, WaitOptions};
 
 use crate::app::App;
+use crate::apps::{AppId, Apps};
 use crate::config::Config;
 use crate::conn::{Broken, Peer};
 use crate::conns::Conns;
@@ -50,12 +51,12 @@ enum Token {
     Control,
     Conn(u64),
     Output {
-        app: usize,
+        app: AppId,
         instance: u64,
         stream: Stream,
     },
     Notify {
-        app: usize,
+        app: AppId,
         instance: u64,
     },
     Helper(u64),
@@ -71,7 +72,7 @@ pub struct Master {
     pub(crate) launch: Launch,
     control: ControlSocket,
     signals: Signals,
-    pub(crate) apps: Vec<App>,
+    pub(crate) apps: Apps,
     pub(crate) listeners: Listeners,
     /// Unix path sockets waiting for their helper.
     pub(crate) pending: PendingListens,
@@ -125,7 +126,7 @@ impl Master {
                     .map_err(|f| f.message)?;
                 Ok(App::new(app, log, sockets, launch.clone()))
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<Vec<App>, String>>()?;
         let uid = rustix::process::geteuid();
         Ok(Master {
             frame_timeout: config.master.frame_timeout.unwrap_or(FRAME_TIMEOUT),
@@ -134,7 +135,7 @@ impl Master {
             launch,
             control: ControlSocket::new(control, uid),
             signals,
-            apps,
+            apps: Apps::new(apps),
             listeners: Listeners::default(),
             pending: PendingListens::default(),
             conns: Conns::default(),
@@ -162,7 +163,7 @@ impl Master {
 
     /// Announces readiness once every app has come to rest.
     fn announce_if_ready(&mut self) {
-        if self.announced || !self.apps.iter().all(App::settled) {
+        if self.announced || !self.apps.all_settled() {
             return;
         }
         self.announced = true;
@@ -186,19 +187,10 @@ impl Master {
             self.launch.socket.display()
         );
         let mut notices = Vec::new();
-        for app in &mut self.apps {
-            if !app.config().autostart {
-                log!(
-                    "{}: autostart = false; start it with `ally-ctl start {}`",
-                    app.name(),
-                    app.name()
-                );
-            }
-            app.boot(&mut notices);
-        }
+        self.apps.boot(&mut notices);
         self.deliver(notices);
         self.adopt_channels();
-        while !(self.shutdown != Shutdown::Running && self.apps.iter().all(App::is_stopped)) {
+        while !(self.shutdown != Shutdown::Running && self.apps.all_stopped()) {
             let ready = self.poll()?;
             self.turn(&ready);
         }
@@ -208,22 +200,18 @@ impl Master {
         // a moment, so the files are gone once the master has exited.
         self.pending.clear();
         self.listeners.clear();
-        for app in &mut self.apps {
-            app.sockets.clear();
-        }
+        self.apps.close_sockets();
         helpers::wait_outstanding(HELPER_EXIT_WAIT);
         let deadline = Instant::now() + SINK_EXIT_GRACE;
-        for app in &self.apps {
-            app.log.flush(deadline);
-        }
+        self.apps.flush_logs(deadline);
         log!("all apps stopped; exiting");
         Ok(())
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         self.apps
-            .iter()
-            .filter_map(App::next_deadline)
+            .next_deadline()
+            .into_iter()
             .chain(self.conns.next_deadline(self.frame_timeout))
             .chain(self.pending.deadline())
             .chain(self.control.paused_until())
@@ -253,7 +241,7 @@ impl Master {
             tokens.push(Token::Conn(id));
             fds.push(PollFd::new(conn, flags));
         }
-        for (index, app) in self.apps.iter().enumerate() {
+        for (index, app) in self.apps.entries() {
             for instance in app.instances() {
                 tokens.push(Token::Notify {
                     app: index,
@@ -339,10 +327,16 @@ impl Master {
                     app,
                     instance,
                     stream,
-                } => self.apps[app].read_output(instance, stream),
+                } => {
+                    if let Some(app) = self.apps.get_mut(app) {
+                        app.read_output(instance, stream);
+                    }
+                }
                 Token::Notify { app, instance } => {
                     let mut notices = Vec::new();
-                    self.apps[app].read_notify(instance, &mut notices);
+                    if let Some(app) = self.apps.get_mut(app) {
+                        app.read_notify(instance, &mut notices);
+                    }
                     self.deliver(notices);
                 }
                 Token::Helper(ticket) => self.on_helper_report(ticket),
@@ -353,7 +347,7 @@ impl Master {
             self.accept();
         }
         self.send_to_followers();
-        self.apps.retain(|app| !app.is_gone());
+        self.apps.forget_gone();
         self.adopt_channels();
         if self.shutdown == Shutdown::Running {
             self.announce_if_ready();
@@ -372,24 +366,20 @@ impl Master {
                     self.notifier.send("STOPPING=1");
                     self.shutdown = Shutdown::Graceful;
                     let mut notices = Vec::new();
-                    for app in &mut self.apps {
-                        app.shutdown(&mut notices);
-                    }
+                    self.apps.shutdown(&mut notices);
                     self.deliver(notices);
                 }
                 Shutdown::Graceful | Shutdown::Forced => {
                     log!("second shutdown signal: killing every instance");
                     self.shutdown = Shutdown::Forced;
-                    for app in &mut self.apps {
-                        app.kill_all();
-                    }
+                    self.apps.kill_all();
                 }
             }
         }
         if pending.hangup {
             log!("SIGHUP: reopening log files and rereading the config");
             self.notifier.reloading();
-            if let Err(e) = self.reopen_logs() {
+            if let Err(e) = self.apps.reopen_logs() {
                 log!("reopen failed: {e}");
             }
             if let Err(failure) = self.reread() {
@@ -407,11 +397,8 @@ impl Master {
             if helpers::reaped(pid) {
                 continue;
             }
-            let listeners = &mut self.listeners;
-            let _ = self
-                .apps
-                .iter_mut()
-                .any(|app| app.on_exit(pid, status, listeners, &mut notices));
+            self.apps
+                .on_exit(pid, status, &mut self.listeners, &mut notices);
         }
         self.close_dead_instance_conns();
         self.deliver(notices);
@@ -420,9 +407,7 @@ impl Master {
     fn on_timers(&mut self) {
         let now = Instant::now();
         let mut notices = Vec::new();
-        for app in &mut self.apps {
-            app.on_timer(now, &mut notices);
-        }
+        self.apps.on_timer(now, &mut notices);
         self.deliver(notices);
         self.expire_listens(now);
         self.conns.expire(now);

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use ally_proto::{ErrorCode, Failure, InstanceResponse, ListenAddr, ListenSpec, Network};
 
+use crate::apps::AppId;
 use crate::event_loop::Master;
 use crate::helpers::{self, Helper, Owner};
 use crate::limits::{MAX_PENDING_LISTENS, PATH_SOCKET_TIMEOUT};
@@ -74,7 +75,7 @@ impl Master {
     pub(crate) fn on_listen(
         &mut self,
         conn: u64,
-        app_index: usize,
+        app_index: AppId,
         id: u64,
         spec: &ListenSpec,
     ) -> Option<(InstanceResponse, Vec<OwnedFd>)> {
@@ -93,7 +94,7 @@ impl Master {
     fn listen(
         &mut self,
         conn: u64,
-        app_index: usize,
+        app_index: AppId,
         id: u64,
         spec: &ListenSpec,
     ) -> Result<Option<(OwnedFd, String)>, Failure> {
@@ -151,7 +152,7 @@ impl Master {
 
     /// Whether app `app_index` may listen on `key` at all; if so, who its
     /// instances run as.
-    fn in_scope(&self, app_index: usize, key: &Key) -> Result<Option<Owner>, Failure> {
+    fn in_scope(&self, app_index: AppId, key: &Key) -> Result<Option<Owner>, Failure> {
         let app = self.apps[app_index].config();
         scope::not_the_masters(key, &self.launch.socket)?;
         let declared: Vec<(&str, Network, ListenAddr)> = self
@@ -222,7 +223,7 @@ impl Master {
         drop(helper);
         let waiters: Vec<Waiter> = waiters
             .into_iter()
-            .filter(|w| self.conns.contains(w.conn) && self.is_live(&key.app, w.instance))
+            .filter(|w| self.conns.contains(w.conn) && self.apps.is_live(&key.app, w.instance))
             .collect();
         let uid = owner.map_or(self.uid.as_raw(), |o| o.uid);
         let bound = match outcome {
@@ -270,12 +271,5 @@ impl Master {
         for (conn, (reply, fds)) in replies {
             self.send(conn, &reply, fds);
         }
-    }
-
-    fn is_live(&self, app: &str, instance: u64) -> bool {
-        self.apps
-            .iter()
-            .find(|a| a.name() == app)
-            .is_some_and(|a| a.is_live(instance))
     }
 }

@@ -5,6 +5,7 @@
 #![deny(unsafe_code)]
 
 mod app;
+mod apps;
 mod budget;
 mod channels;
 mod config;

@@ -14,19 +14,13 @@ impl Master {
     /// Sends the log lines written this turn to `ally-ctl logs -f` clients,
     /// forgetting those that went away.
     pub(crate) fn send_to_followers(&mut self) {
-        for index in 0..self.apps.len() {
-            let app = &mut self.apps[index];
-            if app.unsent.is_empty() {
-                continue;
-            }
-            let lines = std::mem::take(&mut app.unsent);
-            let followers = app.followers.clone();
+        for (lines, followers) in self.apps.take_new_lines() {
             for conn in followers {
                 self.send(conn, &ControlResponse::LogLines(lines.clone()), Vec::new());
             }
-            let conns = &self.conns;
-            self.apps[index].followers.retain(|&c| conns.contains(c));
         }
+        let conns = &self.conns;
+        self.apps.retain_followers(|c| conns.contains(c));
     }
 
     /// Closes connection `id`, logging why if the peer misbehaved.
@@ -39,14 +33,8 @@ impl Master {
     /// An instance's connection closed: withdraw the lock waits it carried.
     /// Its holds stay: they belong to the instance, released when it exits.
     pub(crate) fn instance_conn_closed(&mut self, closed: Closed) {
-        let Some(app_index) = self.apps.iter().position(|a| a.name() == closed.app) else {
-            return;
-        };
-        let mut replies = Vec::new();
-        self.apps[app_index]
-            .state
-            .conn_closed(closed.conn, &mut replies);
-        self.deliver(replies.into_iter().map(Notice::Reply).collect());
+        let replies = self.apps.conn_closed(&closed.app, closed.conn);
+        self.deliver(replies);
     }
 
     /// Queues `msg` on connection `id` (see [`Conns::send`](crate::conns::Conns::send)), closing it if

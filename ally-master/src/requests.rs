@@ -173,7 +173,7 @@ impl Master {
     }
 
     fn on_instance_request(&mut self, conn: u64, app_name: &str, id: u64, req: InstanceRequest) {
-        let Some(app_index) = self.apps.iter().position(|a| a.name() == app_name) else {
+        let Some(app_index) = self.apps.id_of(app_name) else {
             return;
         };
         let live = self.apps[app_index].is_live(id);

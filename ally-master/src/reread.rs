@@ -42,7 +42,7 @@ impl Master {
             .map_err(|e| Failure::new(ErrorCode::InvalidConfig, e.to_string()))?;
         let mut opened = Vec::new();
         for app in &config.apps {
-            let known = self.apps.iter().find(|a| a.name() == app.name);
+            let known = self.apps.by_name(&app.name);
             if known.is_none_or(|a| a.config().log != app.log) {
                 let log = AppLog::open(&app.name, &app.log, &self.log_dir)
                     .map_err(|e| Failure::new(ErrorCode::Internal, e))?;
@@ -53,7 +53,7 @@ impl Master {
         // so a port in use fails the reread before anything changed.
         let mut staged = Vec::with_capacity(config.apps.len());
         for app in &config.apps {
-            let known = self.apps.iter().find(|a| a.name() == app.name);
+            let known = self.apps.by_name(&app.name);
             let mut fresh = Vec::new();
             let mut owner = None;
             for decl in &app.listen {
@@ -73,7 +73,7 @@ impl Master {
         let mut opened = opened.into_iter();
         let (mut added, mut changed, mut removed) = (Vec::new(), Vec::new(), Vec::new());
         let mut notices = Vec::new();
-        for app in &mut self.apps {
+        for app in self.apps.iter_mut() {
             if !config.apps.iter().any(|a| a.name == app.name()) && !app.is_retired() {
                 removed.push(app.name().to_owned());
                 app.retire(&mut notices);
@@ -81,7 +81,7 @@ impl Master {
         }
         for new in config.apps {
             let fresh = staged.next().unwrap_or_default();
-            match self.apps.iter_mut().find(|a| a.name() == new.name) {
+            match self.apps.by_name_mut(&new.name) {
                 // Removed by an earlier reread and still stopping: back in
                 // the config, so supervised again rather than forgotten.
                 Some(app) if app.is_retired() => {
@@ -115,7 +115,7 @@ impl Master {
                     let sockets = assemble(&new, Vec::new(), fresh);
                     let mut app = App::new(new, log, sockets, self.launch.clone());
                     app.boot(&mut notices);
-                    self.apps.push(app);
+                    self.apps.add(app);
                 }
             }
         }
