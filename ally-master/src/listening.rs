@@ -59,8 +59,59 @@ impl PendingListens {
         self.entries.values().map(|p| &p.key)
     }
 
-    fn find_mut(&mut self, key: &Key) -> Option<&mut Pending> {
-        self.entries.values_mut().find(|p| p.key == *key)
+    /// Adds `waiter` to the bind of `key` if one is pending; `None` if
+    /// none is.
+    ///
+    /// # Errors
+    ///
+    /// If `mode` is set and differs from the pending bind's.
+    fn wait_for(
+        &mut self,
+        key: &Key,
+        mode: Option<u32>,
+        waiter: Waiter,
+    ) -> Option<Result<(), Failure>> {
+        let pending = self.entries.values_mut().find(|p| p.key == *key)?;
+        if mode.is_some() && mode != pending.mode {
+            return Some(Err(mode_mismatch(key, pending.mode)));
+        }
+        pending.waiters.push(waiter);
+        Some(Ok(()))
+    }
+
+    /// Whether [`MAX_PENDING_LISTENS`] binds are pending already.
+    fn is_full(&self) -> bool {
+        self.entries.len() >= MAX_PENDING_LISTENS
+    }
+
+    /// Waits for `pending`'s helper from now on; returns its id.
+    fn insert(&mut self, pending: Pending) -> u64 {
+        let ticket = self.next;
+        self.next += 1;
+        self.entries.insert(ticket, pending);
+        ticket
+    }
+
+    /// Reads the report of bind `ticket`'s helper: the bind and how it
+    /// went once the helper has said (or closed its pipe), taken out of
+    /// the table.
+    fn report(&mut self, ticket: u64) -> Option<(Pending, Outcome)> {
+        let outcome = self.entries.get_mut(&ticket)?.helper.read()?;
+        let pending = self.entries.remove(&ticket)?;
+        Some((pending, outcome))
+    }
+
+    /// Takes out the binds whose helper missed its deadline by `now`.
+    fn take_expired(&mut self, now: Instant) -> Vec<Pending> {
+        let late: Vec<u64> = self
+            .entries
+            .iter()
+            .filter(|(_, p)| p.helper.deadline <= now)
+            .map(|(&ticket, _)| ticket)
+            .collect();
+        late.into_iter()
+            .filter_map(|ticket| self.entries.remove(&ticket))
+            .collect()
     }
 
     /// Drops every pending bind, killing its helper (the master is exiting).
@@ -103,12 +154,8 @@ impl Master {
             return shared.map(Some);
         }
         let waiter = Waiter { conn, instance: id };
-        if let Some(pending) = self.pending.find_mut(&key) {
-            if mode.is_some() && mode != pending.mode {
-                return Err(mode_mismatch(&key, pending.mode));
-            }
-            pending.waiters.push(waiter);
-            return Ok(None);
+        if let Some(waiting) = self.pending.wait_for(&key, mode, waiter) {
+            return waiting.map(|()| None);
         }
         let owner = self.in_scope(app_index, &key)?;
         let ListenAddr::Path(path) = &key.addr else {
@@ -119,7 +166,7 @@ impl Master {
                 .insert(key, bound, mode, BTreeSet::from([id]));
             return Ok(Some((copy, local)));
         };
-        if self.pending.entries.len() >= MAX_PENDING_LISTENS {
+        if self.pending.is_full() {
             return Err(Failure::new(
                 ErrorCode::LimitExceeded,
                 format!(
@@ -144,9 +191,7 @@ impl Master {
             helper,
             waiters: vec![waiter],
         };
-        let ticket = self.pending.next;
-        self.pending.next += 1;
-        self.pending.entries.insert(ticket, pending);
+        self.pending.insert(pending);
         Ok(None)
     }
 
@@ -181,30 +226,15 @@ impl Master {
 
     /// The helper of pending bind `ticket` wrote (or closed its pipe).
     pub(crate) fn on_helper_report(&mut self, ticket: u64) {
-        let Some(pending) = self.pending.entries.get_mut(&ticket) else {
-            return;
-        };
-        let Some(outcome) = pending.helper.read() else {
-            return;
-        };
-        if let Some(pending) = self.pending.entries.remove(&ticket) {
+        if let Some((pending, outcome)) = self.pending.report(ticket) {
             self.finish_listen(pending, outcome);
         }
     }
 
     /// Fails the binds whose helper missed its deadline (killing it).
     pub(crate) fn expire_listens(&mut self, now: Instant) {
-        let late: Vec<u64> = self
-            .pending
-            .entries
-            .iter()
-            .filter(|(_, p)| p.helper.deadline <= now)
-            .map(|(&ticket, _)| ticket)
-            .collect();
-        for ticket in late {
-            if let Some(pending) = self.pending.entries.remove(&ticket) {
-                self.finish_listen(pending, helpers::timed_out(PATH_SOCKET_TIMEOUT));
-            }
+        for pending in self.pending.take_expired(now) {
+            self.finish_listen(pending, helpers::timed_out(PATH_SOCKET_TIMEOUT));
         }
     }
 
