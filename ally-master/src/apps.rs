@@ -175,38 +175,34 @@ impl Apps {
     /// Connection `conn`, an instance's of app `app`, closed: the app
     /// withdraws the lock waits it carried; returns the answers that ends.
     pub fn conn_closed(&mut self, app: &str, conn: u64) -> Vec<Notice> {
-        let Some(app) = self.by_name_mut(app) else {
-            return Vec::new();
-        };
-        let mut replies = Vec::new();
-        app.state.conn_closed(conn, &mut replies);
-        replies.into_iter().map(Notice::Reply).collect()
+        let mut out = Vec::new();
+        if let Some(app) = self.by_name_mut(app) {
+            app.conn_closed(conn, &mut out);
+        }
+        out
     }
 
     /// Makes `conn` follow app `id`'s log, and no other: a second follow
     /// on one connection replaces the first, so no line is sent twice.
     pub fn follow(&mut self, id: AppId, conn: u64) {
         for app in self.iter_mut() {
-            app.followers.retain(|&c| c != conn);
+            app.retain_followers(|c| c != conn);
         }
         if let Some(app) = self.get_mut(id) {
-            app.followers.push(conn);
+            app.follow(conn);
         }
     }
 
     /// The log lines written since the last call, with the connections
     /// following each app's.
     pub fn take_new_lines(&mut self) -> Vec<(Vec<String>, Vec<u64>)> {
-        self.iter_mut()
-            .filter(|app| !app.unsent.is_empty())
-            .map(|app| (std::mem::take(&mut app.unsent), app.followers.clone()))
-            .collect()
+        self.iter_mut().filter_map(App::take_new_lines).collect()
     }
 
     /// Forgets the followers for which `open` says no.
     pub fn retain_followers(&mut self, open: impl Fn(u64) -> bool) {
         for app in self.iter_mut() {
-            app.followers.retain(|&c| open(c));
+            app.retain_followers(&open);
         }
     }
 
@@ -238,10 +234,10 @@ impl Apps {
         let mut failed = Vec::new();
         let mut files = 0;
         for app in self.iter_mut() {
-            if app.log.path().is_some() {
+            if app.log().path().is_some() {
                 files += 1;
             }
-            if let Err(e) = app.log.reopen() {
+            if let Err(e) = app.reopen_log() {
                 log!("{}: cannot reopen its log: {e}", app.name());
                 failed.push(e);
             }
@@ -262,7 +258,7 @@ impl Apps {
     /// Closes every app's sockets (the master is exiting).
     pub fn close_sockets(&mut self) {
         for app in self.iter_mut() {
-            app.sockets.clear();
+            app.close_sockets();
         }
     }
 
@@ -270,7 +266,7 @@ impl Apps {
     /// (the master is exiting).
     pub fn flush_logs(&self, deadline: Instant) {
         for app in self.iter() {
-            app.log.flush(deadline);
+            app.log().flush(deadline);
         }
     }
 }

@@ -73,7 +73,7 @@ impl Master {
             ControlRequest::Logs { app, lines, follow } => {
                 if let Some(index) = self.app_index(conn, &app) {
                     let lines = usize::try_from(lines).unwrap_or(usize::MAX);
-                    let tail = self.apps[index].log.tail(lines);
+                    let tail = self.apps[index].log().tail(lines);
                     self.send(conn, &ControlResponse::LogLines(tail), Vec::new());
                     if follow {
                         self.apps.follow(index, conn);

@@ -203,7 +203,7 @@ impl Master {
         let declared: Vec<(&str, Network, ListenAddr)> = self
             .apps
             .iter()
-            .flat_map(|a| a.sockets.iter().map(move |(_, b)| (a.name(), b)))
+            .flat_map(|a| a.sockets().iter().map(move |(_, b)| (a.name(), b)))
             .filter_map(|(name, b)| b.spec().map(|s| (name, s)))
             .filter_map(|(name, s)| {
                 let addr = ListenAddr::parse(s.network, &s.address).ok()?;

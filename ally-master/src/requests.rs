@@ -186,8 +186,8 @@ impl Master {
             return;
         }
         let mut replies = Vec::new();
-        let state = &mut self.apps[app_index].state;
-        if let Some(reply) = state.handle(id, conn, &req, Instant::now(), &mut replies) {
+        let app = &mut self.apps[app_index];
+        if let Some(reply) = app.state_request(id, conn, &req, Instant::now(), &mut replies) {
             if let Some(reply) = reply {
                 self.send(conn, &reply, Vec::new());
             }

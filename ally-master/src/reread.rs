@@ -15,8 +15,8 @@
 
 use ally_proto::{ErrorCode, Failure};
 
-use crate::app::App;
-use crate::config::{self, AppConfig};
+use crate::app::{App, assemble};
+use crate::config;
 use crate::event_loop::Master;
 use crate::listeners::Bound;
 use crate::log;
@@ -57,8 +57,7 @@ impl Master {
             let mut fresh = Vec::new();
             let mut owner = None;
             for decl in &app.listen {
-                let held = known
-                    .is_some_and(|a| a.sockets.iter().any(|(_, b)| b.spec() == Some(&decl.spec)));
+                let held = known.is_some_and(|a| a.holds(&decl.spec));
                 if !held {
                     let owner = match owner {
                         Some(owner) => owner,
@@ -85,24 +84,22 @@ impl Master {
                 // Removed by an earlier reread and still stopping: back in
                 // the config, so supervised again rather than forgotten.
                 Some(app) if app.is_retired() => {
-                    let old = std::mem::take(&mut app.sockets);
-                    app.sockets = assemble(&new, old, fresh);
+                    app.rebind(&new, fresh);
                     if app.config().log != new.log
                         && let Some(log) = opened.next()
                     {
-                        app.log = log;
+                        app.replace_log(log);
                     }
                     added.push(new.name.clone());
                     app.readmit(new, &mut notices);
                 }
                 Some(app) if *app.config() == new => {}
                 Some(app) => {
-                    let old = std::mem::take(&mut app.sockets);
-                    app.sockets = assemble(&new, old, fresh);
+                    app.rebind(&new, fresh);
                     if app.config().log != new.log
                         && let Some(log) = opened.next()
                     {
-                        app.log = log;
+                        app.replace_log(log);
                     }
                     changed.push(new.name.clone());
                     app.reconfigure(new);
@@ -130,25 +127,4 @@ impl Master {
         log!("{summary}");
         Ok(summary)
     }
-}
-
-/// The sockets for `app`'s `listen` entries, in order: taken from `old`
-/// when the same address was bound before, else the next of `fresh`.
-fn assemble(
-    app: &AppConfig,
-    mut old: Vec<(String, Bound)>,
-    fresh: Vec<Bound>,
-) -> Vec<(String, Bound)> {
-    let mut fresh = fresh.into_iter();
-    app.listen
-        .iter()
-        .filter_map(|decl| {
-            let kept = old
-                .iter()
-                .position(|(_, b)| b.spec() == Some(&decl.spec))
-                .map(|i| old.swap_remove(i).1);
-            kept.or_else(|| fresh.next())
-                .map(|bound| (decl.name.clone(), bound))
-        })
-        .collect()
 }

@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use ally_proto::{ControlResponse, Failure};
+use ally_proto::{ControlResponse, Failure, InstanceRequest, InstanceResponse};
 use rustix::process::{Pid, Signal, WaitStatus};
 
 use crate::config::AppConfig;
@@ -22,12 +22,15 @@ use crate::listeners::{Bound, Listeners};
 use crate::log;
 use crate::logs::AppLog;
 
+mod followers;
 mod io;
 mod lifecycle;
 pub mod machine;
+mod sockets;
 mod status;
 use crate::shared_state::{Reply, SharedState};
 use machine::{Effect, Event, Machine, Settings};
+pub use sockets::assemble;
 
 /// Who asked for a reload, and so who hears how it went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,16 +105,16 @@ pub struct App {
     /// the machine spawns and the loop reaps.
     instances: Vec<Instance>,
     /// Cache, atomics and locks: they outlive every instance.
-    pub state: SharedState,
+    state: SharedState,
     /// Where its instances' output goes.
-    pub log: AppLog,
+    log: AppLog,
     /// Connections following the log (`ally-ctl logs -f`).
-    pub followers: Vec<u64>,
+    followers: Vec<u64>,
     /// Lines written since the followers were last sent what is new.
-    pub unsent: Vec<String>,
+    unsent: Vec<String>,
     /// The sockets of its `listen` key, handed to every instance at fds
     /// 3.. (bound while the app is configured, like a socket unit).
-    pub sockets: Vec<(String, Bound)>,
+    sockets: Vec<(String, Bound)>,
     /// What its instances are started with.
     launch: Launch,
     /// Its lifecycle.
@@ -217,6 +220,29 @@ impl App {
         };
         self.feed(event, out);
         true
+    }
+
+    /// A request from instance `id` on connection `conn`, if it is one for
+    /// the shared state (see [`SharedState::handle`]); waiters it lets in
+    /// are added to `out`.
+    pub fn state_request(
+        &mut self,
+        id: u64,
+        conn: u64,
+        req: &InstanceRequest,
+        now: Instant,
+        out: &mut Vec<Reply>,
+    ) -> Option<Option<InstanceResponse>> {
+        self.state.handle(id, conn, req, now, out)
+    }
+
+    /// Connection `conn`, one of an instance's, closed: the lock waits it
+    /// carried are withdrawn. Its holds stay: they belong to the instance,
+    /// released when it exits.
+    pub fn conn_closed(&mut self, conn: u64, out: &mut Vec<Notice>) {
+        let mut replies = Vec::new();
+        self.state.conn_closed(conn, &mut replies);
+        out.extend(replies.into_iter().map(Notice::Reply));
     }
 
     /// Instance `id` exited: its locks go.
