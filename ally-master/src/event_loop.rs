@@ -6,6 +6,14 @@
 //! every connection (readable only while it may read, writable only with
 //! output pending) and every instance's output pipes; then handle signals,
 //! timers, writes, reads and accepts, in that order.
+//!
+//! The master's state is a handful of owners, each changed only through
+//! its own methods: the connections ([`Conns`]), the apps ([`Apps`]), the
+//! listening sockets ([`Listeners`]) and the unix paths being bound
+//! ([`PendingListens`]). What the master does with each message lives in
+//! the modules below: [`requests`] (hellos and instance requests),
+//! [`control`] (`ally-ctl`), [`listening`] (`Listen`), [`channels`]
+//! (instances' connections), [`reread`] and [`outbox`] (what is sent).
 
 use std::io;
 use std::os::fd::OwnedFd;
@@ -26,13 +34,20 @@ use crate::helpers;
 use crate::instance::{Launch, Stream};
 use crate::limits::{FRAME_TIMEOUT, HELPER_EXIT_WAIT, READ_CHUNK, SINK_EXIT_GRACE};
 use crate::listeners::{Bound, Listeners};
-use crate::listening::PendingListens;
 use crate::log;
 use crate::logs::{self, AppLog};
+use crate::pending_listens::PendingListens;
 use crate::scope;
 use crate::sd_notify::Notifier;
 use crate::signals::Signals;
 use crate::tally::Tally;
+
+mod channels;
+mod control;
+mod listening;
+mod outbox;
+mod requests;
+mod reread;
 
 /// Whether the master is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,17 +81,17 @@ enum Token {
 #[derive(Debug)]
 pub struct Master {
     /// The config file, read again by `reread`.
-    pub(crate) config_path: std::path::PathBuf,
+    config_path: std::path::PathBuf,
     /// Where apps' default log files go.
-    pub(crate) log_dir: std::path::PathBuf,
-    pub(crate) launch: Launch,
+    log_dir: std::path::PathBuf,
+    launch: Launch,
     control: ControlSocket,
     signals: Signals,
-    pub(crate) apps: Apps,
-    pub(crate) listeners: Listeners,
+    apps: Apps,
+    listeners: Listeners,
     /// Unix path sockets waiting for their helper.
-    pub(crate) pending: PendingListens,
-    pub(crate) conns: Conns,
+    pending: PendingListens,
+    conns: Conns,
     /// The one buffer every connection reads into.
     scratch: Box<[u8]>,
     /// How long a started frame may take to arrive (`[master] frame_timeout`).
@@ -84,9 +99,9 @@ pub struct Master {
     /// Refusals and timeouts, logged without flooding.
     tally: Tally,
     shutdown: Shutdown,
-    pub(crate) uid: Uid,
+    uid: Uid,
     /// A group whose members may control the master (`[master] group`).
-    pub(crate) control_group: Option<u32>,
+    control_group: Option<u32>,
     /// systemd's `NOTIFY_SOCKET`, if the master runs under it.
     notifier: Notifier,
     /// Where to write a newline once ready (`--ready-fd`), until it is.
@@ -151,8 +166,14 @@ impl Master {
     }
 
     /// Whether the master is stopping: nothing may start again.
-    pub(crate) fn shutting_down(&self) -> bool {
+    fn shutting_down(&self) -> bool {
         self.shutdown != Shutdown::Running
+    }
+
+    /// Lets members of group `gid` control the master (`[master] group`),
+    /// besides root and the master's own user.
+    pub fn admit_group(&mut self, gid: Option<u32>) {
+        self.control_group = gid;
     }
 
     /// Writes a newline to `fd` (and closes it) once the master is ready:

@@ -7,11 +7,9 @@
 mod app;
 mod apps;
 mod budget;
-mod channels;
 mod config;
 mod conn;
 mod conns;
-mod control;
 mod control_socket;
 mod event_loop;
 mod helpers;
@@ -19,15 +17,12 @@ mod instance;
 mod limits;
 mod lines;
 mod listeners;
-mod listening;
 mod log;
 mod logs;
 mod notify;
-mod outbox;
 mod path_socket;
+mod pending_listens;
 mod proc_stats;
-mod requests;
-mod reread;
 mod runtime;
 mod scope;
 mod sd_notify;
@@ -196,7 +191,7 @@ fn run(args: Args, config_path: &std::path::Path) -> Result<(), Failure> {
     if let Some(fd) = ready_fd {
         master.announce_on(fd);
     }
-    master.control_group = control_group;
+    master.admit_group(control_group);
     master
         .run()
         .map_err(|e| Failure::Runtime(format!("event loop failed: {e}")))

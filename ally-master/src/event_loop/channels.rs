@@ -8,9 +8,9 @@ use std::os::unix::net::UnixStream;
 
 use ally_proto::{ErrorCode, Failure};
 
+use super::Master;
 use crate::apps::AppId;
 use crate::conn::{Conn, Peer};
-use crate::event_loop::Master;
 use crate::limits::MAX_INSTANCE_CONNECTIONS;
 
 impl Master {

@@ -8,9 +8,9 @@ use ally_proto::{
     InstanceResponse, MAGIC, PROTOCOL_VERSION, Role,
 };
 
+use super::Master;
 use crate::app::{Notice, Waiter};
 use crate::conn::{Broken, Peer};
-use crate::event_loop::Master;
 use crate::limits::{CLOSE_LINGER, REQUESTS_PER_TURN};
 use crate::log;
 use crate::sys::PeerCred;

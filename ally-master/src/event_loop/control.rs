@@ -3,9 +3,9 @@
 use ally_proto::{ControlRequest, ControlResponse, ErrorCode, Failure};
 use rustix::process::Signal;
 
+use super::Master;
 use crate::app::Waiter;
 use crate::apps::AppId;
-use crate::event_loop::Master;
 use crate::log;
 
 impl Master {

@@ -5,10 +5,10 @@
 
 use ally_proto::{ControlResponse, InstanceResponse};
 
+use super::Master;
 use crate::app::{Notice, Waiter};
 use crate::conn::Broken;
 use crate::conns::Closed;
-use crate::event_loop::Master;
 
 impl Master {
     /// Sends the log lines written this turn to `ally-ctl logs -f` clients,

@@ -15,9 +15,9 @@
 
 use ally_proto::{ErrorCode, Failure};
 
+use super::Master;
 use crate::app::{App, assemble};
 use crate::config;
-use crate::event_loop::Master;
 use crate::listeners::Bound;
 use crate::log;
 use crate::logs::AppLog;
