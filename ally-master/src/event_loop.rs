@@ -367,7 +367,7 @@ impl Master {
         if ready.iter().any(|(t, _)| matches!(t, Token::Control)) {
             self.accept();
         }
-        self.send_to_followers();
+        self.outbox().send_to_followers();
         self.apps.forget_gone();
         self.adopt_channels();
         if self.shutdown == Shutdown::Running {

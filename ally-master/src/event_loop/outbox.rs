@@ -1,16 +1,59 @@
 //! What the master sends: answers queued on connections (through
-//! [`Conns`](crate::conns::Conns)), reload outcomes to their waiters,
+//! [`Conns`]), reload outcomes to their waiters,
 //! new log lines to `logs -f` clients; and closing a connection, which
 //! withdraws its lock waits.
 
 use ally_proto::{ControlResponse, InstanceResponse};
 
+use std::os::fd::OwnedFd;
+
 use super::Master;
 use crate::app::{Notice, Waiter};
+use crate::apps::Apps;
 use crate::conn::Broken;
-use crate::conns::Closed;
+use crate::conns::{Closed, Conns};
 
 impl Master {
+    /// What the master sends through: its connections and, for the lock
+    /// waits of an instance's connection that closes, its apps.
+    pub(crate) fn outbox(&mut self) -> Outbox<'_> {
+        Outbox {
+            conns: &mut self.conns,
+            apps: &mut self.apps,
+        }
+    }
+
+    /// Queues `msg` on connection `id`, closing it if that fails.
+    pub(crate) fn send<T: serde::Serialize>(&mut self, id: u64, msg: &T, fds: Vec<OwnedFd>) {
+        self.outbox().send(id, msg, fds);
+    }
+
+    /// Tells waiters how their reloads went.
+    pub(crate) fn deliver(&mut self, notices: Vec<Notice>) {
+        self.outbox().deliver(notices);
+    }
+
+    /// Closes connection `id`, logging why if the peer misbehaved.
+    pub(crate) fn drop_conn(&mut self, id: u64, why: &Broken) {
+        self.outbox().drop_conn(id, why);
+    }
+
+    /// An instance's connection closed: its app withdraws the lock waits
+    /// it carried.
+    pub(crate) fn instance_conn_closed(&mut self, closed: Closed) {
+        self.outbox().closed(closed);
+    }
+}
+
+/// Sending needs the connections, and the apps only for what closing an
+/// instance's connection withdraws: nothing else of the master.
+#[derive(Debug)]
+pub(crate) struct Outbox<'a> {
+    conns: &'a mut Conns,
+    apps: &'a mut Apps,
+}
+
+impl Outbox<'_> {
     /// Sends the log lines written this turn to `ally-ctl logs -f` clients,
     /// forgetting those that went away.
     pub(crate) fn send_to_followers(&mut self) {
@@ -26,27 +69,22 @@ impl Master {
     /// Closes connection `id`, logging why if the peer misbehaved.
     pub(crate) fn drop_conn(&mut self, id: u64, why: &Broken) {
         if let Some(closed) = self.conns.close_broken(id, why) {
-            self.instance_conn_closed(closed);
+            self.closed(closed);
         }
     }
 
     /// An instance's connection closed: withdraw the lock waits it carried.
     /// Its holds stay: they belong to the instance, released when it exits.
-    pub(crate) fn instance_conn_closed(&mut self, closed: Closed) {
+    pub(crate) fn closed(&mut self, closed: Closed) {
         let replies = self.apps.conn_closed(&closed.app, closed.conn);
         self.deliver(replies);
     }
 
-    /// Queues `msg` on connection `id` (see [`Conns::send`](crate::conns::Conns::send)), closing it if
+    /// Queues `msg` on connection `id` (see [`Conns::send`]), closing it if
     /// that fails.
-    pub(crate) fn send<T: serde::Serialize>(
-        &mut self,
-        id: u64,
-        msg: &T,
-        fds: Vec<std::os::fd::OwnedFd>,
-    ) {
+    pub(crate) fn send<T: serde::Serialize>(&mut self, id: u64, msg: &T, fds: Vec<OwnedFd>) {
         if let Some(closed) = self.conns.send(id, msg, fds) {
-            self.instance_conn_closed(closed);
+            self.closed(closed);
         }
     }
 

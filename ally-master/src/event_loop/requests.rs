@@ -9,6 +9,7 @@ use ally_proto::{
 };
 
 use super::Master;
+use super::channels::connect_instance;
 use crate::app::{Notice, Waiter};
 use crate::conn::{Broken, Peer};
 use crate::limits::{CLOSE_LINGER, REQUESTS_PER_TURN};
@@ -223,13 +224,15 @@ impl Master {
                 self.deliver(notices);
                 return;
             }
-            InstanceRequest::Connect => match self.connect_instance(app_index, id) {
-                Ok(fd) => (InstanceResponse::Connected { fds: 1 }, vec![fd]),
-                Err(failure) => {
-                    log!("{app_name}#{id}: {}", failure.message);
-                    (InstanceResponse::Error(failure), Vec::new())
+            InstanceRequest::Connect => {
+                match connect_instance(&mut self.conns, &self.apps[app_index], id) {
+                    Ok(fd) => (InstanceResponse::Connected { fds: 1 }, vec![fd]),
+                    Err(failure) => {
+                        log!("{app_name}#{id}: {}", failure.message);
+                        (InstanceResponse::Error(failure), Vec::new())
+                    }
                 }
-            },
+            }
             InstanceRequest::Info => {
                 let app = &self.apps[app_index];
                 let started_unix_ms = app
