@@ -254,3 +254,110 @@ impl Conns {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::net::UnixStream;
+
+    use ally_proto::frame::{self, MAX_FRAME_LEN};
+    use ally_proto::{ErrorCode, InstanceResponse};
+
+    use super::*;
+    use crate::sys::PeerCred;
+
+    /// A connection as `peer`, and the other end of its socket.
+    fn conn(peer: Peer) -> (Conn, UnixStream) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        ours.set_nonblocking(true).unwrap();
+        let cred = PeerCred {
+            pid: None,
+            uid: rustix::process::geteuid(),
+            gid: 0,
+        };
+        (Conn::new(ours, cred, peer), theirs)
+    }
+
+    fn instance(app: &str, id: u64) -> Peer {
+        Peer::Instance {
+            app: app.to_owned(),
+            id,
+        }
+    }
+
+    #[test]
+    fn ids_are_stable_and_never_reused() {
+        let mut conns = Conns::default();
+        let (a, _a) = conn(Peer::Control);
+        let (b, _b) = conn(Peer::Control);
+        let a = conns.add(a);
+        let b = conns.add(b);
+        conns.close(a);
+        let (c, _c) = conn(Peer::Control);
+        let c = conns.add(c);
+        assert_ne!(c, a);
+        assert!(!conns.contains(a));
+        assert!(conns.contains(b) && conns.contains(c));
+        assert_eq!(conns.iter().map(|(id, _)| id).collect::<Vec<_>>(), [b, c]);
+    }
+
+    #[test]
+    fn closing_an_instance_connection_names_its_app() {
+        let mut conns = Conns::default();
+        let (web, _web) = conn(instance("web", 7));
+        let (ctl, _ctl) = conn(Peer::Control);
+        let web = conns.add(web);
+        let ctl = conns.add(ctl);
+        let closed = conns.close_broken(web, &Broken::Gone).unwrap();
+        assert_eq!((closed.conn, closed.app.as_str()), (web, "web"));
+        assert!(conns.close_broken(ctl, &Broken::Gone).is_none());
+        assert!(conns.close_broken(ctl, &Broken::Gone).is_none());
+        assert_eq!(conns.iter().count(), 0);
+    }
+
+    #[test]
+    fn an_unsendable_answer_is_replaced_by_an_error_and_the_connection_kept() {
+        let mut conns = Conns::default();
+        let (web, peer) = conn(instance("web", 1));
+        let web = conns.add(web);
+        let huge = InstanceResponse::Error(Failure::new(
+            ErrorCode::Internal,
+            "x".repeat(MAX_FRAME_LEN + 1),
+        ));
+        assert!(conns.send(web, &huge, Vec::new()).is_none());
+        assert!(conns.contains(web));
+        match frame::read_from::<_, InstanceResponse>(&peer).unwrap() {
+            InstanceResponse::Error(failure) => {
+                assert_eq!(failure.code, ErrorCode::LimitExceeded);
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn only_dead_instances_lose_their_connections() {
+        let mut conns = Conns::default();
+        let (live, _live) = conn(instance("web", 1));
+        let (dead, _dead) = conn(instance("web", 2));
+        let (ctl, _ctl) = conn(Peer::Control);
+        let (live, dead, ctl) = (conns.add(live), conns.add(dead), conns.add(ctl));
+        assert_eq!(conns.count_of_instance("web", 1), 1);
+        conns.close_dead_instances(|app, id| app == "web" && id == 1);
+        assert!(conns.contains(live) && conns.contains(ctl));
+        assert!(!conns.contains(dead));
+    }
+
+    #[test]
+    fn only_passed_hello_deadlines_close() {
+        let now = Instant::now();
+        let mut conns = Conns::default();
+        let (late, _late) = conn(Peer::Unknown { deadline: now });
+        let (early, _early) = conn(Peer::Unknown {
+            deadline: now + Duration::from_secs(60),
+        });
+        let (late, early) = (conns.add(late), conns.add(early));
+        assert_eq!(conns.next_deadline(Duration::from_secs(1)), Some(now));
+        conns.expire(now);
+        assert!(!conns.contains(late));
+        assert!(conns.contains(early));
+    }
+}
