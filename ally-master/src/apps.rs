@@ -285,3 +285,62 @@ impl IndexMut<AppId> for Apps {
         self.get_mut(id).expect("an app id from this turn")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use super::*;
+    use crate::config;
+    use crate::instance::Launch;
+    use crate::logs::AppLog;
+
+    /// Apps `names`, never started (`autostart = false`), logging to the
+    /// master's stderr.
+    fn apps(names: &[&str]) -> Apps {
+        let text: String = names
+            .iter()
+            .map(|name| {
+                format!(
+                    "[[app]]\nname = \"{name}\"\ncommand = [\"true\"]\n\
+                     autostart = false\nlog = \"inherit\"\n"
+                )
+            })
+            .collect();
+        let config = config::parse(&text, Path::new("/ally.toml")).unwrap();
+        let launch = Launch {
+            socket: PathBuf::from("/nonexistent/ally.sock"),
+            fd_limit: None,
+        };
+        let list = config
+            .apps
+            .into_iter()
+            .map(|app| {
+                let log = AppLog::open(&app.name, &app.log, Path::new("/nonexistent")).unwrap();
+                App::new(app, log, Vec::new(), launch.clone())
+            })
+            .collect();
+        Apps::new(list)
+    }
+
+    #[test]
+    fn ids_outlive_the_apps_removed_before_them() {
+        let mut apps = apps(&["web", "api", "worker"]);
+        let mut out = Vec::new();
+        apps.boot(&mut out);
+        let (web, api, worker) = (
+            apps.id_of("web").unwrap(),
+            apps.id_of("api").unwrap(),
+            apps.id_of("worker").unwrap(),
+        );
+        assert_eq!(apps.names(), ["web", "api", "worker"]);
+        // A stopped app that leaves the config has nothing to wait for.
+        apps.by_name_mut("api").unwrap().retire(&mut out);
+        apps.forget_gone();
+        assert_eq!(apps.names(), ["web", "worker"]);
+        assert!(apps.get(api).is_none());
+        assert_eq!(apps[web].name(), "web");
+        assert_eq!(apps[worker].name(), "worker");
+        assert_eq!(apps.id_of("worker"), Some(worker));
+    }
+}
