@@ -11,7 +11,7 @@ use ally_proto::{ErrorCode, Failure, InstanceResponse, ListenAddr, ListenSpec, N
 
 use crate::event_loop::Master;
 use crate::helpers::{self, Helper, Owner};
-use crate::limits::{MAX_PENDING_LISTENS, PATH_SOCKET_TIMEOUT};
+use crate::limits::{MAX_LISTENERS_PER_APP, MAX_PENDING_LISTENS, PATH_SOCKET_TIMEOUT};
 use crate::listeners::{Bound, Key, cannot, mode_mismatch, new_socket};
 use crate::log;
 use crate::path_socket::{Job, Outcome};
@@ -108,6 +108,22 @@ impl Master {
             }
             pending.waiters.push(waiter);
             return Ok(None);
+        }
+        let held = self
+            .listeners
+            .keys()
+            .chain(self.pending.keys())
+            .filter(|k| k.app == key.app)
+            .count();
+        if held >= MAX_LISTENERS_PER_APP {
+            return Err(Failure::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "{} holds {held} listeners already, the most one app may have; \
+                     unlisten those it no longer uses",
+                    key.app
+                ),
+            ));
         }
         let owner = self.in_scope(app_index, &key)?;
         let ListenAddr::Path(path) = &key.addr else {
