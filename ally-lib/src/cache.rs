@@ -152,7 +152,9 @@ impl Cache {
 
     /// The keys with a live entry, sorted.
     ///
-    /// The whole answer must fit in one 1 MiB frame when managed; for a
+    /// The whole answer must fit in one 1 MiB frame: a namespace whose keys
+    /// take more is refused with
+    /// [`QuotaExceeded`](io::ErrorKind::QuotaExceeded), managed or not; for a
     /// large namespace, keep an index of your own.
     pub fn keys(&self) -> io::Result<Vec<String>> {
         let what = || format!("list the keys of cache {}", quote(&self.ns));
@@ -175,7 +177,7 @@ impl Cache {
     }
 
     /// The live entries, sorted by key. As for [`keys`](Self::keys), the
-    /// answer must fit in one frame when managed.
+    /// answer must fit in one frame, or it is refused.
     pub fn items(&self) -> io::Result<Vec<(String, Vec<u8>)>> {
         let what = || format!("list the entries of cache {}", quote(&self.ns));
         let req = InstanceRequest::CacheItems {

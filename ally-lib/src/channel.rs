@@ -22,7 +22,7 @@
 //! threads or its requests: every call from it fails with
 //! [`Error::Forked`] instead of mixing frames with the parent's.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -79,10 +79,18 @@ impl Channel {
     /// What the descriptor is instead of a channel from that master.
     pub(crate) fn adopt(
         fd: i32,
+        output: Option<(i32, i32)>,
         master_pid: u32,
         stop_signal: i32,
         timeout: Duration,
     ) -> Result<Channel, String> {
+        // The read ends of our own output, held so that the master's death
+        // leaves it a reader (a number that is not a pipe is ignored).
+        let held: Vec<OwnedFd> = output
+            .into_iter()
+            .flat_map(|(out, err)| [out, err])
+            .filter_map(crate::sys::adopt_output_pipe)
+            .collect();
         let fd = crate::sys::adopt_channel(fd).ok_or("it is not an open socket")?;
         let ty = sockopt::socket_type(&fd).map_err(|e| format!("SO_TYPE: {e}"))?;
         let family = getsockname(&fd)
@@ -107,7 +115,7 @@ impl Channel {
         let flag = Arc::clone(&gone);
         std::thread::Builder::new()
             .name("ally-channel".into())
-            .spawn(move || watch(&watched, &flag, stop_signal))
+            .spawn(move || watch(&watched, held, &flag, stop_signal))
             .map_err(|e| format!("cannot start the thread that watches it: {e}"))?;
         let conn = Conn::new(stream, timeout).map_err(|e| e.to_string())?;
         Ok(Channel {
@@ -204,9 +212,10 @@ impl Primary {
     }
 }
 
-/// Waits for the channel's end of file, then quiets orphaned output and
-/// sends `stop_signal` to this process.
-fn watch(channel: &UnixStream, gone: &AtomicBool, stop_signal: i32) {
+/// Waits for the channel's end of file, then quiets orphaned output, sends
+/// `stop_signal` to this process, and drains the `held` read ends of its
+/// output pipes for good (a writer blocked on a full pipe goes on).
+fn watch(channel: &UnixStream, held: Vec<OwnedFd>, gone: &AtomicBool, stop_signal: i32) {
     loop {
         // Only a hang-up wakes this poll: the answers arriving on the
         // channel are POLLIN, which it does not ask for.
@@ -218,20 +227,58 @@ fn watch(channel: &UnixStream, gone: &AtomicBool, stop_signal: i32) {
         }
     }
     gone.store(true, Ordering::SeqCst);
-    quiet_orphaned_output();
+    quiet_orphaned_output(&held);
     if let Some(signal) = Signal::from_named_raw(stop_signal) {
         let _ = kill_process(getpid(), signal);
     }
+    drain(held);
 }
 
-/// Points stdout and stderr at `/dev/null` where they are pipes whose
-/// reader is gone (`POLLERR` on the write end), so a line written while
-/// draining neither fails nor panics.
-fn quiet_orphaned_output() {
+/// Reads and drops what `pipes` hold until every one reaches end of file.
+fn drain(mut pipes: Vec<OwnedFd>) {
+    let mut buf = [0u8; 4096];
+    while !pipes.is_empty() {
+        let mut fds: Vec<PollFd<'_>> = pipes
+            .iter()
+            .map(|p| PollFd::new(p, PollFlags::IN))
+            .collect();
+        if poll(&mut fds, None).is_err() {
+            return;
+        }
+        let done: Vec<bool> = fds.iter().map(|f| !f.revents().is_empty()).collect();
+        drop(fds);
+        let mut ended = Vec::new();
+        for (index, ready) in done.into_iter().enumerate() {
+            if ready {
+                match rustix::io::read(&pipes[index], &mut buf) {
+                    Ok(0) => ended.push(index),
+                    Ok(_) | Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => {}
+                    Err(_) => ended.push(index),
+                }
+            }
+        }
+        for index in ended.into_iter().rev() {
+            pipes.remove(index);
+        }
+    }
+}
+
+/// Points stdout and stderr at `/dev/null` where they are pipes to the
+/// master: one of the `held` pipes, or one whose reader is gone (`POLLERR`
+/// on the write end), so a line written while draining neither fails nor
+/// panics.
+fn quiet_orphaned_output(held: &[OwnedFd]) {
     let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else {
         return;
     };
+    let id = |fd: std::os::fd::BorrowedFd<'_>| {
+        rustix::fs::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino))
+    };
+    let held: Vec<_> = held.iter().filter_map(|fd| id(fd.as_fd())).collect();
     let broken = |fd: std::os::fd::BorrowedFd<'_>| {
+        if id(fd).is_some_and(|pipe| held.contains(&pipe)) {
+            return true;
+        }
         let mut fds = [PollFd::new(&fd, PollFlags::OUT)];
         let _ = poll(&mut fds, Some(&Timespec::default()));
         fds[0].revents().contains(PollFlags::ERR)

@@ -73,7 +73,9 @@ pub fn locker(name: &str) -> Locker {
 /// Names are 1 to 1024 bytes. At most `max_locks` lock names (10 000 by
 /// default and in simulate mode) may be in use — held or waited for — at
 /// once; past that a new lock fails with
-/// [`QuotaExceeded`](io::ErrorKind::QuotaExceeded).
+/// [`QuotaExceeded`](io::ErrorKind::QuotaExceeded). One instance may have
+/// at most 256 lock requests waiting at once (the library's pool lets at
+/// most 12 threads wait); a further wait fails the same way.
 ///
 /// # Errors
 ///

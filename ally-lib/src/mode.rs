@@ -53,6 +53,8 @@ pub(crate) struct Managed {
 #[derive(Debug, PartialEq, Eq)]
 struct Env {
     channel_fd: i32,
+    /// `ALLY_OUTPUT_FDS`: read ends of this process's stdout and stderr.
+    output_fds: Option<(i32, i32)>,
     master_pid: u32,
     app: Option<String>,
     instance: Option<String>,
@@ -118,11 +120,17 @@ pub(crate) fn mode() -> Result<&'static Mode, Error> {
                 value: env.stop_signal.clone(),
                 expected: "a signal name such as SIGTERM",
             })?;
-        let channel = Channel::adopt(env.channel_fd, env.master_pid, stop, env.request_timeout)
-            .map_err(|reason| Fault::Channel {
-                fd: env.channel_fd,
-                reason,
-            })?;
+        let channel = Channel::adopt(
+            env.channel_fd,
+            env.output_fds,
+            env.master_pid,
+            stop,
+            env.request_timeout,
+        )
+        .map_err(|reason| Fault::Channel {
+            fd: env.channel_fd,
+            reason,
+        })?;
         Ok(Mode::Managed(Box::new(Managed {
             channel,
             app: env.app,
@@ -176,6 +184,19 @@ fn detect(
             value: Some(raw_fd.clone()),
             expected: "a descriptor number above 2",
         })?;
+    let output_fds = match text(env::OUTPUT_FDS) {
+        None => None,
+        Some(raw) => Some(
+            raw.split_once(',')
+                .and_then(|(a, b)| Some((a.parse::<i32>().ok()?, b.parse::<i32>().ok()?)))
+                .filter(|&(a, b)| a > 2 && b > 2)
+                .ok_or(Fault::BadEnv {
+                    var: env::OUTPUT_FDS,
+                    value: Some(raw.clone()),
+                    expected: "two descriptor numbers above 2, as OUT,ERR",
+                })?,
+        ),
+    };
     let raw_pid = text(env::MASTER_PID);
     let master_pid = raw_pid
         .as_deref()
@@ -207,6 +228,7 @@ fn detect(
     };
     Ok(Some(Env {
         channel_fd,
+        output_fds,
         master_pid,
         app: text(env::APP),
         instance: text(env::INSTANCE),

@@ -72,3 +72,32 @@ pub(crate) fn adopt_channel(raw: RawFd) -> Option<OwnedFd> {
     // this the only adoption, so nothing else owns or closes it.
     unsafe { adopt_socket(raw) }
 }
+
+/// Takes ownership of descriptor `raw`, named by `ALLY_OUTPUT_FDS`, if it is
+/// an open pipe (a FIFO), and makes it close-on-exec.
+///
+/// Only the first call with a given number adopts it; later ones, or a
+/// number that is not a pipe, give `None`.
+pub(crate) fn adopt_output_pipe(raw: RawFd) -> Option<OwnedFd> {
+    static ADOPTED: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
+    let mut adopted = ADOPTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if raw <= 2 || adopted.contains(&raw) {
+        return None;
+    }
+    // SAFETY: only borrowed for the two calls below; by the contract of
+    // ALLY_OUTPUT_FDS nothing else in the process uses this descriptor,
+    // and EBADF is harmless if it is not open.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
+    let stat = rustix::fs::fstat(borrowed).ok()?;
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Fifo {
+        return None;
+    }
+    let flags = fcntl_getfd(borrowed).ok()?;
+    fcntl_setfd(borrowed, flags | FdFlags::CLOEXEC).ok()?;
+    adopted.push(raw);
+    // SAFETY: `raw` is open (fstat succeeded), passed for the library alone,
+    // and recorded so that it is adopted only once.
+    Some(unsafe { OwnedFd::from_raw_fd(raw) })
+}

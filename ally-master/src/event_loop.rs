@@ -5,7 +5,8 @@
 //! a connection over the limits is refused at once, see [`crate::slots`]),
 //! every connection (readable only while it may read, writable only with
 //! output pending) and every instance's output pipes; then handle signals,
-//! timers, writes, reads and accepts, in that order.
+//! writes, reads, timers and accepts, in that order (timers after reads,
+//! so that what arrived before a deadline counts).
 //!
 //! The master's state is a handful of owners, each changed only through
 //! its own methods: the connections ([`Conns`]), the apps ([`Apps`]), the
@@ -300,6 +301,16 @@ impl Master {
             }
         });
         match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            // Woken by a deadline: look once more, without waiting, at what
+            // is ready. After a stall (SIGSTOP, a slow turn) the timeout can
+            // win over descriptors that became ready long before it, and
+            // what arrived before a deadline must count (see `turn`).
+            Ok(0) if timeout.is_some() => {
+                match rustix::event::poll(&mut fds, Some(&Timespec::default())) {
+                    Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
             Ok(_) | Err(rustix::io::Errno::INTR) => {}
             Err(e) => return Err(e.into()),
         }
@@ -310,12 +321,15 @@ impl Master {
             .collect())
     }
 
-    /// Handles one poll result: signals, timers, writes, reads, accepts.
+    /// Handles one poll result: signals, writes, reads, timers, accepts.
+    ///
+    /// Timers come after reads: what arrived before a deadline — a ready
+    /// sent in time while the master was stopped or busy, a hello, the
+    /// rest of a frame — counts before the deadline is judged.
     fn turn(&mut self, ready: &[(Token, PollFlags)]) {
         if ready.iter().any(|(t, _)| matches!(t, Token::Signals)) {
             self.on_signals();
         }
-        self.on_timers();
         for &(token, revents) in ready {
             // A hang-up too: writing is how a peer that is gone with
             // answers unread is noticed and dropped.
@@ -364,6 +378,7 @@ impl Master {
                 _ => {}
             }
         }
+        self.on_timers();
         if ready.iter().any(|(t, _)| matches!(t, Token::Control)) {
             self.accept();
         }

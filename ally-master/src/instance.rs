@@ -11,9 +11,10 @@ use std::process::Stdio;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use ally_proto::{Report, env};
+use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, Rlimit, Signal};
 
-use crate::config::{self, AppConfig, CLEAN_ENV};
+use crate::config::{self, AppConfig, CLEAN_ENV, ReadyMode};
 use crate::limits::{READ_CHUNK, STDERR_TAIL_LINES};
 use crate::lines::Splitter;
 use crate::listeners::Bound;
@@ -112,21 +113,35 @@ impl Instance {
         // placed by the launcher, which also sets LISTEN_PID: the child's
         // pid is not known before it exists.
         let (channel, theirs) = UnixStream::pair()?;
+        let (out_read, out_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
+        let (err_read, err_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
         let mut fds: Vec<_> = sockets.iter().map(|(_, bound)| bound.fd.as_fd()).collect();
         fds.push(theirs.as_fd());
+        // An instance that links ally also holds the read ends of its own
+        // output pipes, never reading them while the master lives: so the
+        // master's death leaves them with a reader, and a line written in
+        // that instant cannot fail with EPIPE (and make `println!` panic)
+        // before the library has pointed stdout and stderr at /dev/null.
+        // Only for `ready = "lib"` apps: a program that does not link ally
+        // would block on a full pipe instead of ending.
+        let holds_output = app.ready == ReadyMode::Lib;
+        if holds_output {
+            fds.extend([out_read.as_fd(), err_read.as_fd()]);
+        }
         let setup = spawn::Setup {
             fds,
             listen_pid: !sockets.is_empty(),
             nofile: launch.fd_limit,
             identity: identity.as_ref().map(|who| (who.uid, who.gid)),
+            death_signal: Some(app.stop_signal),
         };
         let (mut cmd, inherited) = spawn::command(program.as_ref(), args, &setup)?;
         let channel_fd = sys::FIRST_PASSED_FD + i32::try_from(sockets.len()).unwrap_or(i32::MAX);
         let notify = NotifySocket::bind(&app.name, id)?;
         cmd.current_dir(&app.cwd)
             .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .stdout(Stdio::from(out_write))
+            .stderr(Stdio::from(err_write));
         if !app.inherit_env {
             cmd.env_clear();
             let passed = std::env::vars_os().filter(|(name, _)| clean_env_allows(name));
@@ -151,6 +166,10 @@ impl Instance {
             .env(env::INSTANCE, id.to_string())
             .env(env::STOP_SIGNAL, signal_name(app.stop_signal))
             .env("NOTIFY_SOCKET", notify.address());
+        if holds_output {
+            let first = channel_fd + 1;
+            cmd.env(env::OUTPUT_FDS, format!("{first},{}", first + 1));
+        }
         for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
             cmd.env_remove(var);
         }
@@ -159,18 +178,15 @@ impl Instance {
             cmd.env("LISTEN_FDS", sockets.len().to_string())
                 .env("LISTEN_FDNAMES", names.join(":"));
         }
-        let mut child = cmd.spawn()?;
+        let child = cmd.spawn()?;
         drop((inherited, theirs));
         channel.set_nonblocking(true)?;
         let pid =
             Pid::from_raw(child.id() as i32).ok_or_else(|| io::Error::other("child has pid 0"))?;
-        let mut pipes = Vec::with_capacity(2);
-        if let Some(out) = child.stdout.take() {
-            pipes.push(OutputPipe::new(out.into(), Stream::Stdout)?);
-        }
-        if let Some(err) = child.stderr.take() {
-            pipes.push(OutputPipe::new(err.into(), Stream::Stderr)?);
-        }
+        let pipes = vec![
+            OutputPipe::new(out_read, Stream::Stdout)?,
+            OutputPipe::new(err_read, Stream::Stderr)?,
+        ];
         // The master reaps every child itself with waitpid; `Child` holds
         // nothing else, so dropping it is fine.
         drop(child);
@@ -292,8 +308,8 @@ impl OutputPipe {
     }
 
     fn new(fd: OwnedFd, stream: Stream) -> io::Result<OutputPipe> {
-        // Our own end of a fresh pipe: making it non-blocking affects no one
-        // else.
+        // Our own end of a fresh pipe: an instance that holds a copy too
+        // (see `spawn`) polls before it reads.
         let flags = rustix::fs::fcntl_getfl(&fd)?;
         rustix::fs::fcntl_setfl(&fd, flags | rustix::fs::OFlags::NONBLOCK)?;
         Ok(OutputPipe {

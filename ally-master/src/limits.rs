@@ -54,6 +54,16 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// master's buffers, however it behaves.
 pub const MAX_INSTANCE_CONNECTIONS: usize = 20;
 
+/// Most listeners one app may hold (bound, or being bound) through its
+/// instances' `Listen` requests. Past this a new address is refused, so
+/// no app can spend the master's file descriptors, which every app needs.
+pub const MAX_LISTENERS_PER_APP: usize = 256;
+
+/// Longest text an instance may report in each of `version`, `commit` and
+/// `text`; longer ones are cut, so that a `list` of every app always fits
+/// in one frame.
+pub const MAX_REPORT_TEXT: usize = 1024;
+
 /// How long accepting pauses after it failed for lack of resources
 /// (too many open files): long enough not to spin, short enough that the
 /// next client barely notices.

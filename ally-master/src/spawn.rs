@@ -5,13 +5,15 @@
 //! address space is copied (page tables and all, a cost that grows with
 //! its memory), and the loop waits until the child has exec'd. So every
 //! child is started through the **launcher** instead: the ally-master
-//! binary itself, `ally-master --launch FDS LISTEN_PID NOFILE UID GID --
+//! binary itself, `ally-master --launch FDS LISTEN_PID NOFILE UID GID DEATH --
 //! PROGRAM ARGS...`, which `Command` can start with `posix_spawn` (a
 //! `vfork`-like clone that copies nothing and returns once the launcher is
 //! executing). The launcher, a fresh small process, then does the work in
 //! order — a session of its own (`setsid`), the file-descriptor limit
 //! given back, the passed descriptors placed at 3, 4, ..., the app's
-//! groups, gid and uid — and executes the program, with `LISTEN_PID` set
+//! groups, gid and uid, then the app's stop signal as its signal for the
+//! master's death (`PR_SET_PDEATHSIG`; the master spawns from its one loop
+//! thread, whose end is the master's) — and executes the program, with `LISTEN_PID` set
 //! to its own pid when asked (the pid the program keeps).
 //!
 //! A program that cannot be executed (missing, not executable) is
@@ -26,7 +28,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
-use rustix::process::{Resource, Rlimit};
+use rustix::process::{Resource, Rlimit, Signal};
 
 use crate::sys;
 
@@ -48,6 +50,10 @@ pub struct Setup<'a> {
     pub nofile: Option<Rlimit>,
     /// Run as this uid and gid (with no supplementary groups).
     pub identity: Option<(u32, u32)>,
+    /// The signal the program gets when the master dies
+    /// (`PR_SET_PDEATHSIG`), so that one that does not link ally drains
+    /// and exits too instead of holding its sockets unsupervised.
+    pub death_signal: Option<Signal>,
 }
 
 /// A command that runs `program` with `args` through the launcher, set up
@@ -79,6 +85,10 @@ pub fn command(
         Some((uid, gid)) => (uid.to_string(), gid.to_string()),
         None => ("-".to_owned(), "-".to_owned()),
     };
+    let death = setup.death_signal.map_or_else(
+        || "-".to_owned(),
+        |sig| format!("{}:{}", sig.as_raw(), std::process::id()),
+    );
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg(LAUNCH_ARG)
         .arg(if numbers.is_empty() {
@@ -90,6 +100,7 @@ pub fn command(
         .arg(nofile)
         .arg(uid)
         .arg(gid)
+        .arg(death)
         .arg("--")
         .arg(program)
         .args(args);
@@ -115,6 +126,8 @@ struct Plan {
     listen_pid: bool,
     nofile: Option<Rlimit>,
     identity: Option<(u32, u32)>,
+    /// The death signal, and the master's pid it is meant for.
+    death: Option<(i32, u32)>,
     program: OsString,
     args: Vec<OsString>,
 }
@@ -174,10 +187,19 @@ impl Plan {
             (None, None) => None,
             _ => return Err(format!("{LAUNCH_ARG}: a uid needs a gid")),
         };
-        if argv.get(5).is_none_or(|a| a != "--") {
+        let death = match text(5)? {
+            "-" => None,
+            v => {
+                let (sig, pid) = v.split_once(':').ok_or_else(|| bad("death signal", v))?;
+                let sig = sig.parse().map_err(|_| bad("death signal", v))?;
+                let pid = pid.parse().map_err(|_| bad("death signal", v))?;
+                Some((sig, pid))
+            }
+        };
+        if argv.get(6).is_none_or(|a| a != "--") {
             return Err(format!("{LAUNCH_ARG}: `--` must come before the program"));
         }
-        let (program, args) = argv[6..]
+        let (program, args) = argv[7..]
             .split_first()
             .ok_or_else(|| format!("{LAUNCH_ARG}: no program"))?;
         Ok(Plan {
@@ -185,6 +207,7 @@ impl Plan {
             listen_pid,
             nofile,
             identity,
+            death,
             program: program.clone(),
             args: args.to_vec(),
         })
@@ -209,6 +232,18 @@ impl Plan {
                 .map_err(|e| format!("setgid({gid}): {e}"))?;
             rustix::thread::set_thread_uid(rustix::process::Uid::from_raw(uid))
                 .map_err(|e| format!("setuid({uid}): {e}"))?;
+        }
+        // After the uid: changing credentials clears the death signal.
+        if let Some((raw, master)) = self.death {
+            let signal = Signal::from_named_raw(raw).ok_or_else(|| format!("signal {raw}?"))?;
+            rustix::process::set_parent_process_death_signal(Some(signal))
+                .map_err(|e| format!("PR_SET_PDEATHSIG: {e}"))?;
+            // The master may have died before the call: then nothing would
+            // ever send it.
+            let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
+            if parent != i32::try_from(master).ok() {
+                return Err("the master died while starting this instance".to_owned());
+            }
         }
         let mut cmd = Command::new(&self.program);
         cmd.args(&self.args);
@@ -245,6 +280,7 @@ mod tests {
             "1024:4096",
             "65534",
             "65533",
+            "15:42",
             "--",
             "/bin/app",
             "-x",
@@ -260,26 +296,29 @@ mod tests {
                     maximum: Some(4096)
                 }),
                 identity: Some((65534, 65533)),
+                death: Some((15, 42)),
                 program: "/bin/app".into(),
                 args: vec!["-x".into()],
             }
         );
-        let plan = Plan::parse(&argv(&["-", "0", "-", "-", "-", "--", "app"])).unwrap();
+        let plan = Plan::parse(&argv(&["-", "0", "-", "-", "-", "-", "--", "app"])).unwrap();
         assert_eq!(
             (plan.fds.len(), plan.nofile, plan.identity),
             (0, None, None)
         );
+        assert_eq!(plan.death, None);
     }
 
     #[test]
     fn bad_launcher_arguments_are_refused() {
         for bad in [
-            &["2", "0", "-", "-", "-", "--", "app"][..],
-            &["-", "2", "-", "-", "-", "--", "app"],
-            &["-", "0", "x:1", "-", "-", "--", "app"],
-            &["-", "0", "-", "1", "-", "--", "app"],
-            &["-", "0", "-", "-", "-", "app"],
-            &["-", "0", "-", "-", "-", "--"],
+            &["2", "0", "-", "-", "-", "-", "--", "app"][..],
+            &["-", "2", "-", "-", "-", "-", "--", "app"],
+            &["-", "0", "x:1", "-", "-", "-", "--", "app"],
+            &["-", "0", "-", "1", "-", "-", "--", "app"],
+            &["-", "0", "-", "-", "-", "15", "--", "app"],
+            &["-", "0", "-", "-", "-", "-", "app"],
+            &["-", "0", "-", "-", "-", "-", "--"],
             &["-", "0"],
         ] {
             assert!(Plan::parse(&argv(bad)).is_err(), "{bad:?}");

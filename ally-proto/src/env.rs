@@ -20,9 +20,15 @@ pub const STOP_SIGNAL: &str = "ALLY_STOP_SIGNAL";
 /// How long, in milliseconds, the library waits for the master to answer a
 /// request before it gives up on that request (the app's `request_timeout`).
 pub const REQUEST_TIMEOUT_MS: &str = "ALLY_REQUEST_TIMEOUT_MS";
+/// Descriptors (`OUT,ERR`) of read ends of the instance's own stdout and
+/// stderr pipes, which the library holds (without reading them) so that
+/// the master's death leaves its output a reader; set for `ready = "lib"`
+/// apps.
+pub const OUTPUT_FDS: &str = "ALLY_OUTPUT_FDS";
 /// Names every variable above, for clearing them from a child's environment.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 7] = [
     CHANNEL_FD,
+    OUTPUT_FDS,
     MASTER_PID,
     APP,
     INSTANCE,

@@ -8,6 +8,8 @@
 //!
 //! Tests are named after the regression they guard against.
 
+#[path = "e2e/attack.rs"]
+mod attack;
 #[path = "e2e/axum.rs"]
 mod axum;
 #[path = "e2e/channel.rs"]

@@ -12,7 +12,7 @@ use ally_proto::{ErrorCode, Failure, InstanceResponse, ListenAddr, ListenSpec, N
 use super::Master;
 use crate::apps::AppId;
 use crate::helpers::{self, Helper, Owner};
-use crate::limits::{MAX_PENDING_LISTENS, PATH_SOCKET_TIMEOUT};
+use crate::limits::{MAX_LISTENERS_PER_APP, MAX_PENDING_LISTENS, PATH_SOCKET_TIMEOUT};
 use crate::listeners::{Bound, Key, cannot, new_socket};
 use crate::log;
 use crate::path_socket::{Job, Outcome};
@@ -55,6 +55,22 @@ impl Master {
         let waiter = Waiter { conn, instance: id };
         if let Some(waiting) = self.pending.wait_for(&key, mode, waiter) {
             return waiting.map(|()| None);
+        }
+        let held = self
+            .listeners
+            .keys()
+            .chain(self.pending.keys())
+            .filter(|k| k.app == key.app)
+            .count();
+        if held >= MAX_LISTENERS_PER_APP {
+            return Err(Failure::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "{} holds {held} listeners already, the most one app may have; \
+                     unlisten those it no longer uses",
+                    key.app
+                ),
+            ));
         }
         let owner = self.in_scope(app_index, &key)?;
         let ListenAddr::Path(path) = &key.addr else {

@@ -5,14 +5,14 @@ use std::time::Instant;
 
 use ally_proto::{
     ControlRequest, ErrorCode, Failure, Hello, HelloReply, InstanceInfo, InstanceRequest,
-    InstanceResponse, MAGIC, PROTOCOL_VERSION, Role,
+    InstanceResponse, MAGIC, PROTOCOL_VERSION, Report, Role,
 };
 
 use super::Master;
 use super::channels::connect_instance;
 use crate::app::{Notice, Waiter};
 use crate::conn::{Broken, Peer};
-use crate::limits::{CLOSE_LINGER, REQUESTS_PER_TURN};
+use crate::limits::{CLOSE_LINGER, MAX_REPORT_TEXT, REQUESTS_PER_TURN};
 use crate::log;
 use crate::sys::PeerCred;
 use crate::users;
@@ -214,7 +214,7 @@ impl Master {
             }
             InstanceRequest::Report(report) => {
                 if let Some(i) = self.apps[app_index].instance_mut(id) {
-                    i.report = report;
+                    i.report = bounded(report);
                 }
                 (InstanceResponse::Done, Vec::new())
             }
@@ -272,4 +272,50 @@ fn version_mismatch(version: u32, client: &str, advice: &str) -> Failure {
             "this master speaks protocol {PROTOCOL_VERSION}, {client} speaks {version}; {advice}"
         ),
     )
+}
+
+/// `report` with each text cut to [`MAX_REPORT_TEXT`] bytes (at a
+/// character boundary, marked `…`): what one instance reports is shown in
+/// every `list`, which must always fit in a frame.
+fn bounded(report: Report) -> Report {
+    let cut = |text: Option<String>| {
+        text.map(|mut t| {
+            if t.len() > MAX_REPORT_TEXT {
+                let mut end = MAX_REPORT_TEXT;
+                while !t.is_char_boundary(end) {
+                    end -= 1;
+                }
+                t.truncate(end);
+                t.push('…');
+            }
+            t
+        })
+    };
+    Report {
+        tasks: report.tasks,
+        version: cut(report.version),
+        commit: cut(report.commit),
+        text: cut(report.text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reported_texts_are_cut_at_a_character_boundary() {
+        let long = "é".repeat(MAX_REPORT_TEXT);
+        let report = bounded(Report {
+            tasks: Some(1),
+            version: Some("1.0".into()),
+            commit: None,
+            text: Some(long),
+        });
+        let text = report.text.unwrap();
+        assert!(text.len() <= MAX_REPORT_TEXT + '…'.len_utf8());
+        assert!(text.ends_with('…'));
+        assert_eq!(report.version.as_deref(), Some("1.0"));
+        assert_eq!(report.tasks, Some(1));
+    }
 }

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use super::Limits;
+use super::limits::MAX_LISTING_BYTES;
 use crate::{ErrorCode, Failure};
 
 /// When an entry expires, and the sequence number that makes its place in
@@ -194,12 +195,26 @@ impl Cache {
     }
 
     /// The live keys of `ns`, sorted.
-    pub fn keys(&mut self, ns: &str, now: Instant) -> Vec<String> {
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::LimitExceeded`] when the keys take more than
+    /// [`MAX_LISTING_BYTES`], found before more than that is copied.
+    pub fn keys(&mut self, ns: &str, now: Instant) -> Result<Vec<String>, Failure> {
         self.purge(ns, now);
-        self.spaces
-            .get(ns)
-            .map(|s| s.entries.keys().cloned().collect())
-            .unwrap_or_default()
+        let Some(space) = self.spaces.get(ns) else {
+            return Ok(Vec::new());
+        };
+        let mut bytes = 0;
+        let mut keys = Vec::new();
+        for key in space.entries.keys() {
+            bytes += key.len() + LISTING_OVERHEAD;
+            if bytes > MAX_LISTING_BYTES {
+                return Err(too_large_listing(ns, "keys"));
+            }
+            keys.push(key.clone());
+        }
+        Ok(keys)
     }
 
     /// How many live entries `ns` has. Takes time in the size of `ns` only
@@ -210,17 +225,26 @@ impl Cache {
     }
 
     /// The live entries of `ns`, sorted by key.
-    pub fn items(&mut self, ns: &str, now: Instant) -> Vec<(String, Vec<u8>)> {
+    ///
+    /// # Errors
+    ///
+    /// [`ErrorCode::LimitExceeded`] when they take more than
+    /// [`MAX_LISTING_BYTES`], found before more than that is copied.
+    pub fn items(&mut self, ns: &str, now: Instant) -> Result<Vec<(String, Vec<u8>)>, Failure> {
         self.purge(ns, now);
-        self.spaces
-            .get(ns)
-            .map(|s| {
-                s.entries
-                    .iter()
-                    .map(|(k, e)| (k.clone(), e.value.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
+        let Some(space) = self.spaces.get(ns) else {
+            return Ok(Vec::new());
+        };
+        let mut bytes = 0;
+        let mut items = Vec::new();
+        for (key, entry) in &space.entries {
+            bytes += key.len() + entry.value.len() + 2 * LISTING_OVERHEAD;
+            if bytes > MAX_LISTING_BYTES {
+                return Err(too_large_listing(ns, "items"));
+            }
+            items.push((key.clone(), entry.value.clone()));
+        }
+        Ok(items)
     }
 
     /// Removes every entry of `ns`; how many of them were live.
@@ -368,4 +392,19 @@ impl Cache {
         assert_eq!(self.bytes, bytes, "byte count");
         assert_eq!(self.expiry.len(), deadlines, "stale expiry index slots");
     }
+}
+
+/// Bytes of framing per key or value in a listing: its length prefix.
+const LISTING_OVERHEAD: usize = 5;
+
+/// The refusal of a listing of `ns` too large for one answer.
+fn too_large_listing(ns: &str, what: &str) -> Failure {
+    Failure::new(
+        ErrorCode::LimitExceeded,
+        format!(
+            "the {what} of cache namespace {ns:?} take more than {MAX_LISTING_BYTES} bytes, \
+             more than one answer may carry; count them, read them by key, or keep fewer \
+             in one namespace"
+        ),
+    )
 }

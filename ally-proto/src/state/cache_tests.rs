@@ -26,7 +26,7 @@ fn small(max_entries: usize, max_bytes: usize) -> Cache {
 
 /// Everything a caller can see of `ns`.
 fn visible(c: &mut Cache, ns: &str, now: Instant) -> Vec<(String, Vec<u8>)> {
-    c.items(ns, now)
+    c.items(ns, now).unwrap()
 }
 
 #[test]
@@ -58,7 +58,7 @@ fn namespaces_are_separate() {
     assert_eq!(c.get("a", "k", t), Some(vec![1]));
     assert_eq!(c.count("a", t), 1);
     assert_eq!(c.count("b", t), 2);
-    assert_eq!(c.keys("b", t), ["j", "k"]);
+    assert_eq!(c.keys("b", t).unwrap(), ["j", "k"]);
     assert_eq!(c.flush("b", t), 2);
     assert_eq!(c.count("b", t), 0);
     assert_eq!(c.get("a", "k", t), Some(vec![1]));
@@ -73,13 +73,13 @@ fn keys_and_items_are_sorted() {
     for k in ["pear", "apple", "fig", "Zed"] {
         c.set("n", k, k.as_bytes().to_vec(), None, t).unwrap();
     }
-    assert_eq!(c.keys("n", t), ["Zed", "apple", "fig", "pear"]);
-    let items = c.items("n", t);
+    assert_eq!(c.keys("n", t).unwrap(), ["Zed", "apple", "fig", "pear"]);
+    let items = c.items("n", t).unwrap();
     let keys: Vec<&str> = items.iter().map(|(k, _)| k.as_str()).collect();
     assert_eq!(keys, ["Zed", "apple", "fig", "pear"]);
     assert!(items.iter().all(|(k, v)| k.as_bytes() == v.as_slice()));
-    assert!(c.keys("none", t).is_empty());
-    assert!(c.items("none", t).is_empty());
+    assert!(c.keys("none", t).unwrap().is_empty());
+    assert!(c.items("none", t).unwrap().is_empty());
 }
 
 #[test]
@@ -96,9 +96,12 @@ fn expiry_is_visible_at_once_to_every_call() {
     let at = t + ms(100);
     assert_eq!(c.clone().get("n", "k", at), None);
     assert!(!c.clone().exists("n", "k", at));
-    assert_eq!(c.clone().keys("n", at), ["stay"]);
+    assert_eq!(c.clone().keys("n", at).unwrap(), ["stay"]);
     assert_eq!(c.clone().count("n", at), 1);
-    assert_eq!(c.clone().items("n", at), [("stay".to_owned(), vec![2])]);
+    assert_eq!(
+        c.clone().items("n", at).unwrap(),
+        [("stay".to_owned(), vec![2])]
+    );
     assert!(!c.clone().del("n", "k", at));
     assert_eq!(c.clone().flush("n", at), 1);
     // Long after, the same.
@@ -114,9 +117,9 @@ fn touching_an_expired_entry_frees_it() {
         |c, at| assert_eq!(c.get("n", "k", at), None),
         |c, at| assert!(!c.exists("n", "k", at)),
         |c, at| assert!(!c.del("n", "k", at)),
-        |c, at| assert!(c.keys("n", at).is_empty()),
+        |c, at| assert!(c.keys("n", at).unwrap().is_empty()),
         |c, at| assert_eq!(c.count("n", at), 0),
-        |c, at| assert!(c.items("n", at).is_empty()),
+        |c, at| assert!(c.items("n", at).unwrap().is_empty()),
     ];
     for touch in touches {
         let mut c = cache();
@@ -205,7 +208,7 @@ fn sweep_frees_oldest_first_and_at_most_max() {
     assert_eq!(c.sweep(end, 100), 7);
     assert_eq!((c.entries(), c.bytes()), (1, 1 + 7));
     assert_eq!(c.next_expiry(), None);
-    assert_eq!(c.keys("n", end), ["forever"]);
+    assert_eq!(c.keys("n", end).unwrap(), ["forever"]);
     c.check_invariants();
 }
 
@@ -329,7 +332,7 @@ fn expired_entries_never_block_a_set_at_the_limit() {
     for k in ["x", "y", "z"] {
         c.set("m", k, vec![], None, later).unwrap();
     }
-    assert_eq!(c.keys("m", later), ["x", "y", "z"]);
+    assert_eq!(c.keys("m", later).unwrap(), ["x", "y", "z"]);
     assert_eq!(c.entries(), 3);
     c.check_invariants();
 
@@ -430,14 +433,14 @@ proptest! {
                     let bytes: usize = others.map(|((n, k), (v, _))| n.len() + k.len() + v.len()).sum::<usize>()
                         + ns.len() + key.len() + value.len();
                     let fits = entries <= MAX_ENTRIES && bytes <= MAX_BYTES;
-                    let before = c.clone().items(&ns, now);
+                    let before = c.clone().items(&ns, now).unwrap();
                     let r = c.set(&ns, &key, value.clone(), ttl.map(ms), now);
                     prop_assert_eq!(r.is_ok(), fits, "{:?}", r);
                     if fits {
                         model.insert((ns, key), (value, ttl.map(|t| now + ms(t))));
                     } else {
                         prop_assert_eq!(r.unwrap_err().code, ErrorCode::LimitExceeded);
-                        prop_assert_eq!(c.items(&ns, now), before);
+                        prop_assert_eq!(c.items(&ns, now).unwrap(), before);
                     }
                 }
                 Op::Get(n, k) => {
@@ -462,7 +465,7 @@ proptest! {
                 Op::Keys(n) => {
                     let ns = format!("n{n}");
                     let want: Vec<String> = live_in(&model, &ns, now).into_iter().map(|(k, _)| k).collect();
-                    prop_assert_eq!(c.keys(&ns, now), want);
+                    prop_assert_eq!(c.keys(&ns, now).unwrap(), want);
                 }
                 Op::Count(n) => {
                     let ns = format!("n{n}");
@@ -470,7 +473,7 @@ proptest! {
                 }
                 Op::Items(n) => {
                     let ns = format!("n{n}");
-                    prop_assert_eq!(c.items(&ns, now), live_in(&model, &ns, now));
+                    prop_assert_eq!(c.items(&ns, now).unwrap(), live_in(&model, &ns, now));
                 }
                 Op::Flush(n) => {
                     let ns = format!("n{n}");
@@ -496,4 +499,25 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn a_listing_larger_than_one_answer_is_refused_before_it_is_copied() {
+    let t = Instant::now();
+    let mut c = cache();
+    let value = vec![7u8; 200 << 10];
+    for k in 0..4 {
+        c.set("big", &format!("k{k}"), value.clone(), None, t)
+            .unwrap();
+    }
+    assert_eq!(c.items("big", t).map(|i| i.len()), Ok(4));
+    c.set("big", "k4", value.clone(), None, t).unwrap();
+    c.set("big", "k5", value, None, t).unwrap();
+    let Err(err) = c.items("big", t).map(|i| i.len()) else {
+        panic!("1.2 MiB of items were listed");
+    };
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    assert!(err.message.contains("\"big\""), "{}", err.message);
+    // The keys alone still fit.
+    assert_eq!(c.keys("big", t).map(|k| k.len()), Ok(6));
 }

@@ -32,6 +32,17 @@ pub const DEFAULT_MAX_ATOMICS: usize = 10_000;
 /// Default [`Limits::max_locks`]: lock names with holders or waiters.
 pub const DEFAULT_MAX_LOCKS: usize = 10_000;
 
+/// Most lock requests one owner (an instance) may have queued at once.
+/// The library waits on at most 12; past this a further wait is refused
+/// with [`ErrorCode::LimitExceeded`], so no one can make a lock's queue,
+/// and the work of withdrawing from it, grow without bound.
+pub const MAX_WAITS_PER_OWNER: usize = 256;
+
+/// Most bytes of keys and values one `keys` or `items` answer may carry:
+/// what fits in a frame. A namespace holding more is refused at once, so
+/// no request costs more than the answer it could send.
+pub const MAX_LISTING_BYTES: usize = crate::frame::MAX_FRAME_LEN - 4096;
+
 /// Bounds on one app's shared state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {

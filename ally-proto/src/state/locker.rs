@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use super::Limits;
+use super::limits::MAX_WAITS_PER_OWNER;
 use crate::{ErrorCode, Failure, LockMode, LockState};
 
 /// Who holds a lock: the master uses the instance id, simulate mode a
@@ -223,6 +224,16 @@ impl Locker {
         // Not admitted, so the lock is in use and stays remembered.
         if !wait {
             return Ok(Acquire::Busy);
+        }
+        let queued = self.owners.get(&owner).map_or(0, |h| h.tickets.len());
+        if queued >= MAX_WAITS_PER_OWNER {
+            return Err(Failure::new(
+                ErrorCode::LimitExceeded,
+                format!(
+                    "too many lock requests waiting: this instance has {queued} queued, the \
+                     most one may have; wait for them, or give up some"
+                ),
+            ));
         }
         let ticket = self.next_ticket;
         self.next_ticket += 1;

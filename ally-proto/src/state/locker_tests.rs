@@ -469,3 +469,17 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn one_owner_may_queue_at_most_max_waits() {
+    let mut l = locker();
+    assert_eq!(l.lock("x", A, X, true), Ok(Acquire::Granted));
+    for _ in 0..crate::state::MAX_WAITS_PER_OWNER {
+        queued(l.lock("x", B, X, true));
+    }
+    let err = l.lock("x", B, X, true).unwrap_err();
+    assert_eq!(err.code, ErrorCode::LimitExceeded);
+    // Others still queue, and the owner may still try without waiting.
+    queued(l.lock("x", C, X, true));
+    assert_eq!(l.lock("x", B, X, false), Ok(Acquire::Busy));
+}

@@ -45,7 +45,7 @@ pub use atomic::Atomics;
 pub use cache::Cache;
 pub use limits::{
     DEFAULT_MAX_ATOMICS, DEFAULT_MAX_BYTES, DEFAULT_MAX_ENTRIES, DEFAULT_MAX_LOCKS,
-    DEFAULT_MAX_NAME_LEN, DEFAULT_MAX_TTL, Limits, MIN_TTL,
+    DEFAULT_MAX_NAME_LEN, DEFAULT_MAX_TTL, Limits, MAX_LISTING_BYTES, MAX_WAITS_PER_OWNER, MIN_TTL,
 };
 pub use locker::{Acquire, Locker, Owner, Ticket};
 
@@ -129,9 +129,9 @@ impl Store {
             Req::CacheGet { ns, key } => Ok(Resp::Value(self.cache.get(ns, key, now))),
             Req::CacheDel { ns, key } => Ok(Resp::Bool(self.cache.del(ns, key, now))),
             Req::CacheExists { ns, key } => Ok(Resp::Bool(self.cache.exists(ns, key, now))),
-            Req::CacheKeys { ns } => Ok(Resp::Keys(self.cache.keys(ns, now))),
+            Req::CacheKeys { ns } => self.cache.keys(ns, now).map(Resp::Keys),
             Req::CacheCount { ns } => Ok(Resp::Count(self.cache.count(ns, now))),
-            Req::CacheItems { ns } => Ok(Resp::Items(self.cache.items(ns, now))),
+            Req::CacheItems { ns } => self.cache.items(ns, now).map(Resp::Items),
             Req::CacheFlush { ns } => Ok(Resp::Count(self.cache.flush(ns, now))),
             Req::AtomicAdd { name, delta } => self.atomics.add(name, *delta).map(Resp::Int),
             Req::AtomicLoad { name } => Ok(Resp::Int(self.atomics.load(name))),

@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         ["--hostile"] => return hostile(),
         ["--hold-through-stall", name] => hold_through_stall(name),
         ["--fork"] => fork(),
+        ["--print-loop"] => return print_loop(),
         _ => return usage(),
     };
     match outcome {
@@ -197,6 +198,30 @@ fn hold_through_stall(name: &str) -> Result<String, String> {
     check(state.exclusive, || format!("{name} was lost: {state:?}"))?;
     ok(guard.unlock(), "unlock")?;
     Ok(format!("{name} was held through the stall and released"))
+}
+
+/// Ready, then prints lines on stdout and stderr without pause until the
+/// stop signal, then a few more while "draining", and exits 0: an instance
+/// whose output outlives its master (the attack review's EPIPE case).
+fn print_loop() -> ExitCode {
+    let stop = match ally::stop_signal() {
+        Ok(stop) => stop,
+        Err(e) => return fail(&format!("stop signal: {e}")),
+    };
+    if let Err(e) = ally::ready() {
+        return fail(&format!("ready: {e}"));
+    }
+    let mut n = 0u64;
+    while !stop.is_set() {
+        n += 1;
+        println!("state-probe: line {n}");
+        eprintln!("state-probe: err line {n}");
+    }
+    for i in 0..100 {
+        println!("state-probe: draining {i}");
+        eprintln!("state-probe: draining {i}");
+    }
+    ExitCode::SUCCESS
 }
 
 /// Forks (after the library has its channel): the child's first call is
