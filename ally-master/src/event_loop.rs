@@ -527,6 +527,14 @@ impl Master {
         }
     }
 
+    /// Logs an event that may come in floods through the tally: at once
+    /// when the log was quiet, else counted in its next summary.
+    pub(crate) fn note(&mut self, what: &'static str, line: impl FnOnce() -> String) {
+        if let Some(line) = self.tally.note(Instant::now(), what, line) {
+            log!("{line}");
+        }
+    }
+
     /// Serves `conn` from now on, under a new id.
     pub(crate) fn add_conn(&mut self, conn: Conn) {
         let id = self.next_conn;

@@ -8,7 +8,6 @@ use ally_proto::{ControlResponse, ErrorCode, Failure, InstanceResponse};
 use crate::app::{Notice, Waiter};
 use crate::conn::{Broken, Peer, Unsendable};
 use crate::event_loop::Master;
-use crate::log;
 
 impl Master {
     /// Sends the log lines written this turn to `ally-ctl logs -f` clients,
@@ -38,14 +37,26 @@ impl Master {
             self.instance_conn_closed(id, app);
         }
         let pid = conn.cred.pid_text();
-        match why {
-            Broken::Gone => {}
-            Broken::Malformed(e) => log!("closed connection from pid {pid}: {e}"),
-            Broken::Overflow => {
-                log!("closed connection from pid {pid}: it does not read its replies")
-            }
-            Broken::NotAlly => log!("closed connection from pid {pid}: not an ally client"),
-        }
+        // Logged through the tally: a peer may open and break connections
+        // in a loop, and must not flood the log with them.
+        let (what, line): (&'static str, Box<dyn FnOnce() -> String>) = match why {
+            Broken::Gone => return,
+            Broken::Malformed(e) => (
+                "closed for a malformed frame",
+                Box::new(move || format!("closed connection from pid {pid}: {e}")),
+            ),
+            Broken::Overflow => (
+                "closed for not reading their replies",
+                Box::new(move || {
+                    format!("closed connection from pid {pid}: it does not read its replies")
+                }),
+            ),
+            Broken::NotAlly => (
+                "closed as not ally clients",
+                Box::new(move || format!("closed connection from pid {pid}: not an ally client")),
+            ),
+        };
+        self.note(what, line);
     }
 
     /// An instance's connection closed: withdraw the lock waits it carried.

@@ -226,7 +226,8 @@ impl Master {
             InstanceRequest::Connect => match self.connect_instance(app_index, id) {
                 Ok(fd) => (InstanceResponse::Connected { fds: 1 }, vec![fd]),
                 Err(failure) => {
-                    log!("{app_name}#{id}: {}", failure.message);
+                    let line = format!("{app_name}#{id}: {}", failure.message);
+                    self.note("connections refused to an instance at its limit", || line);
                     (InstanceResponse::Error(failure), Vec::new())
                 }
             },
