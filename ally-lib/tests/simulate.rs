@@ -93,7 +93,20 @@ fn unix_path_abstract_and_datagram() {
     assert_eq!(err.kind(), io::ErrorKind::AddrInUse, "{err}");
     drop(listener);
     assert!(path.exists());
-    let listener = ally::listen_unix(&path).unwrap();
+    // Retried a while: a child another test spawns at this moment holds a
+    // copy of every descriptor until its exec, so the dropped listener can
+    // look alive for an instant.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let listener = loop {
+        match ally::listen_unix(&path) {
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => break other.unwrap(),
+        }
+    };
     drop(listener);
 
     // A live socket of the other type is in use, not stale: it stays.

@@ -1,7 +1,8 @@
-//! The input budget: bytes that connections from the control socket may
-//! hold buffered together (requests read but not yet handled, mostly
-//! unfinished frames), so a thousand half-sent frames cannot grow the
-//! master by a thousand frames.
+//! Budgets of bytes that connections from the control socket may hold
+//! buffered together: their input (requests read but not yet handled,
+//! mostly unfinished frames), so a thousand half-sent frames cannot grow
+//! the master by a thousand frames; and their output (answers not yet
+//! read), so a thousand clients that do not read cannot either.
 //!
 //! Each connection charges what it buffers through its own [`Held`]; the
 //! charge is given back as its requests are handled, and all of it when
@@ -10,11 +11,11 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use crate::limits::{MAX_BUFFERED_INPUT, READ_CHUNK, READ_WHEN_SPENT};
+use crate::limits::{MAX_BUFFERED_INPUT, MAX_QUEUED_OUTPUT, READ_CHUNK, READ_WHEN_SPENT};
 
 /// The shared budget (one owner, the event loop, hands out [`Held`]s).
 #[derive(Debug)]
-pub struct InputBudget {
+pub struct Budget {
     shared: Rc<Shared>,
 }
 
@@ -39,14 +40,19 @@ pub struct Held {
     bytes: usize,
 }
 
-impl InputBudget {
-    /// A budget of [`MAX_BUFFERED_INPUT`] bytes.
-    pub fn new() -> InputBudget {
-        InputBudget::of(MAX_BUFFERED_INPUT)
+impl Budget {
+    /// The input budget: [`MAX_BUFFERED_INPUT`] bytes.
+    pub fn input() -> Budget {
+        Budget::of(MAX_BUFFERED_INPUT)
     }
 
-    fn of(bytes: usize) -> InputBudget {
-        InputBudget {
+    /// The output budget: [`MAX_QUEUED_OUTPUT`] bytes.
+    pub fn output() -> Budget {
+        Budget::of(MAX_QUEUED_OUTPUT)
+    }
+
+    fn of(bytes: usize) -> Budget {
+        Budget {
             shared: Rc::new(Shared {
                 total: bytes,
                 used: Cell::new(0),
@@ -91,6 +97,13 @@ impl Held {
     }
 }
 
+impl Held {
+    /// Whether every connection together holds more than the budget.
+    pub fn overdrawn(&self) -> bool {
+        self.shared.used.get() > self.shared.total
+    }
+}
+
 impl Drop for Held {
     fn drop(&mut self) {
         self.set(0);
@@ -103,7 +116,7 @@ mod tests {
 
     #[test]
     fn charges_come_back_as_input_is_handled_or_dropped() {
-        let budget = InputBudget::of(100);
+        let budget = Budget::of(100);
         let mut a = budget.hold();
         let mut b = budget.hold();
         a.set(60);
@@ -119,8 +132,21 @@ mod tests {
     }
 
     #[test]
+    fn an_overdrawn_budget_is_seen_by_every_holder() {
+        let budget = Budget::of(100);
+        let mut a = budget.hold();
+        let b = budget.hold();
+        a.set(100);
+        assert!(!b.overdrawn());
+        a.set(101);
+        assert!(a.overdrawn() && b.overdrawn());
+        drop(a);
+        assert!(!b.overdrawn());
+    }
+
+    #[test]
     fn a_spent_budget_still_lets_an_empty_connection_read_a_little() {
-        let budget = InputBudget::of(READ_CHUNK * 2);
+        let budget = Budget::of(READ_CHUNK * 2);
         let mut hog = budget.hold();
         let empty = budget.hold();
         let mut partial = budget.hold();

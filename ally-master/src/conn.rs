@@ -89,6 +89,7 @@ struct Accepted {
     /// Given back when the connection closes.
     _slot: Slot,
     input: Held,
+    output: Held,
 }
 
 /// A reply that cannot be encoded as a frame (larger than the limit).
@@ -146,10 +147,15 @@ impl Conn {
         deadline: Instant,
         slot: Slot,
         input: Held,
+        output: Held,
     ) -> Conn {
         let mut conn = Conn::new(stream, cred, Peer::Unknown { deadline });
         conn.input.set_limit(MAX_CONTROL_FRAME_LEN);
-        conn.accepted = Some(Accepted { _slot: slot, input });
+        conn.accepted = Some(Accepted {
+            _slot: slot,
+            input,
+            output,
+        });
         conn
     }
 
@@ -267,6 +273,14 @@ impl Conn {
         if self.pending > MAX_PENDING_OUTPUT {
             return Err(Broken::Overflow);
         }
+        // A control client may always have one answer waiting; past that,
+        // not while all of them together hold more than their budget.
+        if let Some(accepted) = &mut self.accepted {
+            accepted.output.set(self.pending);
+            if accepted.output.overdrawn() && self.pending > frame::MAX_FRAME_LEN {
+                return Err(Broken::Overflow);
+            }
+        }
         self.output.push_back(Outgoing {
             bytes,
             sent: 0,
@@ -292,6 +306,9 @@ impl Conn {
                     out.fds.clear();
                     out.sent += n;
                     self.pending -= n;
+                    if let Some(accepted) = &mut self.accepted {
+                        accepted.output.set(self.pending);
+                    }
                     if out.sent == out.bytes.len() {
                         self.output.pop_front();
                     }

@@ -3,8 +3,9 @@
 //! touches the table.
 //!
 //! Closing an instance's connection has a consequence elsewhere: its app
-//! withdraws the lock waits it carried. Each call that may close one
-//! returns a [`Closed`] for the caller to pass on.
+//! withdraws the lock waits it carried. So a send or flush that breaks a
+//! connection returns why, and the caller closes it (see
+//! [`Conns::remove`] and [`log_broken`]).
 
 use std::collections::BTreeMap;
 use std::os::fd::OwnedFd;
@@ -16,17 +17,6 @@ use crate::conn::{Broken, Conn, Peer, Unsendable};
 use crate::limits::HELLO_TIMEOUT;
 use crate::log;
 use crate::tally::Tally;
-
-/// An instance's connection that was closed: its app must withdraw the
-/// lock waits it carried.
-#[derive(Debug)]
-#[must_use = "the app of a closed instance connection must be told"]
-pub struct Closed {
-    /// The connection's id.
-    pub conn: u64,
-    /// The name of the instance's app.
-    pub app: String,
-}
 
 /// The connections, by id.
 #[derive(Debug)]
@@ -74,32 +64,20 @@ impl Conns {
     }
 
     /// Closes connection `id` quietly: one that is closing anyway, or
-    /// whose peer has been told why. Its app is not told (it had no
-    /// waits: it is not an instance's, or it is already refused).
+    /// whose peer has been told why, and that carries no lock waits.
     pub fn close(&mut self, id: u64) {
         self.map.remove(&id);
     }
 
-    /// Closes connection `id`, logging why if the peer misbehaved.
-    pub fn close_broken(&mut self, id: u64, why: &Broken) -> Option<Closed> {
-        let conn = self.map.remove(&id)?;
-        let pid = conn.cred.pid_text();
-        match why {
-            Broken::Gone => {}
-            Broken::Malformed(e) => log!("closed connection from pid {pid}: {e}"),
-            Broken::Overflow => {
-                log!("closed connection from pid {pid}: it does not read its replies")
-            }
-            Broken::NotAlly => log!("closed connection from pid {pid}: not an ally client"),
-        }
-        conn.instance().map(|(app, _)| Closed {
-            conn: id,
-            app: app.to_owned(),
-        })
+    /// Takes connection `id` out of the table, to close it: the caller
+    /// tells its app if it is an instance's, and logs why with
+    /// [`log_broken`].
+    pub fn remove(&mut self, id: u64) -> Option<Conn> {
+        self.map.remove(&id)
     }
 
-    /// Queues `msg` on connection `id` and writes what the socket takes,
-    /// closing the connection if that fails.
+    /// Queues `msg` on connection `id` and writes what the socket takes;
+    /// the error says why the connection must be closed.
     ///
     /// A message too large for a frame is replaced by an error saying so:
     /// the client keeps its connection (and with it, perhaps, its locks).
@@ -108,8 +86,10 @@ impl Conns {
         id: u64,
         msg: &T,
         fds: Vec<OwnedFd>,
-    ) -> Option<Closed> {
-        let conn = self.map.get_mut(&id)?;
+    ) -> Result<(), Broken> {
+        let Some(conn) = self.map.get_mut(&id) else {
+            return Ok(());
+        };
         let sent = match conn.send(msg, fds) {
             Ok(Ok(())) => Ok(()),
             Ok(Err(Unsendable(e))) => {
@@ -125,25 +105,22 @@ impl Conns {
             }
             Err(broken) => Err(broken),
         };
-        match sent.and_then(|()| conn.write_ready()) {
-            Ok(()) => None,
-            Err(broken) => self.close_broken(id, &broken),
-        }
+        sent.and_then(|()| conn.write_ready())
     }
 
-    /// Writes connection `id`'s queued output; closes it once a closing
-    /// one has written everything, or if writing fails.
-    pub fn flush(&mut self, id: u64) -> Option<Closed> {
-        let conn = self.map.get_mut(&id)?;
+    /// Writes connection `id`'s queued output, and closes a closing one
+    /// once it has written everything; the error says why the connection
+    /// must be closed.
+    pub fn flush(&mut self, id: u64) -> Result<(), Broken> {
+        let Some(conn) = self.map.get_mut(&id) else {
+            return Ok(());
+        };
         let closing = matches!(conn.peer, Peer::Closing { .. });
-        match conn.write_ready() {
-            Ok(()) if closing && !conn.wants_write() => {
-                self.map.remove(&id);
-                None
-            }
-            Ok(()) => None,
-            Err(broken) => self.close_broken(id, &broken),
+        conn.write_ready()?;
+        if closing && !conn.wants_write() {
+            self.map.remove(&id);
         }
+        Ok(())
     }
 
     /// Writes what each connection's socket takes now (the master is
@@ -200,42 +177,14 @@ impl Conns {
         });
     }
 
-    /// Closes every connection whose frame has been arriving for longer
-    /// than `timeout`: it holds memory (and a slot) for nothing.
-    pub fn close_unfinished_frames(
-        &mut self,
-        now: Instant,
-        timeout: Duration,
-        tally: &mut Tally,
-    ) -> Vec<Closed> {
-        let late: Vec<u64> = self
-            .map
+    /// The connections whose frame has been arriving for longer than
+    /// `timeout` by `now`.
+    pub fn late_frames(&self, now: Instant, timeout: Duration) -> Vec<u64> {
+        self.map
             .iter()
             .filter(|(_, c)| c.frame_started().is_some_and(|t| t + timeout <= now))
             .map(|(&id, _)| id)
-            .collect();
-        let mut closed = Vec::new();
-        for id in late {
-            let Some(conn) = self.map.get(&id) else {
-                continue;
-            };
-            let (pid, uid, bytes) = (
-                conn.cred.pid_text(),
-                conn.cred.uid.as_raw(),
-                conn.buffered(),
-            );
-            let what = "closed with a frame unfinished";
-            if let Some(line) = tally.note(now, what, || {
-                format!(
-                    "closed connection from pid {pid} uid {uid}: a frame is still unfinished \
-                     after {timeout:?} ({bytes} bytes of it arrived)"
-                )
-            }) {
-                log!("{line}");
-            }
-            closed.extend(self.close_broken(id, &Broken::Gone));
-        }
-        closed
+            .collect()
     }
 
     /// How many connections instance `id` of `app` has open.
@@ -252,6 +201,33 @@ impl Conns {
             None => true,
             Some((app, id)) => live(app, id),
         });
+    }
+}
+
+/// Logs why `conn` was closed, if its peer misbehaved, through the tally:
+/// a peer may open and break connections in a loop, and must not flood
+/// the log with them.
+pub fn log_broken(conn: &Conn, why: &Broken, tally: &mut Tally) {
+    let pid = conn.cred.pid_text();
+    let (what, line): (&'static str, Box<dyn FnOnce() -> String>) = match why {
+        Broken::Gone => return,
+        Broken::Malformed(e) => (
+            "closed for a malformed frame",
+            Box::new(move || format!("closed connection from pid {pid}: {e}")),
+        ),
+        Broken::Overflow => (
+            "closed for not reading their replies",
+            Box::new(move || {
+                format!("closed connection from pid {pid}: it does not read its replies")
+            }),
+        ),
+        Broken::NotAlly => (
+            "closed as not ally clients",
+            Box::new(move || format!("closed connection from pid {pid}: not an ally client")),
+        ),
+    };
+    if let Some(line) = tally.note(Instant::now(), what, line) {
+        log!("{line}");
     }
 }
 
@@ -301,16 +277,16 @@ mod tests {
     }
 
     #[test]
-    fn closing_an_instance_connection_names_its_app() {
+    fn a_removed_instance_connection_names_its_app() {
         let mut conns = Conns::default();
         let (web, _web) = conn(instance("web", 7));
         let (ctl, _ctl) = conn(Peer::Control);
         let web = conns.add(web);
         let ctl = conns.add(ctl);
-        let closed = conns.close_broken(web, &Broken::Gone).unwrap();
-        assert_eq!((closed.conn, closed.app.as_str()), (web, "web"));
-        assert!(conns.close_broken(ctl, &Broken::Gone).is_none());
-        assert!(conns.close_broken(ctl, &Broken::Gone).is_none());
+        let removed = conns.remove(web).unwrap();
+        assert_eq!(removed.instance(), Some(("web", 7)));
+        assert_eq!(conns.remove(ctl).unwrap().instance(), None);
+        assert!(conns.remove(ctl).is_none());
         assert_eq!(conns.iter().count(), 0);
     }
 
@@ -323,7 +299,7 @@ mod tests {
             ErrorCode::Internal,
             "x".repeat(MAX_FRAME_LEN + 1),
         ));
-        assert!(conns.send(web, &huge, Vec::new()).is_none());
+        assert!(conns.send(web, &huge, Vec::new()).is_ok());
         assert!(conns.contains(web));
         match frame::read_from::<_, InstanceResponse>(&peer).unwrap() {
             InstanceResponse::Error(failure) => {

@@ -12,7 +12,7 @@ use ally_proto::HelloReply;
 use rustix::net::SendFlags;
 use rustix::process::Uid;
 
-use crate::budget::InputBudget;
+use crate::budget::Budget;
 use crate::conn::Conn;
 use crate::limits::{ACCEPT_PAUSE, ACCEPTS_PER_TURN, HELLO_TIMEOUT};
 use crate::log;
@@ -25,7 +25,8 @@ use crate::tally::Tally;
 pub struct ControlSocket {
     listener: UnixListener,
     slots: ControlSlots,
-    budget: InputBudget,
+    budget: Budget,
+    output: Budget,
     /// Set when accepting failed for lack of resources (EMFILE and the
     /// like): the socket is not polled until then, instead of spinning on
     /// a connection that cannot be taken.
@@ -38,7 +39,8 @@ impl ControlSocket {
         ControlSocket {
             listener,
             slots: ControlSlots::new(master_uid),
-            budget: InputBudget::new(),
+            budget: Budget::input(),
+            output: Budget::output(),
             paused_until: None,
         }
     }
@@ -96,6 +98,7 @@ impl ControlSocket {
                 deadline,
                 slot,
                 self.budget.hold(),
+                self.output.hold(),
             ));
         }
         accepted

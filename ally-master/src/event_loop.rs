@@ -447,14 +447,35 @@ impl Master {
         self.deliver(notices);
         self.expire_listens(now);
         self.conns.expire(now);
-        let late = self
-            .conns
-            .close_unfinished_frames(now, self.frame_timeout, &mut self.tally);
-        for closed in late {
-            self.instance_conn_closed(closed);
-        }
+        self.close_unfinished_frames(now);
         if let Some(line) = self.tally.report(now) {
             log!("{line}");
+        }
+    }
+
+    /// Closes every connection whose frame has been arriving for longer
+    /// than the frame timeout: it holds memory (and a slot) for nothing.
+    fn close_unfinished_frames(&mut self, now: Instant) {
+        let timeout = self.frame_timeout;
+        for id in self.conns.late_frames(now, timeout) {
+            let Some(conn) = self.conns.get(id) else {
+                continue;
+            };
+            let (pid, uid, bytes) = (
+                conn.cred.pid_text(),
+                conn.cred.uid.as_raw(),
+                conn.buffered(),
+            );
+            let what = "closed with a frame unfinished";
+            if let Some(line) = self.tally.note(now, what, || {
+                format!(
+                    "closed connection from pid {pid} uid {uid}: a frame is still unfinished \
+                     after {timeout:?} ({bytes} bytes of it arrived)"
+                )
+            }) {
+                log!("{line}");
+            }
+            self.drop_conn(id, &Broken::Gone);
         }
     }
 
@@ -465,9 +486,17 @@ impl Master {
         }
     }
 
+    /// Logs an event that may come in floods through the tally: at once
+    /// when the log was quiet, else counted in its next summary.
+    pub(crate) fn note(&mut self, what: &'static str, line: impl FnOnce() -> String) {
+        if let Some(line) = self.tally.note(Instant::now(), what, line) {
+            log!("{line}");
+        }
+    }
+
     fn flush(&mut self, id: u64) {
-        if let Some(closed) = self.conns.flush(id) {
-            self.instance_conn_closed(closed);
+        if let Err(broken) = self.conns.flush(id) {
+            self.drop_conn(id, &broken);
         }
     }
 

@@ -77,6 +77,13 @@ pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 /// this the connection is closed rather than buffering without bound.
 pub const MAX_PENDING_OUTPUT: usize = 8 << 20;
 
+/// Most bytes of answers queued, not yet read, for connections from the
+/// control socket together. Past it, a connection that gets a further
+/// answer while one is already queued is closed as one that does not read
+/// its replies (each may still have one answer waiting): a thousand
+/// clients that never read cannot grow the master by a thousand answers.
+pub const MAX_QUEUED_OUTPUT: usize = 64 << 20;
+
 /// Past this many bytes queued on an instance's connection, the master
 /// handles no more of its requests (and reads none) until it reads its
 /// answers: an instance that pipelines requests without reading holds at

@@ -56,7 +56,7 @@ impl Tally {
             .map(|(what, n)| format!("{n} {what}"))
             .collect();
         Some(format!(
-            "control connections in the last {REPORT_INTERVAL:?}: {}",
+            "connections in the last {REPORT_INTERVAL:?}: {}",
             counts.join(", ")
         ))
     }

@@ -11,15 +11,18 @@ use super::Master;
 use crate::app::{Notice, Waiter};
 use crate::apps::Apps;
 use crate::conn::Broken;
-use crate::conns::{Closed, Conns};
+use crate::conns::{self, Conns};
+use crate::tally::Tally;
 
 impl Master {
-    /// What the master sends through: its connections and, for the lock
-    /// waits of an instance's connection that closes, its apps.
+    /// What the master sends through: its connections; for the lock
+    /// waits of an instance's connection that closes, its apps; and the
+    /// tally, to log why a connection was closed without flooding.
     pub(crate) fn outbox(&mut self) -> Outbox<'_> {
         Outbox {
             conns: &mut self.conns,
             apps: &mut self.apps,
+            tally: &mut self.tally,
         }
     }
 
@@ -37,20 +40,16 @@ impl Master {
     pub(crate) fn drop_conn(&mut self, id: u64, why: &Broken) {
         self.outbox().drop_conn(id, why);
     }
-
-    /// An instance's connection closed: its app withdraws the lock waits
-    /// it carried.
-    pub(crate) fn instance_conn_closed(&mut self, closed: Closed) {
-        self.outbox().closed(closed);
-    }
 }
 
-/// Sending needs the connections, and the apps only for what closing an
-/// instance's connection withdraws: nothing else of the master.
+/// Sending needs the connections, the apps only for what closing an
+/// instance's connection withdraws, and the tally for why it closed:
+/// nothing else of the master.
 #[derive(Debug)]
 pub(crate) struct Outbox<'a> {
     conns: &'a mut Conns,
     apps: &'a mut Apps,
+    tally: &'a mut Tally,
 }
 
 impl Outbox<'_> {
@@ -68,23 +67,27 @@ impl Outbox<'_> {
 
     /// Closes connection `id`, logging why if the peer misbehaved.
     pub(crate) fn drop_conn(&mut self, id: u64, why: &Broken) {
-        if let Some(closed) = self.conns.close_broken(id, why) {
-            self.closed(closed);
+        let Some(conn) = self.conns.remove(id) else {
+            return;
+        };
+        if let Some((app, _)) = conn.instance() {
+            self.instance_conn_closed(id, app);
         }
+        conns::log_broken(&conn, why, self.tally);
     }
 
     /// An instance's connection closed: withdraw the lock waits it carried.
     /// Its holds stay: they belong to the instance, released when it exits.
-    pub(crate) fn closed(&mut self, closed: Closed) {
-        let replies = self.apps.conn_closed(&closed.app, closed.conn);
+    fn instance_conn_closed(&mut self, conn: u64, app: &str) {
+        let replies = self.apps.conn_closed(app, conn);
         self.deliver(replies);
     }
 
     /// Queues `msg` on connection `id` (see [`Conns::send`]), closing it if
     /// that fails.
     pub(crate) fn send<T: serde::Serialize>(&mut self, id: u64, msg: &T, fds: Vec<OwnedFd>) {
-        if let Some(closed) = self.conns.send(id, msg, fds) {
-            self.closed(closed);
+        if let Err(broken) = self.conns.send(id, msg, fds) {
+            self.drop_conn(id, &broken);
         }
     }
 

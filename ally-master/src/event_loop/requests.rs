@@ -228,7 +228,8 @@ impl Master {
                 match connect_instance(&mut self.conns, &self.apps[app_index], id) {
                     Ok(fd) => (InstanceResponse::Connected { fds: 1 }, vec![fd]),
                     Err(failure) => {
-                        log!("{app_name}#{id}: {}", failure.message);
+                        let line = format!("{app_name}#{id}: {}", failure.message);
+                        self.note("connections refused to an instance at its limit", || line);
                         (InstanceResponse::Error(failure), Vec::new())
                     }
                 }

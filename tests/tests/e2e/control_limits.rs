@@ -295,3 +295,53 @@ fn lists_answer(master: &Master, times: usize, while_what: &str) -> Duration {
         .max()
         .unwrap_or_default()
 }
+
+/// Two hundred control clients that ask for large answers and never read
+/// them: together they may hold at most the output budget (64 MiB) of the
+/// master's memory, those past it are cut off, and root's `list` is served
+/// throughout. Without the budget each could hold 8 MiB.
+#[test]
+fn clients_that_never_read_their_answers_share_one_output_budget() {
+    const CLIENTS: usize = 200;
+    const ASKS: usize = 12;
+    const MAX_RSS_KIB: u64 = 160 << 10;
+    let dir = TestDir::new("control_output_budget");
+    // 1000 lines of 200 bytes: each `logs -n 1000` answer is about 250 KiB.
+    let script = write_script(
+        dir.path(),
+        "chatty",
+        "i=0; while [ $i -lt 1000 ]; do printf 'line %d %0190d\\n' $i 0 >&2; i=$((i+1)); done\nexec sleep 3600\n",
+    );
+    let app = AppConfig::new("chatty", &script)
+        .ready_timeout("1h")
+        .line("ready = \"immediate\"");
+    let master = Master::start_with(bins(), &dir, &config_toml(&[app]));
+    master.wait_for_log("line 999 ", Duration::from_secs(20));
+    let ask = frame::encode(&ControlRequest::Logs {
+        app: "chatty".into(),
+        lines: 1000,
+        follow: false,
+    })
+    .unwrap()
+    .repeat(ASKS);
+    let (before, _) = rss_and_peak_kib(master.pid());
+    let clients: Vec<UnixStream> = (0..CLIENTS)
+        .map(|_| {
+            let mut s = welcomed(&master);
+            s.write_all(&ask).expect("send the requests");
+            s
+        })
+        .collect();
+    lists_answer(&master, 3, &format!("with {CLIENTS} clients not reading"));
+    let (_, peak) = rss_and_peak_kib(master.pid());
+    let cut = clients
+        .iter()
+        .filter(|s| closed_by(s, Instant::now() + Duration::from_millis(20)))
+        .count();
+    eprintln!(
+        "output budget: master VmRSS {before} KiB before, peak {peak} KiB with {CLIENTS} \
+         clients each owed {ASKS} answers; {cut} cut off"
+    );
+    assert!(peak < MAX_RSS_KIB, "the master's peak VmRSS was {peak} KiB");
+    assert!(cut > 0, "no client was cut off");
+}
