@@ -20,7 +20,9 @@
 //! - the master's memory idle with one app and with 100 apps holding 1,000
 //!   listeners, and how often an idle master wakes up (never, it should);
 //! - `ally-ctl list` latency with apps flooding their output beside silent
-//!   ones, and one app's log throughput beside `cat` (see [`floods`]).
+//!   ones, and one app's log throughput beside `cat` (see [`floods`]);
+//! - reload latency on a master holding 512 MiB beside one holding none:
+//!   spawning copies nothing of the master (see [`spawns`]).
 //!
 //! Measurements run one at a time: the machine may have two cores, and two
 //! at once would measure each other.
@@ -44,6 +46,7 @@ mod nginx;
 mod proxies;
 mod redis;
 mod reload;
+mod spawns;
 mod state;
 mod stores;
 mod table;
@@ -102,7 +105,12 @@ fn bench() {
     let shared = state::measure();
     rows.extend(shared.rows);
     notes.extend(shared.notes);
-    for section in [footprint::measure(), wakeups::measure(), floods::measure()] {
+    for section in [
+        footprint::measure(),
+        wakeups::measure(),
+        floods::measure(),
+        spawns::measure(),
+    ] {
         rows.extend(section.rows);
         notes.extend(section.notes);
     }
