@@ -86,10 +86,17 @@ impl Channel {
     ) -> Result<Channel, String> {
         // The read ends of our own output, held so that the master's death
         // leaves it a reader (a number that is not a pipe is ignored).
+        // Each must be the read end of the very pipe our stdout (or stderr)
+        // writes to, else it is not ours to take.
+        let id = |fd: std::os::fd::BorrowedFd<'_>| {
+            rustix::fs::fstat(fd).ok().map(|st| (st.st_dev, st.st_ino))
+        };
+        let streams = [id(rustix::stdio::stdout()), id(rustix::stdio::stderr())];
         let held: Vec<OwnedFd> = output
             .into_iter()
             .flat_map(|(out, err)| [out, err])
-            .filter_map(crate::sys::adopt_output_pipe)
+            .zip(streams)
+            .filter_map(|(raw, stream)| crate::sys::adopt_output_pipe(raw, stream?))
             .collect();
         let fd = crate::sys::adopt_channel(fd).ok_or("it is not an open socket")?;
         let ty = sockopt::socket_type(&fd).map_err(|e| format!("SO_TYPE: {e}"))?;
@@ -113,9 +120,15 @@ impl Channel {
             .map_err(|e| format!("cannot duplicate it: {e}"))?;
         let gone = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&gone);
+        // To tell the master's death from a close by a master that lives on
+        // (it refused the hello): the end of file alone does not say.
+        let master = rustix::process::Pid::from_raw(i32::try_from(master_pid).unwrap_or(0))
+            .and_then(|pid| {
+                rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()).ok()
+            });
         std::thread::Builder::new()
             .name("ally-channel".into())
-            .spawn(move || watch(&watched, held, &flag, stop_signal))
+            .spawn(move || watch(&watched, held, &flag, stop_signal, (master, master_pid)))
             .map_err(|e| format!("cannot start the thread that watches it: {e}"))?;
         let conn = Conn::new(stream, timeout).map_err(|e| e.to_string())?;
         Ok(Channel {
@@ -212,10 +225,23 @@ impl Primary {
     }
 }
 
-/// Waits for the channel's end of file, then quiets orphaned output, sends
-/// `stop_signal` to this process, and drains the `held` read ends of its
-/// output pipes for good (a writer blocked on a full pipe goes on).
-fn watch(channel: &UnixStream, held: Vec<OwnedFd>, gone: &AtomicBool, stop_signal: i32) {
+/// How long, after the channel's end of file, the master's process may take
+/// to be seen exited: it closes its descriptors just before it exits.
+const EXIT_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits for the channel's end of file, then sends `stop_signal` to this
+/// process. If the master died — its pidfd `master` says so; without one,
+/// this process was re-parented — it first quiets the orphaned output and
+/// afterwards drains the `held` read ends of its output pipes for good (a
+/// writer blocked on a full pipe goes on). A master that closed the channel
+/// and lives on keeps reading the output itself.
+fn watch(
+    channel: &UnixStream,
+    held: Vec<OwnedFd>,
+    gone: &AtomicBool,
+    stop_signal: i32,
+    master: (Option<OwnedFd>, u32),
+) {
     loop {
         // Only a hang-up wakes this poll: the answers arriving on the
         // channel are POLLIN, which it does not ask for.
@@ -227,11 +253,39 @@ fn watch(channel: &UnixStream, held: Vec<OwnedFd>, gone: &AtomicBool, stop_signa
         }
     }
     gone.store(true, Ordering::SeqCst);
-    quiet_orphaned_output(&held);
+    let orphaned = master_exited(master.0.as_ref(), master.1);
+    if orphaned {
+        quiet_orphaned_output(&held);
+    }
     if let Some(signal) = Signal::from_named_raw(stop_signal) {
         let _ = kill_process(getpid(), signal);
     }
-    drain(held);
+    if orphaned {
+        drain(held);
+    }
+}
+
+/// Whether the master (pid `pid`) exited, waiting at most [`EXIT_GRACE`]
+/// for it: its pidfd becomes readable when it has; without one (a kernel
+/// before 5.3), this process is no longer its child.
+fn master_exited(pidfd: Option<&OwnedFd>, pid: u32) -> bool {
+    let Some(pidfd) = pidfd else {
+        let deadline = std::time::Instant::now() + EXIT_GRACE;
+        while std::time::Instant::now() < deadline {
+            let parent = rustix::process::getppid().map(|p| p.as_raw_nonzero().get());
+            if parent != i32::try_from(pid).ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        return false;
+    };
+    let wait = Timespec {
+        tv_sec: 1,
+        tv_nsec: 0,
+    };
+    let mut fds = [PollFd::new(pidfd, PollFlags::IN)];
+    matches!(poll(&mut fds, Some(&wait)), Ok(n) if n > 0)
 }
 
 /// Reads and drops what `pipes` hold until every one reaches end of file.
@@ -288,5 +342,56 @@ fn quiet_orphaned_output(held: &[OwnedFd]) {
     }
     if broken(rustix::stdio::stderr()) {
         let _ = rustix::stdio::dup2_stderr(null.as_fd());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    /// The master closes an instance's channel while it lives on when it
+    /// refuses the library's hello (another protocol version, a bad role):
+    /// the output pipes are still the master's to read. The watcher must
+    /// not take that end of file for the master's death and start reading
+    /// them itself, or the lines the instance writes next (the reason it
+    /// gives up, say) never reach the master's log.
+    ///
+    /// Here this process is the living master. (A fix that checks the
+    /// master is really gone, e.g. with a pidfd of `ALLY_MASTER_PID`, will
+    /// pass `watch` this process's pid.)
+    #[test]
+    fn a_channel_closed_by_a_living_master_leaves_the_output_to_it() {
+        let (master_end, instance_end) = UnixStream::pair().unwrap();
+        let (read, write) = rustix::pipe::pipe().unwrap();
+        let held = rustix::io::dup(&read).unwrap();
+        let gone = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&gone);
+        let me = rustix::process::pidfd_open(getpid(), rustix::process::PidfdFlags::empty()).ok();
+        let pid = std::process::id();
+        let watcher =
+            std::thread::spawn(move || watch(&instance_end, vec![held], &flag, 0, (me, pid)));
+        // The master refuses the hello and closes the channel, and lives on.
+        drop(master_end);
+        let start = Instant::now();
+        while !gone.load(Ordering::SeqCst) && start.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let line = b"ally: the master refused this library's version\n";
+        rustix::io::write(&write, line).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let flags = rustix::fs::fcntl_getfl(&read).unwrap();
+        rustix::fs::fcntl_setfl(&read, flags | rustix::fs::OFlags::NONBLOCK).unwrap();
+        let mut buf = [0u8; 128];
+        let got = rustix::io::read(&read, &mut buf).unwrap_or(0);
+        drop(write);
+        let _ = watcher.join();
+        assert_eq!(
+            &buf[..got],
+            &line[..],
+            "the instance read (and dropped) its own output while the master lived"
+        );
     }
 }

@@ -202,7 +202,14 @@
 //! fail with `EPIPE`, and make `println!` panic), sends the process its stop
 //! signal, and fails every later call with [`Error::MasterGone`]. So an
 //! orphaned instance drains and exits instead of holding its sockets with
-//! nobody supervising it.
+//! nobody supervising it. (A channel the master closes while it lives on —
+//! it refused the hello — stops the instance too, but leaves its output to
+//! the master.) For `ready = "lib"` apps the crate also holds the read ends
+//! of the process's own output pipes (`ALLY_OUTPUT_FDS`), adopted with the
+//! channel on first use, so a line written as the master dies finds a
+//! reader; a child forked before that first use, or forked without
+//! `exec`, inherits them and should close them, or its writes may block
+//! once the master and the instance are gone.
 //!
 //! # What this crate does not do
 //!

@@ -74,11 +74,12 @@ pub(crate) fn adopt_channel(raw: RawFd) -> Option<OwnedFd> {
 }
 
 /// Takes ownership of descriptor `raw`, named by `ALLY_OUTPUT_FDS`, if it is
-/// an open pipe (a FIFO), and makes it close-on-exec.
+/// an open pipe (a FIFO) that is the file `stream` (`st_dev`, `st_ino`: the
+/// pipe stdout or stderr writes to), and makes it close-on-exec.
 ///
 /// Only the first call with a given number adopts it; later ones, or a
-/// number that is not a pipe, give `None`.
-pub(crate) fn adopt_output_pipe(raw: RawFd) -> Option<OwnedFd> {
+/// number that is not that pipe, give `None`.
+pub(crate) fn adopt_output_pipe(raw: RawFd, stream: (u64, u64)) -> Option<OwnedFd> {
     static ADOPTED: std::sync::Mutex<Vec<RawFd>> = std::sync::Mutex::new(Vec::new());
     let mut adopted = ADOPTED
         .lock()
@@ -91,7 +92,9 @@ pub(crate) fn adopt_output_pipe(raw: RawFd) -> Option<OwnedFd> {
     // and EBADF is harmless if it is not open.
     let borrowed = unsafe { BorrowedFd::borrow_raw(raw) };
     let stat = rustix::fs::fstat(borrowed).ok()?;
-    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Fifo {
+    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Fifo
+        || (stat.st_dev, stat.st_ino) != stream
+    {
         return None;
     }
     let flags = fcntl_getfd(borrowed).ok()?;
