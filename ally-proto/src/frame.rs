@@ -200,6 +200,11 @@ impl FrameBuf {
             if self.buf.capacity() > KEEP_CAPACITY {
                 self.buf = Vec::new();
             }
+        } else if self.len() <= KEEP_CAPACITY && self.buf.capacity() > KEEP_CAPACITY {
+            // A little left behind a large frame: keep it in a small
+            // allocation, so what is buffered is what is held.
+            self.buf = self.buf[self.start..].to_vec();
+            self.start = 0;
         }
         msg.map(Some)
     }
@@ -340,6 +345,26 @@ mod tests {
         assert!(
             fb.buf.capacity() <= KEEP_CAPACITY,
             "an empty buffer keeps its memory"
+        );
+    }
+
+    /// The master charges a connection's input budget with `len()`, the
+    /// bytes not yet taken: the allocation behind them must not be much
+    /// more, or a client that sends one large frame and then one byte of
+    /// the next holds the large frame's memory while charged for a byte
+    /// (4096 such connections: hundreds of MiB against a 16 MiB budget).
+    #[test]
+    fn a_few_bytes_left_after_a_large_frame_keep_no_large_allocation() {
+        let mut fb = FrameBuf::with_limit(MAX_FRAME_LEN);
+        let mut bytes = encode(&vec![7u8; 60_000]).unwrap();
+        bytes.push(1); // the first byte of the next frame's header
+        fb.extend(&bytes);
+        assert_eq!(fb.next::<Vec<u8>>().unwrap().map(|v| v.len()), Some(60_000));
+        assert_eq!(fb.len(), 1);
+        assert!(
+            fb.buf.capacity() <= KEEP_CAPACITY,
+            "one byte buffered holds {} bytes of capacity",
+            fb.buf.capacity()
         );
     }
 
