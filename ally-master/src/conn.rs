@@ -175,9 +175,12 @@ impl Conn {
         self.allowance(usize::MAX) > 0
     }
 
-    /// When the frame being received started arriving, if one is.
+    /// When the frame being received started arriving, if one is. None
+    /// while requests wait for the master (a backlog, or answers the peer
+    /// has not read): what waits then is the master's delay, not an
+    /// unfinished frame of the peer's.
     pub fn frame_started(&self) -> Option<Instant> {
-        self.frame_started
+        self.frame_started.filter(|_| !self.backlog)
     }
 
     /// Bytes received and not yet handled.
