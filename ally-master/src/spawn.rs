@@ -161,6 +161,11 @@ impl Plan {
                 })
                 .collect::<Result<_, _>>()?,
         };
+        let mut sorted = fds.clone();
+        sorted.sort_unstable();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err(bad("fd list (a descriptor twice)", text(0)?));
+        }
         let listen_pid = match text(1)? {
             "0" => false,
             "1" => true,
@@ -313,6 +318,7 @@ mod tests {
     fn bad_launcher_arguments_are_refused() {
         for bad in [
             &["2", "0", "-", "-", "-", "-", "--", "app"][..],
+            &["7,7", "0", "-", "-", "-", "-", "--", "app"],
             &["-", "2", "-", "-", "-", "-", "--", "app"],
             &["-", "0", "x:1", "-", "-", "-", "--", "app"],
             &["-", "0", "-", "1", "-", "-", "--", "app"],
