@@ -19,8 +19,8 @@ all: build
 build:
 	$(CARGO) build --release --workspace --bins --examples
 
-# The end-to-end tests run as root create the throwaway user ally-e2e-user
-# (a second uid to run apps as); it is removed afterwards, pass or fail.
+# The end-to-end tests run as root create a throwaway user and group
+# (a second uid to run apps as, a group to admit); both are removed afterwards, pass or fail.
 test:
 	$(CARGO) build --workspace --bins --examples
 	$(CARGO) test --workspace; status=$$?; sh scripts/remove-test-user.sh; exit $$status

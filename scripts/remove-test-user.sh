@@ -1,8 +1,12 @@
 #!/bin/sh
-# Removes the throwaway user the end-to-end tests create when run as root
-# (ally-e2e-user, see tests/src/users.rs), if it exists.
-user=ally-e2e-user
+# Removes the throwaway user and group the end-to-end tests create when run
+# as root (ally-e2e-user, see tests/src/users.rs; ally-e2e-ops, see
+# tests/tests/e2e/control_limits.rs), if they exist.
 [ "$(id -u)" = 0 ] || exit 0
-getent passwd "$user" >/dev/null 2>&1 || exit 0
-userdel "$user" 2>/dev/null || echo "remove-test-user: cannot remove $user" >&2
+if getent passwd ally-e2e-user >/dev/null 2>&1; then
+    userdel ally-e2e-user 2>/dev/null || echo "remove-test-user: cannot remove user ally-e2e-user" >&2
+fi
+if getent group ally-e2e-ops >/dev/null 2>&1; then
+    groupdel ally-e2e-ops 2>/dev/null || echo "remove-test-user: cannot remove group ally-e2e-ops" >&2
+fi
 exit 0
