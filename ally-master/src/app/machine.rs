@@ -21,6 +21,7 @@ mod operator;
 #[cfg(test)]
 mod props;
 mod reload;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 
