@@ -44,9 +44,9 @@ pub fn line() -> String {
 pub fn run(_args: &VersionArgs, socket: Option<&Path>) -> Result<(), Failure> {
     say(&line())?;
     match master(socket) {
-        Ok((version, handover)) => {
-            say(&format!("ally-master {version} (handover {handover}), running"))
-        }
+        Ok((version, handover)) => say(&format!(
+            "ally-master {version} (handover {handover}), running"
+        )),
         Err(failure) => {
             eprintln!("ally-ctl: no running master's version: {failure}");
             Ok(())

@@ -314,8 +314,8 @@ mod tests {
 
     #[test]
     fn an_unsealed_memfd_is_refused() {
-        let fd = rustix::fs::memfd_create("t", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)
-            .unwrap();
+        let fd =
+            rustix::fs::memfd_create("t", MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING).unwrap();
         rustix::io::write(&fd, &encode(&snap()).unwrap()).unwrap();
         assert!(read_memfd(&fd).is_err());
     }
