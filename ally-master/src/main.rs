@@ -48,7 +48,8 @@ use argh::FromArgs;
 #[argh(
     example = "ally-master --config /etc/ally/web.toml",
     note = "Signals: SIGTERM or SIGINT stop every app gracefully, then the master exits 0; \
-            a second one kills the instances at once.",
+            a second one kills the instances at once. SIGHUP reopens logs and rereads the \
+            config. SIGUSR2 re-executes the binary from disk in place, with all of its state.",
     error_code(
         1,
         "the master could not run (control socket in use, unsafe runtime directory, \
