@@ -409,7 +409,7 @@ fn a_log_follower_keeps_following_and_the_running_config_is_carried_not_reread()
         last = tick(follower.wait_line("tick ", WAIT).0);
     }
     assert!(follower.running(), "the follower ended");
-    assert!(master.log().contains("upgraded in place"));
+    master.wait_for_log("upgraded in place", WAIT);
 
     let names: Vec<String> = master.list_json()["apps"]
         .as_array()
