@@ -103,6 +103,7 @@ impl Master {
             exe: Exe {
                 fd: exe.fd,
                 path: snap.exe_path,
+                argv: exe.argv,
             },
         })
     }

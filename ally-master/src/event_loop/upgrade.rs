@@ -36,23 +36,28 @@ use crate::limits::{PROBE_TIMEOUT, UPGRADE_FLUSH_GRACE, UPGRADE_QUIESCE_TIMEOUT}
 use crate::version::VERSION;
 use crate::{log, signals};
 
-/// The binary the master runs, kept open since start (the way back), and
-/// the path it was started from (where the new one is looked for).
+/// The binary the master runs, kept open since start (the way back), the
+/// path it was started from (where the new one is looked for), and the
+/// command line it was started with (every upgrade's new image is given it
+/// again, so that it shows as it did).
 #[derive(Debug)]
 pub struct Exe {
     /// `/proc/self/exe` opened at start (or the binary exec'd into).
     pub fd: OwnedFd,
     /// The path resolved at start.
     pub path: PathBuf,
+    /// The original command line, program name first.
+    pub argv: Vec<String>,
 }
 
 impl Exe {
-    /// The running binary, opened now, and the path it was started from.
+    /// The running binary, opened now, the path it was started from, and
+    /// `argv`, its command line.
     ///
     /// # Errors
     ///
     /// If `/proc/self/exe` cannot be opened or resolved.
-    pub fn of_this_process() -> std::io::Result<Exe> {
+    pub fn of_this_process(argv: Vec<String>) -> std::io::Result<Exe> {
         let fd = rustix::fs::open(
             "/proc/self/exe",
             OFlags::RDONLY | OFlags::CLOEXEC,
@@ -61,6 +66,7 @@ impl Exe {
         Ok(Exe {
             fd,
             path: std::env::current_exe()?,
+            argv,
         })
     }
 }
@@ -147,6 +153,7 @@ impl Master {
             let memfd = handover::write_memfd(&handover::encode(&snap)?)?;
             Probe::start(
                 new_exe.as_fd(),
+                &self.exe.argv,
                 memfd.as_fd(),
                 Instant::now() + PROBE_TIMEOUT,
             )
@@ -302,6 +309,7 @@ impl Master {
                     way_back: Some(self.exe.fd.as_fd()),
                     fds: fds.fds().to_vec(),
                     failed: None,
+                    original: &self.exe.argv,
                 };
                 let error = exec::exec(&handover);
                 let _ = signals::unblock();

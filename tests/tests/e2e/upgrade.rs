@@ -51,7 +51,18 @@ struct Setup {
     binary: PathBuf,
     /// The build under test.
     original: PathBuf,
+    /// The master's command line as started (`/proc/PID/cmdline`).
+    cmdline: Vec<String>,
     dir: TestDir,
+}
+
+/// The command line of `pid`, argument by argument.
+fn cmdline(pid: u32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    String::from_utf8_lossy(&raw)
+        .split_terminator('\0')
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The `state-probe` binary, built with the others.
@@ -69,6 +80,20 @@ fn version_of(binary: &std::path::Path) -> String {
     running_version(&String::from_utf8_lossy(&out.stdout)).expect("a version line")
 }
 
+/// The handover state version `ally-master --version` of `binary` prints
+/// (`... handover N)`).
+fn handover_version_of(binary: &std::path::Path) -> String {
+    let out = Command::new(binary)
+        .arg("--version")
+        .output()
+        .expect("--version");
+    let out = String::from_utf8_lossy(&out.stdout);
+    out.split("handover ")
+        .nth(1)
+        .map(|v| v.trim_end_matches(|c: char| !c.is_ascii_digit()).to_owned())
+        .unwrap_or_else(|| panic!("no handover version in {out}"))
+}
+
 impl Setup {
     fn start(test: &str, apps: impl FnOnce(&TestDir) -> Vec<AppConfig>) -> Setup {
         let dir = TestDir::new(test);
@@ -81,10 +106,16 @@ impl Setup {
         ours.master = binary.clone();
         let config = config_toml(&apps(&dir));
         let master = Master::start_with(&ours, &dir, &config);
+        let cmdline = cmdline(master.pid());
+        assert!(
+            cmdline.join(" ").contains("ally-master --config "),
+            "{cmdline:?}"
+        );
         Setup {
             master,
             binary,
             original,
+            cmdline,
             dir,
         }
     }
@@ -128,7 +159,9 @@ impl Setup {
             .wait_for_log(&format!("[{app}#{id}] state-probe: {what}"), WAIT);
     }
 
-    /// The master's pid is the one started, and it runs a resumed image.
+    /// The master's pid is the one started, and it runs a resumed image
+    /// whose command line is the one it was started with, then the resume
+    /// options (so `pgrep -f 'ally-master --config'` still finds it).
     fn assert_same_process_resumed(&self) {
         let pid = self.master.pid();
         assert!(
@@ -136,11 +169,16 @@ impl Setup {
             "the master's process is gone\n{}",
             self.master.log_tail()
         );
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        assert!(
-            cmdline.contains("--resume"),
-            "pid {pid} is not a resumed master: {cmdline}"
+        let now = cmdline(pid);
+        let (original, resume) = now.split_at(self.cmdline.len().min(now.len()));
+        assert_eq!(
+            original, self.cmdline,
+            "pid {pid} lost its command line: {now:?}"
+        );
+        assert_eq!(
+            resume.first().map(String::as_str),
+            Some("--resume"),
+            "pid {pid} is not a resumed master: {now:?}"
         );
     }
 }
@@ -312,6 +350,10 @@ fn an_upgrade_that_cannot_take_over_leaves_the_old_master_serving_with_its_state
     let before = setup.pids();
 
     let exits = "#!/bin/sh\nexit 0\n";
+    let refused_cause = format!(
+        "handover state version {} is not this master's (999)",
+        handover_version_of(&setup.original)
+    );
     let cases: [Case<'_>; 4] = [
         (
             "a program that exits at once",
@@ -326,7 +368,7 @@ fn an_upgrade_that_cannot_take_over_leaves_the_old_master_serving_with_its_state
         (
             "a build that refuses the state's version",
             Box::new(|| install(&refusing, &setup.binary, 0o755)),
-            "handover state version 1 is not this master's (999)",
+            &refused_cause,
         ),
         (
             "a build that fails to restore after the exec",
