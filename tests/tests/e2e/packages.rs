@@ -12,6 +12,7 @@ use ally_tests::bins::{bins, workspace_root};
 use ally_tests::cmd::{CmdOutput, run};
 use ally_tests::fixture::{ANY_PORT, APP, Demo};
 use ally_tests::harness::Master;
+use ally_tests::load::get_once;
 use ally_tests::proc::{alive, wait_gone};
 
 /// Longest the script may take: an upgrade of two masters, or a stop that
@@ -48,6 +49,46 @@ fn stale_socket(dir: &Path) -> PathBuf {
     let path = dir.join("stale.sock");
     drop(UnixListener::bind(&path).expect("bind the stale socket"));
     path
+}
+
+#[test]
+fn a_package_upgrade_upgrades_every_master_in_place_and_skips_a_stale_socket() {
+    let a = Demo::start("pkg_upgrade_a");
+    let b = Demo::start("pkg_upgrade_b");
+    let stale = stale_socket(&runtime_dir(&a.master));
+    let out = masters(
+        "upgrade",
+        &[runtime_dir(&a.master), runtime_dir(&b.master)],
+        &[],
+    );
+    for demo in [&a, &b] {
+        let master = &demo.master;
+        let upgraded = format!(
+            "upgraded the master of {} in place",
+            master.socket().display()
+        );
+        master.assert_output(
+            &out,
+            out.stderr.contains(&upgraded),
+            "the master is upgraded",
+        );
+        assert!(alive(master.pid()), "the master's pid is the same one");
+        assert_eq!(
+            master.main_of(APP),
+            Some(demo.first),
+            "its instance is untouched"
+        );
+        assert_eq!(
+            get_once(demo.addr, Duration::from_secs(10)),
+            Ok(demo.first.id)
+        );
+    }
+    let skipped = format!("skipped {}: no master answers on it", stale.display());
+    a.master.assert_output(
+        &out,
+        out.stderr.contains(&skipped),
+        "a stale socket is skipped",
+    );
 }
 
 #[test]
