@@ -38,5 +38,6 @@ pub mod script;
 pub mod service;
 pub mod state_suite;
 pub mod testdir;
+pub mod upgrading;
 pub mod users;
 pub mod vitals;
