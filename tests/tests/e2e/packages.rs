@@ -72,6 +72,11 @@ fn a_package_upgrade_upgrades_every_master_in_place_and_skips_a_stale_socket() {
             out.stderr.contains(&upgraded),
             "the master is upgraded",
         );
+        // The new image says so, under the same pid.
+        master.wait_for_log(
+            &format!("pid {} upgraded in place", master.pid()),
+            Duration::from_secs(10),
+        );
         assert!(alive(master.pid()), "the master's pid is the same one");
         assert_eq!(
             master.main_of(APP),
