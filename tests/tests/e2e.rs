@@ -74,6 +74,8 @@ mod trust;
 mod upgrade;
 #[path = "e2e/upgrade_frames.rs"]
 mod upgrade_frames;
+#[path = "e2e/upgrade_systemd.rs"]
+mod upgrade_systemd;
 #[path = "e2e/upgrade_users.rs"]
 mod upgrade_users;
 #[path = "e2e/users.rs"]

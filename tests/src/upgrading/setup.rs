@@ -34,6 +34,13 @@ pub struct Setup {
     pub dir: TestDir,
 }
 
+/// How the master is started: behind a command that runs it as another
+/// user (none: as root), or through a wrapper.
+enum Launch<'a> {
+    AsUser(&'a [&'a str]),
+    Wrapped(&'a [&'a str]),
+}
+
 /// The `state-probe` binary, built with the others.
 pub fn state_probe() -> PathBuf {
     bins();
@@ -79,6 +86,17 @@ impl Setup {
         Setup::start_as(test, &[], apps)
     }
 
+    /// Like [`start`](Self::start), the master run through `wrapper` (e.g.
+    /// `env NOTIFY_SOCKET=...`, see [`Master::start_wrapped`]), which
+    /// must exec it (the pid is the wrapper's).
+    pub fn start_wrapped(
+        test: &str,
+        wrapper: &[&str],
+        apps: impl FnOnce(&TestDir) -> Vec<AppConfig>,
+    ) -> Setup {
+        Setup::launch(test, Launch::Wrapped(wrapper), apps)
+    }
+
     /// Like [`start`](Self::start), the master run behind `as_user` (e.g.
     /// `setpriv --reuid=...`, see [`Master::start_as`]); its directory is
     /// then open to everyone, for the master to make its runtime
@@ -88,12 +106,16 @@ impl Setup {
         as_user: &[&str],
         apps: impl FnOnce(&TestDir) -> Vec<AppConfig>,
     ) -> Setup {
+        Setup::launch(test, Launch::AsUser(as_user), apps)
+    }
+
+    fn launch(test: &str, how: Launch<'_>, apps: impl FnOnce(&TestDir) -> Vec<AppConfig>) -> Setup {
         use std::os::unix::fs::PermissionsExt;
 
         let dir = TestDir::new(test);
         let bin_dir = dir.path().join("bin");
         std::fs::create_dir_all(&bin_dir).unwrap();
-        if !as_user.is_empty() {
+        if matches!(how, Launch::AsUser(u) if !u.is_empty()) {
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         }
         let binary = bin_dir.join("ally-master");
@@ -102,10 +124,10 @@ impl Setup {
         let mut ours: Bins = bins().clone();
         ours.master = binary.clone();
         let config = config_toml(&apps(&dir));
-        let master = if as_user.is_empty() {
-            Master::start_with(&ours, &dir, &config)
-        } else {
-            Master::start_as(&ours, &dir, &config, as_user)
+        let master = match how {
+            Launch::AsUser([]) => Master::start_with(&ours, &dir, &config),
+            Launch::AsUser(as_user) => Master::start_as(&ours, &dir, &config, as_user),
+            Launch::Wrapped(wrapper) => Master::start_wrapped(&ours, &dir, &config, wrapper),
         };
         let cmdline = cmdline(master.pid());
         assert!(
