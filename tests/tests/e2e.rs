@@ -72,6 +72,8 @@ mod systemd_notify;
 mod trust;
 #[path = "e2e/upgrade.rs"]
 mod upgrade;
+#[path = "e2e/upgrade_attack.rs"]
+mod upgrade_attack;
 #[path = "e2e/upgrade_frames.rs"]
 mod upgrade_frames;
 #[path = "e2e/upgrade_systemd.rs"]

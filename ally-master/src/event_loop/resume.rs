@@ -100,6 +100,7 @@ impl Master {
             ready_fd,
             announced: snap.announced,
             upgrade: Upgrade::Idle,
+            upgrade_signal_joined: false,
             exe: Exe {
                 fd: exe.fd,
                 path: snap.exe_path,

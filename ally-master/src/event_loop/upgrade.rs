@@ -15,8 +15,10 @@
 //! 3. If any step fails, the upgrade is answered with why, and the master
 //!    serves on as it was; if the exec fails, so does it.
 //!
-//! An upgrade asked while one is under way is refused; one asked during a
-//! reload carries the reload over, to complete under the new master.
+//! An upgrade asked while one is under way is refused (SIGUSR2 joins it
+//! instead, and one pending across the exec is taken by the new image as
+//! part of the upgrade it completes); one asked during a reload carries the
+//! reload over, to complete under the new master.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -100,6 +102,20 @@ pub enum Upgrade {
 }
 
 impl Master {
+    /// SIGUSR2: an upgrade, or, while one is under way, nothing more: the
+    /// signal joins it (logged once per upgrade, however many arrive).
+    pub(crate) fn on_upgrade_signal(&mut self) {
+        if matches!(self.upgrade, Upgrade::Idle) {
+            log!("SIGUSR2: upgrading in place");
+            self.request_upgrade(None);
+        } else if !self.upgrade_signal_joined {
+            self.upgrade_signal_joined = true;
+            log!(
+                "SIGUSR2 during an upgrade: it joins the one under way (further ones are not logged)"
+            );
+        }
+    }
+
     /// Asks for an upgrade: from control connection `conn` (which, with
     /// `wait`, hears the outcome too), or from SIGUSR2 (`None`).
     pub(crate) fn request_upgrade(&mut self, conn: Option<(u64, bool)>) {
@@ -322,6 +338,7 @@ impl Master {
     /// Answers a failed upgrade: the waiter hears why, the log says so, and
     /// systemd hears the master is ready again.
     fn upgrade_failed(&mut self, waiter: Option<u64>, why: String) {
+        self.upgrade_signal_joined = false;
         let message = format!("upgrade failed: {why}; ally-master {VERSION} serves on");
         log!("{message}");
         self.notifier.send("READY=1");

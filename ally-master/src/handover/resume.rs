@@ -98,6 +98,9 @@ pub fn main(argv: &[String], args: &ResumeArgs) -> ExitCode {
         Ok((mut master, from, waiter)) => {
             // The originals: every one was claimed as a duplicate.
             drop((fds, memfd, way_back, exe));
+            if signals::take_pending_upgrade() {
+                log!("SIGUSR2 during the exec: it joins the upgrade just done");
+            }
             if let Err(e) = signals::unblock() {
                 log!("cannot unblock signals after the upgrade: {e}");
             }
