@@ -46,7 +46,7 @@ use crate::{log, signals};
 pub struct Exe {
     /// `/proc/self/exe` opened at start (or the binary exec'd into).
     pub fd: OwnedFd,
-    /// The path resolved at start.
+    /// The path it was started by, made absolute at start.
     pub path: PathBuf,
     /// The original command line, program name first.
     pub argv: Vec<String>,
@@ -65,12 +65,25 @@ impl Exe {
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Exe {
-            fd,
-            path: std::env::current_exe()?,
-            argv,
-        })
+        let path = match invoked_path(&argv, &fd) {
+            Some(path) => path,
+            None => std::env::current_exe()?,
+        };
+        Ok(Exe { fd, path, argv })
     }
+}
+
+/// The path the master was run by (`argv[0]`, made absolute), with its
+/// symlinks left as they are, if it names the running binary: so that an
+/// upgrade follows a symlink swapped to another build, as it was started
+/// through. `None` for a bare name (found through `PATH`) or one that does
+/// not lead to the running binary.
+fn invoked_path(argv: &[String], running: &OwnedFd) -> Option<PathBuf> {
+    let arg0 = argv.first().filter(|a| a.contains('/'))?;
+    let path = std::path::absolute(arg0).ok()?;
+    let on_disk = rustix::fs::stat(&path).ok()?;
+    let running = rustix::fs::fstat(running).ok()?;
+    (on_disk.st_dev == running.st_dev && on_disk.st_ino == running.st_ino).then_some(path)
 }
 
 /// Where an upgrade is.

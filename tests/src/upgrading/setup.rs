@@ -35,10 +35,11 @@ pub struct Setup {
 }
 
 /// How the master is started: behind a command that runs it as another
-/// user (none: as root), or through a wrapper.
+/// user (none: as root), through a wrapper, or through a symlink.
 enum Launch<'a> {
     AsUser(&'a [&'a str]),
     Wrapped(&'a [&'a str]),
+    Symlink,
 }
 
 /// The `state-probe` binary, built with the others.
@@ -109,6 +110,16 @@ impl Setup {
         Setup::launch(test, Launch::AsUser(as_user), apps)
     }
 
+    /// Like [`start`](Self::start), the master started through
+    /// [`binary`](Self::binary) being a symlink to a copy of the build
+    /// under test ([`original`](Self::original) is then that copy).
+    pub fn start_through_symlink(
+        test: &str,
+        apps: impl FnOnce(&TestDir) -> Vec<AppConfig>,
+    ) -> Setup {
+        Setup::launch(test, Launch::Symlink, apps)
+    }
+
     fn launch(test: &str, how: Launch<'_>, apps: impl FnOnce(&TestDir) -> Vec<AppConfig>) -> Setup {
         use std::os::unix::fs::PermissionsExt;
 
@@ -119,8 +130,15 @@ impl Setup {
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
         }
         let binary = bin_dir.join("ally-master");
-        let original = bins().master.clone();
-        install(&original, &binary, 0o755);
+        let mut original = bins().master.clone();
+        if matches!(how, Launch::Symlink) {
+            let copy = bin_dir.join("ally-master-original");
+            install(&original, &copy, 0o755);
+            std::os::unix::fs::symlink(&copy, &binary).unwrap();
+            original = copy;
+        } else {
+            install(&original, &binary, 0o755);
+        }
         let mut ours: Bins = bins().clone();
         ours.master = binary.clone();
         let config = config_toml(&apps(&dir));
@@ -128,6 +146,7 @@ impl Setup {
             Launch::AsUser([]) => Master::start_with(&ours, &dir, &config),
             Launch::AsUser(as_user) => Master::start_as(&ours, &dir, &config, as_user),
             Launch::Wrapped(wrapper) => Master::start_wrapped(&ours, &dir, &config, wrapper),
+            Launch::Symlink => Master::start_with(&ours, &dir, &config),
         };
         let cmdline = cmdline(master.pid());
         assert!(

@@ -1,13 +1,17 @@
 //! In-place upgrades under abuse: a burst of SIGUSR2 leaves one master,
 //! no leaked descriptor and no zombie, the extra signals joined to the
-//! upgrade under way and logged once each upgrade, not once each signal.
+//! upgrade under way and logged once each upgrade, not once each signal;
+//! and a master started through a symlink follows it when it is swapped
+//! to another build.
 
 use ally_tests::bins::bins;
 use ally_tests::fixture::ANY_PORT;
 use ally_tests::harness::AppConfig;
 use ally_tests::proc::{signal, wait_until};
+use ally_tests::script::write_script;
 use ally_tests::service::Service;
-use ally_tests::upgrading::setup::{Setup, WAIT};
+use ally_tests::upgrading::setup::{Setup, WAIT, version_of};
+use ally_tests::upgrading::{OTHER_VERSION, Variant, install, variant};
 use rustix::process::Signal;
 
 /// SIGUSR2 sent in the burst.
@@ -76,4 +80,34 @@ fn a_burst_of_sigusr2_upgrades_without_leaks_zombies_or_a_log_flood() {
         "the signals flooded the log: {signal_lines} lines for {upgrades} upgrade(s)\n{}",
         master.log_tail()
     );
+}
+
+#[test]
+fn a_master_started_through_a_symlink_follows_it_to_another_build() {
+    let setup = Setup::start_through_symlink("upgrade_symlink", |dir| {
+        let idle = write_script(dir.path(), "idle", "exec sleep 1000\n");
+        vec![AppConfig::new("idle", &idle).line("ready = \"immediate\"")]
+    });
+    let original = version_of(&setup.original);
+    assert_eq!(setup.running_version(), original);
+    // The build the symlink is swapped to, beside the first.
+    let other = setup.binary.with_file_name("ally-master-other");
+    install(&variant(Variant::Other), &other, 0o755);
+    for (to, expected) in [
+        (&other, OTHER_VERSION),
+        (&setup.original, original.as_str()),
+    ] {
+        let link = setup.binary.with_extension("link");
+        std::os::unix::fs::symlink(to, &link).unwrap();
+        std::fs::rename(&link, &setup.binary).unwrap();
+        let out = setup.upgrade();
+        setup.master.assert_exit(&out, 0);
+        assert_eq!(
+            setup.running_version(),
+            expected,
+            "after the symlink went to {}",
+            to.display()
+        );
+        setup.assert_same_process_resumed();
+    }
 }
