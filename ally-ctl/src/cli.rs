@@ -24,7 +24,8 @@ pub const PROGRAM: &str = "ally-ctl";
     note = "without --socket, ally-ctl connects to the one master whose *.sock is in\n\
             the runtime directory: $ALLY_RUNTIME_DIR, else /run/ally for root, else\n\
             $XDG_RUNTIME_DIR/ally. --socket goes before the command.\n\
-            Exit status 0 means success.",
+            ally-ctl --version prints its version and build (ally-ctl version adds\n\
+            the running master's). Exit status 0 means success.",
     error_code(
         1,
         "the operation failed (a reload rolled back, an app did not start; the message says why)"
@@ -97,8 +98,15 @@ pub struct Exit {
 ///
 /// # Errors
 ///
-/// [`Exit`] for `--help` and for usage errors.
+/// [`Exit`] for `--help`, `--version` and for usage errors.
 pub fn parse(args: &[&str]) -> Result<Cli, Exit> {
+    // Alone, as `--help` is: `ally-ctl --version`, which needs no master.
+    if args == ["--version"] {
+        return Err(Exit {
+            output: format!("{}\n", version::lines()),
+            code: EXIT_OK,
+        });
+    }
     Cli::from_args(&[PROGRAM], args).map_err(|EarlyExit { output, status }| match status {
         Ok(()) => Exit {
             output,
@@ -239,6 +247,15 @@ mod tests {
                 &["status", "web"][..],
                 Command::Status(status::StatusArgs {
                     app: "web".into(),
+                    json: false,
+                    timeout: None,
+                }),
+            ),
+            (
+                &["status", "web", "--json"][..],
+                Command::Status(status::StatusArgs {
+                    app: "web".into(),
+                    json: true,
                     timeout: None,
                 }),
             ),

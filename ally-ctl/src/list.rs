@@ -89,8 +89,9 @@ struct Listing<'a> {
     apps: Vec<App<'a>>,
 }
 
+/// One app of the `--json` document (`status --json` shows it too).
 #[derive(Serialize)]
-struct App<'a> {
+pub struct App<'a> {
     name: &'a str,
     state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,6 +124,15 @@ struct Instance<'a> {
 
 /// `apps` as one line of JSON.
 fn json(apps: &[AppStatus]) -> String {
+    let listing = Listing {
+        apps: apps.iter().map(app_json).collect(),
+    };
+    // Serializing plain structs of strings and integers cannot fail.
+    serde_json::to_string(&listing).unwrap_or_default()
+}
+
+/// One app of the `--json` document.
+pub fn app_json(a: &AppStatus) -> App<'_> {
     fn instance(i: &InstanceStatus) -> Instance<'_> {
         Instance {
             id: i.id,
@@ -140,28 +150,21 @@ fn json(apps: &[AppStatus]) -> String {
             uid: i.uid,
         }
     }
-    let listing = Listing {
-        apps: apps
-            .iter()
-            .map(|a| App {
-                name: &a.name,
-                state: a.state.name(),
-                backoff_until_unix_ms: match a.state {
-                    AppState::Backoff { until_unix_ms } => Some(until_unix_ms),
-                    _ => None,
-                },
-                restarts: a.restarts,
-                main: a.main,
-                reloading: a.reloading,
-                queued_reloads: a.queued_reloads,
-                last_error: a.last_error.as_deref(),
-                dropped_lines: a.dropped_lines,
-                instances: a.instances.iter().map(instance).collect(),
-            })
-            .collect(),
-    };
-    // Serializing plain structs of strings and integers cannot fail.
-    serde_json::to_string(&listing).unwrap_or_default()
+    App {
+        name: &a.name,
+        state: a.state.name(),
+        backoff_until_unix_ms: match a.state {
+            AppState::Backoff { until_unix_ms } => Some(until_unix_ms),
+            _ => None,
+        },
+        restarts: a.restarts,
+        main: a.main,
+        reloading: a.reloading,
+        queued_reloads: a.queued_reloads,
+        last_error: a.last_error.as_deref(),
+        dropped_lines: a.dropped_lines,
+        instances: a.instances.iter().map(instance).collect(),
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 mod ask;
 mod cli;
 mod client;
+mod detail;
 mod failure;
 mod kill;
 mod list;

@@ -25,7 +25,9 @@
 //! ```
 //!
 //! Every field is always there, `-` when absent, so that
-//! `ally-ctl status web | grep ^state` finds it.
+//! `ally-ctl status web | grep ^state` finds it. After the app's fields
+//! come its restart counters, drift and listeners, and after the instances
+//! its settings ([`crate::detail`]).
 
 use std::fmt::Write;
 use std::path::Path;
@@ -33,11 +35,13 @@ use std::time::{Duration, Instant};
 
 use argh::FromArgs;
 
-use ally_proto::{AppState, AppStatus, ControlRequest, ControlResponse, InstanceStatus};
+use ally_proto::{AppDetail, AppState, ControlRequest, ControlResponse, InstanceStatus};
+use serde::Serialize;
 
 use crate::ask::unexpected;
 use crate::cli::say;
 use crate::client::Client;
+use crate::detail;
 use crate::failure::Failure;
 use crate::list::now_unix_ms;
 use crate::style;
@@ -47,8 +51,8 @@ use crate::units::{cpu, duration, size};
 /// Width of the field names, so that the values line up.
 const KEY: usize = 12;
 
-/// show one app in detail: its state, restarts, last error, and each
-/// instance with what it reports
+/// show one app in detail: its state, restarts, last error, drift,
+/// listeners, each instance with what it reports, and its settings
 #[derive(FromArgs, Debug, PartialEq)]
 #[argh(
     subcommand,
@@ -58,12 +62,23 @@ const KEY: usize = 12;
             next start), failed, stopping or stopped; an instance's is starting,\n\
             main, draining or killed, and its deadline is the time left before it\n\
             is killed. tasks, version, commit and text are what the instance last\n\
-            reported; - marks a field with no value."
+            reported; - marks a field with no value. drift lists the settings\n\
+            changed since the main instance started (yellow on a terminal): they\n\
+            apply at its next start or reload. A listener is the library's\n\
+            (ally::listen_*) or the config's (listen =), held by the instances named.\n\
+            --json prints list's object for the app with \"crashes\", \"backoff_ms\",\n\
+            \"drift\" ([{{\"setting\", \"running\", \"configured\"}}], null when not\n\
+            known), \"listeners\" ([{{\"network\", \"address\", \"origin\" (library or\n\
+            config), \"name\", \"holders\"}}]) and \"settings\" (key: value as the\n\
+            config writes it) added."
 )]
 pub struct StatusArgs {
     /// the app to show, as named in the master's config
     #[argh(positional)]
     pub app: String,
+    /// print JSON for scripts instead of fields
+    #[argh(switch)]
+    pub json: bool,
     /// give up after this many seconds (decimals allowed) and exit 5
     /// (default: no limit)
     #[argh(option, from_str_fn(crate::cli::parse_seconds))]
@@ -87,35 +102,50 @@ pub fn run(args: &StatusArgs, socket: Option<&Path>) -> Result<(), Failure> {
     };
     let mut client = Client::connect(socket, deadline).map_err(in_time)?;
     client
-        .send(&ControlRequest::Status { app: app.clone() })
+        .send(&ControlRequest::Detail { app: app.clone() })
         .map_err(in_time)?;
-    let status = match client.recv().map_err(in_time)? {
-        ControlResponse::Apps(apps) => match <[AppStatus; 1]>::try_from(apps) {
-            Ok([status]) if status.name == *app => status,
-            Ok([status]) => {
-                return Err(Failure::Protocol(format!(
-                    "asked the master for {app}, got the status of {}",
-                    status.name
-                )));
-            }
-            Err(apps) => {
-                return Err(Failure::Protocol(format!(
-                    "asked the master for one app, got {}",
-                    apps.len()
-                )));
-            }
-        },
+    let detail = match client.recv().map_err(in_time)? {
+        ControlResponse::Detail(detail) if detail.status.name == *app => detail,
+        ControlResponse::Detail(detail) => {
+            return Err(Failure::Protocol(format!(
+                "asked the master for {app}, got the status of {}",
+                detail.status.name
+            )));
+        }
         ControlResponse::Error(f) => {
             return Err(Failure::from_master(&format!("cannot show {app}"), &f));
         }
-        other => return Err(unexpected(&other, "Apps")),
+        other => return Err(unexpected(&other, "Detail")),
     };
-    say(render(&status, now_unix_ms(), style::enabled()).trim_end())
+    if args.json {
+        return say(&json(&detail));
+    }
+    say(render(&detail, now_unix_ms(), style::enabled()).trim_end())
 }
 
-/// Renders `app` as of `now_ms` (milliseconds since the Unix epoch), its
-/// states in colour if `colour`.
-pub fn render(app: &AppStatus, now_ms: u64, colour: bool) -> String {
+/// `status --json`: list's object for the app, and the detail's fields.
+#[derive(Serialize)]
+struct Json<'a> {
+    #[serde(flatten)]
+    app: crate::list::App<'a>,
+    #[serde(flatten)]
+    detail: detail::Json<'a>,
+}
+
+/// `detail` as one line of JSON.
+fn json(detail: &AppDetail) -> String {
+    let doc = Json {
+        app: crate::list::app_json(&detail.status),
+        detail: detail::json(detail),
+    };
+    // Plain structs of strings and integers: serializing cannot fail.
+    serde_json::to_string(&doc).unwrap_or_default()
+}
+
+/// Renders `detail` as of `now_ms` (milliseconds since the Unix epoch),
+/// its states and drift in colour if `colour`.
+pub fn render(detail: &AppDetail, now_ms: u64, colour: bool) -> String {
+    let app = &detail.status;
     let mut out = String::new();
     let mut state = app.state.name().to_owned();
     if let AppState::Backoff { until_unix_ms } = app.state {
@@ -135,11 +165,20 @@ pub fn render(app: &AppStatus, now_ms: u64, colour: bool) -> String {
     field(&mut out, "reload", or_dash(reload.as_deref()));
     field(&mut out, "last error", or_dash(app.last_error.as_deref()));
     field(&mut out, "dropped", &dropped(app.dropped_lines));
+    field(&mut out, "crashes", &detail::crashes(detail));
+    field(
+        &mut out,
+        "drift",
+        &detail::drift(detail.drift.as_deref(), colour),
+    );
+    field(&mut out, "listeners", &detail::listeners(&detail.listeners));
     field(&mut out, "instances", &app.instances.len().to_string());
     for i in &app.instances {
         out.push('\n');
         instance(&mut out, i, now_ms, colour);
     }
+    out.push('\n');
+    out.push_str(&detail::settings(detail));
     out
 }
 
@@ -212,9 +251,45 @@ fn or_dash(value: Option<&str>) -> &str {
 
 #[cfg(test)]
 mod tests {
-    use ally_proto::{InstanceState, Report};
+    use ally_proto::{AppStatus, InstanceState, Report};
 
     use super::*;
+
+    /// `status` with no settings, listeners or crashes, drift unknown.
+    fn bare(status: AppStatus) -> AppDetail {
+        AppDetail {
+            status,
+            settings: Vec::new(),
+            drift: None,
+            listeners: Vec::new(),
+            crashes: 0,
+            backoff_ms: None,
+        }
+    }
+
+    #[test]
+    fn drift_is_yellow_on_a_terminal_only() {
+        let changed = [ally_proto::Drift {
+            name: "cwd".into(),
+            running: "\"/a\"".into(),
+            configured: "\"/b\"".into(),
+        }];
+        let plain = detail::drift(Some(&changed), false);
+        assert_eq!(
+            plain,
+            "cwd \"/a\" -> \"/b\"\n(these apply at its next start or reload)"
+        );
+        let coloured = detail::drift(Some(&changed), true);
+        assert!(
+            coloured.starts_with(&format!(
+                "{}cwd \"/a\" -> \"/b\"{}",
+                style::YELLOW,
+                style::RESET
+            )),
+            "{coloured}"
+        );
+        assert_eq!(detail::drift(Some(&[]), true), "none");
+    }
 
     #[test]
     fn every_field_shows() {
@@ -269,6 +344,9 @@ reload      waiting for instance 4 (1 more queued)
 last error  instance 1 exited with status 1
             stderr: boom
 dropped     1234 (its log sink could not keep up; see the markers in the log)
+crashes     0 in a row
+drift       - (not known: no main instance, or it was started by an older master)
+listeners   none
 instances   2
 
 instance    3
@@ -299,8 +377,9 @@ version     -
 commit      -
 text        -
 deadline    30s left
+
 ";
-        assert_eq!(render(&app, now, false), expected);
+        assert_eq!(render(&bare(app), now, false), expected);
     }
 
     #[test]
@@ -318,13 +397,13 @@ deadline    30s left
             last_error: None,
             instances: vec![],
         };
-        let plain = render(&app, 10_000, false);
+        let plain = render(&bare(app.clone()), 10_000, false);
         assert!(
             plain.contains("\nstate       backoff (next start in 2s)\n"),
             "{plain}"
         );
-        assert!(plain.ends_with("\ninstances   0\n"), "{plain}");
-        let coloured = render(&app, 10_000, true);
+        assert!(plain.ends_with("\ninstances   0\n\n"), "{plain}");
+        let coloured = render(&bare(app), 10_000, true);
         assert!(
             coloured.contains(&format!("{}backoff", style::YELLOW)),
             "{coloured}"

@@ -72,6 +72,7 @@ mod handover;
 mod include;
 mod interop;
 mod raw;
+pub mod settings;
 #[cfg(test)]
 mod tests;
 mod value;

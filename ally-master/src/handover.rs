@@ -11,13 +11,16 @@
 //! binary again with the same state and why ([`exec::way_back`]).
 //!
 //! The format: 8 bytes of [`MAGIC`], the handover version as a `u32`
-//! little-endian, then the postcard encoding of [`snapshot::MasterSnap`];
-//! at most [`MAX_HANDOVER_BYTES`] in all.
+//! little-endian, then the postcard encoding of [`snapshot::MasterSnap`],
+//! then (since version 3) that of what version 3 added ([`since3`]); at
+//! most [`MAX_HANDOVER_BYTES`] in all. A state of the version before
+//! ([`since3::PREVIOUS_VERSION`]) is read too.
 
 pub mod exec;
 pub mod fds;
 pub mod probe;
 pub mod resume;
+pub mod since3;
 pub mod snapshot;
 
 use std::fmt;
@@ -64,8 +67,9 @@ impl fmt::Display for HandoverError {
             HandoverError::Magic => write!(f, "the handover state does not start with its magic"),
             HandoverError::Version { found } => write!(
                 f,
-                "handover state version {found} is not this master's ({HANDOVER_VERSION}); \
-                 upgrade to a build that reads version {found}"
+                "handover state version {found} is not this master's ({HANDOVER_VERSION}, \
+                 which reads {} too); upgrade to a build that reads version {found}",
+                since3::PREVIOUS_VERSION
             ),
             HandoverError::Decode(e) => write!(f, "the handover state does not decode: {e}"),
             HandoverError::TooLarge(n) => write!(
@@ -102,14 +106,15 @@ pub fn encode(snap: &MasterSnap) -> Result<Vec<u8>, HandoverError> {
     bytes.extend_from_slice(&HANDOVER_VERSION.to_le_bytes());
     let bytes =
         postcard::to_extend(snap, bytes).map_err(|e| HandoverError::Decode(e.to_string()))?;
+    let bytes = since3::encode(snap, bytes)?;
     if bytes.len() > MAX_HANDOVER_BYTES {
         return Err(HandoverError::TooLarge(bytes.len()));
     }
     Ok(bytes)
 }
 
-/// The state in `bytes`, if it is of this build's version and decodes
-/// whole.
+/// The state in `bytes`, if it is of this build's version (or of
+/// [`since3::PREVIOUS_VERSION`]) and decodes whole.
 ///
 /// # Errors
 ///
@@ -125,11 +130,14 @@ pub fn decode(bytes: &[u8]) -> Result<MasterSnap, HandoverError> {
     }
     let (version, body) = rest.split_at_checked(4).ok_or(HandoverError::Magic)?;
     let found = u32::from_le_bytes(version.try_into().unwrap_or_default());
-    if found != HANDOVER_VERSION {
+    if found != HANDOVER_VERSION && found != since3::PREVIOUS_VERSION {
         return Err(HandoverError::Version { found });
     }
-    let (snap, left) = postcard::take_from_bytes::<MasterSnap>(body)
+    let (mut snap, mut left) = postcard::take_from_bytes::<MasterSnap>(body)
         .map_err(|e| HandoverError::Decode(e.to_string()))?;
+    if found == HANDOVER_VERSION {
+        left = since3::decode(&mut snap, left)?;
+    }
     if !left.is_empty() {
         return Err(HandoverError::Decode(format!(
             "{} bytes left over after the state",
@@ -310,6 +318,19 @@ mod tests {
         for n in 0..bytes.len() {
             assert!(decode(&bytes[..n]).is_err());
         }
+    }
+
+    #[test]
+    fn a_state_of_the_previous_version_is_read_without_start_configs() {
+        // Version 2: the same body, nothing after it.
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&since3::PREVIOUS_VERSION.to_le_bytes());
+        let bytes = postcard::to_extend(&snap(), bytes).unwrap();
+        assert_eq!(decode(&bytes).unwrap(), snap());
+        // This version's needs what follows the body.
+        let mut cut = bytes.clone();
+        cut[8..12].copy_from_slice(&HANDOVER_VERSION.to_le_bytes());
+        assert!(matches!(decode(&cut), Err(HandoverError::Decode(_))));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ally_proto::{Report, env};
@@ -16,7 +17,7 @@ use rustix::process::{Pid, Rlimit, Signal};
 
 use crate::config::{self, AppConfig, CLEAN_ENV, ReadyMode};
 use crate::handover::fds::{Export, Import};
-use crate::handover::snapshot::{InstanceSnap, NotifySnap, PipeSnap};
+use crate::handover::snapshot::{InstanceSnap, NotifySnap, PipeSnap, StartedWith};
 use crate::handover::{self, HandoverError};
 use crate::limits::{READ_CHUNK, STDERR_TAIL_LINES};
 use crate::lines::Splitter;
@@ -81,6 +82,10 @@ pub struct Instance {
     /// Who it runs as, for the channel's peer credentials.
     pub cred: PeerCred,
     tail: VecDeque<String>,
+    /// The config it was started with (shared with the app while that
+    /// does not change), for `status`'s drift; `None` when not known (it
+    /// was started by a master that did not keep it, before an upgrade).
+    started_with: Option<Arc<AppConfig>>,
 }
 
 /// Milliseconds since the Unix epoch for `t`.
@@ -100,7 +105,7 @@ impl Instance {
     ///
     /// If the command cannot be executed (missing, not executable, bad cwd).
     pub fn spawn(
-        app: &AppConfig,
+        app: &Arc<AppConfig>,
         id: u64,
         launch: &Launch,
         sockets: &[(String, Bound)],
@@ -214,7 +219,13 @@ impl Instance {
             report: Report::default(),
             pipes,
             tail: VecDeque::new(),
+            started_with: Some(Arc::clone(app)),
         })
+    }
+
+    /// The config it was started with, if known.
+    pub fn started_with(&self) -> Option<&Arc<AppConfig>> {
+        self.started_with.as_ref()
     }
 
     /// The master's end of the instance's channel, the first time only.
@@ -306,8 +317,13 @@ impl Instance {
 
 impl Instance {
     /// As plain data, its descriptors listed in `fds`, times relative to
-    /// `now`.
-    pub fn snapshot<'a>(&'a self, fds: &mut Export<'a>, now: Instant) -> InstanceSnap {
+    /// `now`; its start config as `current` (its app's now) or another.
+    pub fn snapshot<'a>(
+        &'a self,
+        fds: &mut Export<'a>,
+        now: Instant,
+        current: &Arc<AppConfig>,
+    ) -> InstanceSnap {
         let (unreported, last) = self.notify.strangers.parts();
         InstanceSnap {
             id: self.id,
@@ -336,6 +352,13 @@ impl Instance {
             channel: self.channel.as_ref().map(|c| fds.add(c.as_fd())),
             cred: self.cred.snapshot(),
             tail: self.tail.iter().cloned().collect(),
+            started_with: self.started_with.as_ref().map(|c| {
+                if Arc::ptr_eq(c, current) || **c == **current {
+                    StartedWith::Current
+                } else {
+                    StartedWith::Other(c.snapshot())
+                }
+            }),
         }
     }
 
@@ -349,6 +372,7 @@ impl Instance {
         snap: InstanceSnap,
         fds: &mut Import,
         now: Instant,
+        started_with: Option<Arc<AppConfig>>,
     ) -> Result<Instance, HandoverError> {
         let pid = Pid::from_raw(snap.pid)
             .ok_or_else(|| HandoverError::Restore(format!("instance pid {}", snap.pid)))?;
@@ -392,6 +416,7 @@ impl Instance {
             channel,
             cred: PeerCred::restore(snap.cred),
             tail,
+            started_with,
         })
     }
 }

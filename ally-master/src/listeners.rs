@@ -423,6 +423,22 @@ impl Listeners {
         u32::try_from(held).unwrap_or(u32::MAX)
     }
 
+    /// The sockets of `app` (network, bound address, holders), by
+    /// network and address.
+    pub fn of_app(&self, app: &str) -> Vec<(Network, String, Vec<u64>)> {
+        let mut found: Vec<_> = self
+            .entries
+            .iter()
+            .filter(|(key, _)| key.app == app)
+            .map(|(key, entry)| {
+                let holders = entry.holders.iter().copied().collect();
+                (key.network, entry.bound.local.clone(), holders)
+            })
+            .collect();
+        found.sort_by(|a, b| (a.0 as u8, &a.1).cmp(&(b.0 as u8, &b.1)));
+        found
+    }
+
     /// Closes every socket (the master is exiting).
     pub fn clear(&mut self) {
         self.entries.clear();

@@ -168,7 +168,7 @@ fn main() -> ExitCode {
         return code;
     }
     if args.version {
-        println!("{}", version::line());
+        println!("{}", version::lines());
         return ExitCode::SUCCESS;
     }
     let Some(config) = args.config.clone() else {

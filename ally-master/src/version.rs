@@ -16,10 +16,12 @@ pub const VERSION: &str = match option_env!("ALLY_VERSION_OVERRIDE") {
 
 /// The version of the handover format ([`crate::handover::snapshot`]) and
 /// of the exec's command line ([`crate::handover::exec`]); see the
-/// versioning rule there. 2: the original command line comes first.
+/// versioning rule there. 2: the original command line comes first. 3:
+/// each instance's start config follows the body (version 2 is still
+/// read, see [`crate::handover::since3`]).
 pub const HANDOVER_VERSION: u32 = match option_env!("ALLY_HANDOVER_VERSION_OVERRIDE") {
     Some(v) => parse_u32(v),
-    None => 2,
+    None => 3,
 };
 
 /// Whether this build fails every restore on purpose (a test build).
@@ -44,10 +46,29 @@ const fn parse_u32(text: &str) -> u32 {
     value
 }
 
-/// The line `--version` prints.
-pub fn line() -> String {
+/// The git commit this binary was built from (short hash, `-dirty` if the
+/// tree differed from it, `unknown` if not built from git), from build.rs.
+pub const COMMIT: &str = env!("ALLY_BUILD_COMMIT");
+
+/// When it was built, UTC (`SOURCE_DATE_EPOCH` if that was set), from
+/// build.rs.
+pub const BUILD_DATE: &str = env!("ALLY_BUILD_DATE");
+
+/// This build, as `ally-ctl version` asks for it.
+pub fn build() -> ally_proto::BuildInfo {
+    ally_proto::BuildInfo {
+        version: VERSION.to_owned(),
+        commit: COMMIT.to_owned(),
+        date: BUILD_DATE.to_owned(),
+    }
+}
+
+/// What `--version` prints: the version, protocol and handover state
+/// version, then the build (`commit ..., built ...`).
+pub fn lines() -> String {
     format!(
-        "ally-master {VERSION} (protocol {}, handover {HANDOVER_VERSION})",
-        ally_proto::PROTOCOL_VERSION
+        "ally-master {VERSION} (protocol {}, handover {HANDOVER_VERSION})\n{}",
+        ally_proto::PROTOCOL_VERSION,
+        build()
     )
 }

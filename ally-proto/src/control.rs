@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Failure, Report};
+use crate::{AppDetail, BuildInfo, Failure, Report};
 
 /// A request from a control client.
 ///
@@ -93,6 +93,15 @@ pub enum ControlRequest {
     /// The running master's version. Answered by
     /// [`ControlResponse::MasterVersion`].
     Version,
+    /// One app in full: its settings, listeners, restart counters and
+    /// drift. Answered by [`ControlResponse::Detail`].
+    Detail {
+        /// The app's name.
+        app: String,
+    },
+    /// How the running master was built. Answered by
+    /// [`ControlResponse::Build`].
+    Build,
 }
 
 /// Where an app is, as a whole.
@@ -259,4 +268,8 @@ pub enum ControlResponse {
         /// Its handover state version.
         handover: u32,
     },
+    /// One app in full.
+    Detail(Box<AppDetail>),
+    /// How the running master was built.
+    Build(BuildInfo),
 }

@@ -163,6 +163,33 @@ fn control() {
     );
     check(ControlRequest::Upgrade { wait: true }, &[10, 1]);
     check(ControlRequest::Version, &[11]);
+    check(ControlRequest::Detail { app: "w".into() }, &[12, 1, b'w']);
+    check(ControlRequest::Build, &[13]);
+    check(
+        ControlResponse::Build(BuildInfo {
+            version: "1".into(),
+            commit: "c".into(),
+            date: "d".into(),
+        }),
+        &[10, 1, b'1', 1, b'c', 1, b'd'],
+    );
+    check(
+        ListenerDetail {
+            network: Network::Tcp,
+            address: "a".into(),
+            origin: ListenerOrigin::Config { name: "h".into() },
+            holders: vec![3],
+        },
+        &[0, 1, b'a', 1, 1, b'h', 1, 3],
+    );
+    check(
+        Drift {
+            name: "n".into(),
+            running: "1".into(),
+            configured: "2".into(),
+        },
+        &[1, b'n', 1, b'1', 1, b'2'],
+    );
     check(
         ControlResponse::UpgradeStarted { from: "1".into() },
         &[6, 1, b'1'],

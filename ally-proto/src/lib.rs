@@ -21,6 +21,7 @@
 
 mod addr;
 mod control;
+mod detail;
 pub mod env;
 mod error;
 pub mod frame;
@@ -33,6 +34,7 @@ pub use addr::{AddrError, ListenAddr, MAX_UNIX_PATH, Network};
 pub use control::{
     AppState, AppStatus, ControlRequest, ControlResponse, InstanceState, InstanceStatus,
 };
+pub use detail::{AppDetail, BuildInfo, Drift, ListenerDetail, ListenerOrigin, Setting};
 pub use error::{Error, ErrorCode, Failure};
 pub use hello::{Hello, HelloReply, MAGIC, PROTOCOL_VERSION, Role};
 pub use instance::{

@@ -168,6 +168,8 @@ fn control_request() -> impl Strategy<Value = ControlRequest> {
         Just(R::Reopen),
         any::<bool>().prop_map(|wait| R::Upgrade { wait }),
         Just(R::Version),
+        text().prop_map(|app| R::Detail { app }),
+        Just(R::Build),
     ]
 }
 
@@ -252,6 +254,45 @@ fn app_status() -> impl Strategy<Value = AppStatus> {
         )
 }
 
+fn app_detail() -> impl Strategy<Value = AppDetail> {
+    let setting = (text(), text()).prop_map(|(name, value)| Setting { name, value });
+    let drift = (text(), text(), text()).prop_map(|(name, running, configured)| Drift {
+        name,
+        running,
+        configured,
+    });
+    let origin = prop_oneof![
+        Just(ListenerOrigin::Library),
+        text().prop_map(|name| ListenerOrigin::Config { name }),
+    ];
+    let listener = (network(), text(), origin, vec(any::<u64>(), 0..3)).prop_map(
+        |(network, address, origin, holders)| ListenerDetail {
+            network,
+            address,
+            origin,
+            holders,
+        },
+    );
+    (
+        app_status(),
+        vec(setting, 0..3),
+        option::of(vec(drift, 0..3)),
+        vec(listener, 0..3),
+        any::<u32>(),
+        option::of(any::<u64>()),
+    )
+        .prop_map(
+            |(status, settings, drift, listeners, crashes, backoff_ms)| AppDetail {
+                status,
+                settings,
+                drift,
+                listeners,
+                crashes,
+                backoff_ms,
+            },
+        )
+}
+
 fn control_response() -> impl Strategy<Value = ControlResponse> {
     use ControlResponse as R;
     prop_oneof![
@@ -265,6 +306,12 @@ fn control_response() -> impl Strategy<Value = ControlResponse> {
         (text(), text()).prop_map(|(from, to)| R::Upgraded { from, to }),
         (text(), any::<u32>())
             .prop_map(|(version, handover)| R::MasterVersion { version, handover }),
+        app_detail().prop_map(|d| R::Detail(Box::new(d))),
+        (text(), text(), text()).prop_map(|(version, commit, date)| R::Build(BuildInfo {
+            version,
+            commit,
+            date
+        })),
     ]
 }
 

@@ -2,11 +2,51 @@
 
 use super::*;
 
+/// `status` as the master answers it: a few settings, listeners of both
+/// origins, one setting drifted.
+fn detail(status: AppStatus) -> ControlResponse {
+    let setting = |name: &str, value: &str| Setting {
+        name: name.into(),
+        value: value.into(),
+    };
+    ControlResponse::Detail(Box::new(AppDetail {
+        status,
+        settings: vec![
+            setting("command", r#"["./srv"]"#),
+            setting("stop_timeout", r#""1m""#),
+            setting("restart.max_failures", "10"),
+        ],
+        drift: Some(vec![Drift {
+            name: "stop_timeout".into(),
+            running: r#""30s""#.into(),
+            configured: r#""1m""#.into(),
+        }]),
+        listeners: vec![
+            ListenerDetail {
+                network: Network::Tcp,
+                address: "0.0.0.0:80".into(),
+                origin: ListenerOrigin::Config {
+                    name: "http".into(),
+                },
+                holders: vec![2, 3],
+            },
+            ListenerDetail {
+                network: Network::Unix,
+                address: "/run/web.sock".into(),
+                origin: ListenerOrigin::Library,
+                holders: vec![],
+            },
+        ],
+        crashes: 1,
+        backoff_ms: Some(500),
+    }))
+}
+
 #[test]
 fn status_prints_the_detail() {
     let now = now_ms();
     let web = apps(now).swap_remove(0);
-    let master = FakeMaster::start(vec![Step::Reply(ControlResponse::Apps(vec![web]))]);
+    let master = FakeMaster::start(vec![Step::Reply(detail(web))]);
     let (stdout, stderr) = expect_code(&ctl(master.dir(), &["status", "web"]), 0);
     assert_eq!(stderr, "");
     assert_eq!(
@@ -19,6 +59,11 @@ main        instance 3
 reload      waiting for instance 4
 last error  -
 dropped     0
+crashes     1 in a row (back-off 500ms; 10 make it failed)
+drift       stop_timeout \"30s\" -> \"1m\"
+            (these apply at its next start or reload)
+listeners   tcp 0.0.0.0:80      config http  held by 2, 3
+            unix /run/web.sock  library      held by none (kept for the next instance)
 instances   2
 
 instance    2
@@ -48,19 +93,43 @@ version     1.4.2
 commit      0123abcd4567
 text        warm
 deadline    -
+
+command               [\"./srv\"]
+stop_timeout          \"1m\"
+restart.max_failures  10
 "
     );
     assert_eq!(
         master.request(),
-        Some(ControlRequest::Status { app: "web".into() })
+        Some(ControlRequest::Detail { app: "web".into() })
     );
+}
+
+#[test]
+fn status_json_adds_the_detail_to_the_list_object() {
+    let web = apps(now_ms()).swap_remove(0);
+    let master = FakeMaster::start(vec![Step::Reply(detail(web))]);
+    let (stdout, _) = expect_code(&ctl(master.dir(), &["status", "web", "--json"]), 0);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(doc["name"], "web");
+    assert_eq!(doc["instances"][1]["id"], 3);
+    assert_eq!(doc["crashes"], 1);
+    assert_eq!(doc["backoff_ms"], 500);
+    assert_eq!(doc["drift"][0]["setting"], "stop_timeout");
+    assert_eq!(doc["drift"][0]["running"], "\"30s\"");
+    assert_eq!(doc["drift"][0]["configured"], "\"1m\"");
+    assert_eq!(doc["listeners"][0]["origin"], "config");
+    assert_eq!(doc["listeners"][0]["name"], "http");
+    assert_eq!(doc["listeners"][0]["holders"], serde_json::json!([2, 3]));
+    assert_eq!(doc["listeners"][1]["origin"], "library");
+    assert_eq!(doc["settings"]["stop_timeout"], "\"1m\"");
 }
 
 #[test]
 fn status_of_a_stopped_app() {
     let mut idle = apps(now_ms()).swap_remove(1);
     idle.state = AppState::Stopped;
-    let master = FakeMaster::start(vec![Step::Reply(ControlResponse::Apps(vec![idle]))]);
+    let master = FakeMaster::start(vec![Step::Reply(detail(idle))]);
     let (stdout, _) = expect_code(&ctl(master.dir(), &["status", "idle"]), 0);
     assert!(
         stdout.starts_with("app         idle\nstate       stopped\n"),
@@ -70,13 +139,13 @@ fn status_of_a_stopped_app() {
         stdout.contains("\nlast error  instance 1 exited with status 1\n"),
         "{stdout}"
     );
-    assert!(stdout.ends_with("\ninstances   0\n"), "{stdout}");
+    assert!(stdout.contains("\ninstances   0\n\ncommand "), "{stdout}");
 }
 
 #[test]
 fn status_of_another_app_is_a_protocol_error() {
     let idle = apps(now_ms()).swap_remove(1);
-    let master = FakeMaster::start(vec![Step::Reply(ControlResponse::Apps(vec![idle]))]);
+    let master = FakeMaster::start(vec![Step::Reply(detail(idle))]);
     let (_, stderr) = expect_code(&ctl(master.dir(), &["status", "web"]), 6);
     assert!(stderr.contains("got the status of idle"), "{stderr}");
 }

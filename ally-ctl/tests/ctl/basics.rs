@@ -166,10 +166,19 @@ fn usage_error_exits_2() {
 fn version_needs_no_master() {
     let empty = TempDir::new();
     let (stdout, _) = expect_code(&ctl(empty.path(), &["version"]), 0);
+    let mut lines = stdout.lines();
     assert_eq!(
-        stdout,
-        format!("ally-ctl {} (protocol 3)\n", env!("CARGO_PKG_VERSION"))
+        lines.next(),
+        Some(format!("ally-ctl {} (protocol 3)", env!("CARGO_PKG_VERSION")).as_str())
     );
+    assert!(
+        lines.next().is_some_and(|l| l.starts_with("commit ")),
+        "{stdout}"
+    );
+    assert_eq!(lines.next(), None, "{stdout}");
+    // `--version` says the same, without looking for a master.
+    let (again, _) = expect_code(&ctl(empty.path(), &["--version"]), 0);
+    assert_eq!(again, stdout);
 }
 
 #[test]

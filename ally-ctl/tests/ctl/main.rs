@@ -11,8 +11,9 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ally_proto::{
-    AppState, AppStatus, ControlRequest, ControlResponse, ErrorCode, Failure, HelloReply,
-    InstanceState, InstanceStatus, Report,
+    AppDetail, AppState, AppStatus, ControlRequest, ControlResponse, Drift, ErrorCode, Failure,
+    HelloReply, InstanceState, InstanceStatus, ListenerDetail, ListenerOrigin, Network, Report,
+    Setting,
 };
 
 use master::{FakeMaster, Step, TempDir};

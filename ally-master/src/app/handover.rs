@@ -1,6 +1,7 @@
 //! An app as plain data for an in-place upgrade, and back: its config,
 //! instances, shared state, log, followers, sockets and lifecycle.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::App;
@@ -8,7 +9,7 @@ use super::machine::{Machine, Settings};
 use crate::config::AppConfig;
 use crate::handover::HandoverError;
 use crate::handover::fds::{Export, Import};
-use crate::handover::snapshot::AppSnap;
+use crate::handover::snapshot::{AppSnap, StartedWith};
 use crate::instance::{Instance, Launch};
 use crate::listeners::Bound;
 use crate::logs::AppLog;
@@ -23,7 +24,7 @@ impl App {
             instances: self
                 .instances
                 .iter()
-                .map(|i| i.snapshot(fds, now))
+                .map(|i| i.snapshot(fds, now, &self.config))
                 .collect(),
             store,
             waits,
@@ -51,11 +52,18 @@ impl App {
         now: Instant,
         launch: Launch,
     ) -> Result<App, HandoverError> {
-        let config = AppConfig::restore(snap.config)?;
+        let config = Arc::new(AppConfig::restore(snap.config)?);
         let instances = snap
             .instances
             .into_iter()
-            .map(|i| Instance::restore(i, fds, now))
+            .map(|mut i| {
+                let started_with = match i.started_with.take() {
+                    None => None,
+                    Some(StartedWith::Current) => Some(Arc::clone(&config)),
+                    Some(StartedWith::Other(c)) => Some(Arc::new(AppConfig::restore(c)?)),
+                };
+                Instance::restore(i, fds, now, started_with)
+            })
             .collect::<Result<Vec<_>, _>>()?;
         let machine = Machine::restore(Settings::of(&config), snap.machine, now)?;
         let tracked: Vec<u64> = machine.instances().iter().map(|t| t.id).collect();

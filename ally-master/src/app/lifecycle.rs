@@ -35,7 +35,7 @@ impl App {
     /// (a running instance keeps what it was started with).
     pub fn reconfigure(&mut self, config: AppConfig) {
         self.feed(Event::Reconfigure(Settings::of(&config)), &mut Vec::new());
-        self.config = config;
+        self.config = std::sync::Arc::new(config);
     }
 
     /// The app left the config (`reread`): stop it for good; the master
@@ -51,7 +51,7 @@ impl App {
     /// still waiting hear that the stop was overtaken.
     pub fn readmit(&mut self, config: AppConfig, out: &mut Vec<Notice>) {
         let settings = Settings::of(&config);
-        self.config = config;
+        self.config = std::sync::Arc::new(config);
         self.feed(Event::Readmit(settings), out);
     }
 

@@ -368,6 +368,17 @@ impl Machine {
         self.restarts
     }
 
+    /// Consecutive crashes of the main instance (reset by a stable run).
+    pub fn crashes(&self) -> u32 {
+        self.crashes
+    }
+
+    /// The back-off delay the last crash in a row started, if any.
+    pub fn backoff(&self) -> Option<Duration> {
+        let attempt = self.crashes.checked_sub(1)?;
+        Some(backoff_delay(&self.settings.restart, attempt))
+    }
+
     /// Why the last reload or the last main instance failed.
     pub fn last_error(&self) -> Option<&str> {
         self.last_error.as_deref()

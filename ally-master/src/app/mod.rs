@@ -11,6 +11,7 @@
 //! spawning, signalling and killing instances (keyed by id), logging, and
 //! returning [`Notice`]s for the event loop to deliver.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use ally_proto::{ControlResponse, Failure, InstanceRequest, InstanceResponse};
@@ -100,7 +101,7 @@ pub enum Notice {
 pub struct App {
     /// Its settings; changed only through [`App::reconfigure`] and
     /// [`App::readmit`], which tell the machine too.
-    config: AppConfig,
+    config: Arc<AppConfig>,
     /// Live (not yet reaped) instances, oldest first: the processes of the
     /// machine's tracked instances, by id. Added and removed only here, as
     /// the machine spawns and the loop reaps.
@@ -138,7 +139,7 @@ impl App {
             followers: Vec::new(),
             unsent: Vec::new(),
             machine: Machine::new(Settings::of(&config)),
-            config,
+            config: Arc::new(config),
             instances: Vec::new(),
             launch,
         }

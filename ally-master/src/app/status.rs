@@ -2,9 +2,11 @@
 
 use std::time::{Instant, SystemTime};
 
-use ally_proto::{AppStatus, InstanceStatus};
+use ally_proto::{AppDetail, AppStatus, InstanceStatus, ListenerDetail, ListenerOrigin};
 
 use super::App;
+use crate::config::LogTarget;
+use crate::config::settings::{drift, settings};
 use crate::instance::unix_ms;
 use crate::listeners::Listeners;
 use crate::proc_stats;
@@ -46,6 +48,56 @@ impl App {
                     }
                 })
                 .collect(),
+        }
+    }
+
+    /// The app as `ally-ctl status` shows it: its status, settings,
+    /// listeners with their holders, restart counters, and the drift of
+    /// its main instance's config from the app's.
+    pub fn detail(&self, listeners: &Listeners) -> AppDetail {
+        let mut settings = settings(&self.config);
+        if let (LogTarget::Default, Some(path)) = (&self.config.log, self.log.path()) {
+            if let Some(log) = settings.iter_mut().find(|s| s.name == "log") {
+                log.value = format!("{:?} (the default)", path.display().to_string());
+            }
+        }
+        let drift = self
+            .machine
+            .main()
+            .and_then(|id| self.instances.iter().find(|i| i.id == id))
+            .and_then(|i| i.started_with())
+            .map(|started| drift(started, &self.config));
+        // The `listen` sockets are handed to every instance at its start.
+        let live: Vec<u64> = self.instances.iter().map(|i| i.id).collect();
+        // Every one was bound from its spec (`Bound::new`).
+        let declared = self.sockets.iter().filter_map(|(name, bound)| {
+            Some(ListenerDetail {
+                network: bound.spec()?.network,
+                address: bound.local.clone(),
+                origin: ListenerOrigin::Config { name: name.clone() },
+                holders: live.clone(),
+            })
+        });
+        let asked =
+            listeners
+                .of_app(&self.config.name)
+                .into_iter()
+                .map(|(network, address, holders)| ListenerDetail {
+                    network,
+                    address,
+                    origin: ListenerOrigin::Library,
+                    holders,
+                });
+        AppDetail {
+            status: self.status(listeners),
+            settings,
+            drift,
+            listeners: declared.chain(asked).collect(),
+            crashes: self.machine.crashes(),
+            backoff_ms: self
+                .machine
+                .backoff()
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
         }
     }
 }

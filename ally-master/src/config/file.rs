@@ -3,12 +3,12 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use ally_proto::state::Limits;
 
 use super::interop::DEFAULT_READY;
 use super::raw::{RawApp, RawConfig, RawRestart};
+use super::settings::show_duration;
 use super::value::{IncludePattern, LogValue};
 use super::{
     AppConfig, ConfigError, DEFAULT_MAX_DRAINING, DEFAULT_STOP_SIGNAL, DEFAULT_TIMEOUT, LogTarget,
@@ -249,8 +249,8 @@ fn restart_policy(
                 format!(
                     "max_delay {} is shorter than min_delay {}: the delay grows from \
                      min_delay up to max_delay",
-                    show(max_delay),
-                    show(min_delay)
+                    show_duration(max_delay),
+                    show_duration(min_delay)
                 ),
             ),
             (None, min) => (
@@ -258,8 +258,8 @@ fn restart_policy(
                 format!(
                     "min_delay {} is longer than the default max_delay {}: lower it or set \
                      max_delay",
-                    show(min_delay),
-                    show(max_delay)
+                    show_duration(min_delay),
+                    show_duration(max_delay)
                 ),
             ),
         };
@@ -273,15 +273,4 @@ fn restart_policy(
         stable_after: raw.stable_after.map_or(d.stable_after, |t| t.0),
         max_failures: raw.max_failures.map_or(d.max_failures, |n| n.0),
     })
-}
-
-/// A duration as a config writes it, in its largest exact unit: `"500ms"`,
-/// `"30s"`, `"2m"`, `"1h"`.
-fn show(d: Duration) -> String {
-    let ms = d.as_millis();
-    let (n, unit) = [(3_600_000, "h"), (60_000, "m"), (1_000, "s")]
-        .into_iter()
-        .find(|&(scale, _)| ms.is_multiple_of(scale))
-        .map_or((ms, "ms"), |(scale, unit)| (ms / scale, unit));
-    format!("\"{n}{unit}\"")
 }

@@ -98,6 +98,16 @@ impl Master {
                 };
                 self.send(conn, &version, Vec::new());
             }
+            ControlRequest::Detail { app } => {
+                if let Some(index) = self.app_index(conn, &app) {
+                    let detail = self.apps[index].detail(&self.listeners);
+                    self.send(conn, &ControlResponse::Detail(Box::new(detail)), Vec::new());
+                }
+            }
+            ControlRequest::Build => {
+                let build = ControlResponse::Build(crate::version::build());
+                self.send(conn, &build, Vec::new());
+            }
             ControlRequest::Reread => {
                 let response = match self.reread() {
                     Ok(summary) => ControlResponse::Done(summary),

@@ -38,7 +38,8 @@ pub struct MasterSnap {
     pub from_version: String,
     /// How many descriptors the table holds.
     pub fd_count: u32,
-    /// The config file (read again by `reread`, never at the handover).
+    /// The config file (read again by `reread`, never at the handover);
+    /// empty for a master run with no file (`ally-master run`).
     pub config_path: PathBuf,
     /// The path the master was started from: where the next upgrade looks
     /// for the new binary.
@@ -233,6 +234,20 @@ pub struct InstanceSnap {
     pub channel: Option<Fd>,
     pub cred: CredSnap,
     pub tail: Vec<String>,
+    /// The config it was started with; not in the body, but in what
+    /// version 3 adds after it ([`super::since3`]): `None` in a state of
+    /// version 2.
+    #[serde(skip)]
+    pub started_with: Option<StartedWith>,
+}
+
+/// The config an instance was started with.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum StartedWith {
+    /// Its app's config as it is now (no drift).
+    Current,
+    /// Another one: the app's config changed since (a `reread`).
+    Other(AppConfigSnap),
 }
 
 /// An output pipe and the unfinished line read from it.
