@@ -12,6 +12,7 @@ mod conn;
 mod conns;
 mod control_socket;
 mod event_loop;
+mod fd_store;
 mod helpers;
 mod instance;
 mod limits;
@@ -108,6 +109,9 @@ fn main() -> ExitCode {
         eprintln!("ally-master: cannot list inherited file descriptors: {e}");
         return ExitCode::from(Failure::Runtime(String::new()).exit_code());
     }
+    // Next, while this is the only thread: the sockets systemd handed back
+    // from its fd store, owned before anything can take their numbers.
+    let inherited = fd_store::Inherited::from_env();
     let argv: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
     let args = match Args::from_args(&strs[..1], &strs[1..]) {
@@ -133,7 +137,7 @@ fn main() -> ExitCode {
         eprintln!("ally-master: --config FILE is required (see --help)");
         return ExitCode::from(Failure::Usage.exit_code());
     };
-    let code = match run(args, &config) {
+    let code = match run(args, &config, inherited) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             match &failure {
@@ -148,7 +152,11 @@ fn main() -> ExitCode {
     code
 }
 
-fn run(args: Args, config_path: &std::path::Path) -> Result<(), Failure> {
+fn run(
+    args: Args,
+    config_path: &std::path::Path,
+    inherited: fd_store::Inherited,
+) -> Result<(), Failure> {
     let config = config::load(config_path).map_err(|e| Failure::Config(e.to_string()))?;
     if args.check {
         let names: Vec<&str> = config.apps.iter().map(|a| a.name.as_str()).collect();
@@ -181,13 +189,18 @@ fn run(args: Args, config_path: &std::path::Path) -> Result<(), Failure> {
         socket,
         fd_limit: sys::raise_fd_limit(),
     };
+    if let Some(raw) = args.ready_fd.filter(|&raw| inherited.contains(raw)) {
+        return Err(Failure::Runtime(format!(
+            "--ready-fd {raw} is one of the sockets passed in LISTEN_FDS; give another descriptor"
+        )));
+    }
     let ready_fd = args
         .ready_fd
         .map(sys::adopt_fd)
         .transpose()
         .map_err(|e| Failure::Runtime(format!("--ready-fd: {e}")))?;
-    let mut master =
-        event_loop::Master::new(config, launch, control, signals).map_err(Failure::Runtime)?;
+    let mut master = event_loop::Master::new(config, launch, control, signals, inherited)
+        .map_err(Failure::Runtime)?;
     if let Some(fd) = ready_fd {
         master.announce_on(fd);
     }
