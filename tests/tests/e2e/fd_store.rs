@@ -6,11 +6,10 @@
 //! master started again while one still holds its address waits for it.
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use ally_tests::bins::{Layout, bins};
-use ally_tests::fixture::{APP, free_port, listening_addr};
+use ally_tests::fixture::{APP, free_port, listening_addr, socket_activated_app};
 use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
 use ally_tests::load::{Load, LoadStats};
 use ally_tests::proc::{listen_inodes, signal, socket_inodes, wait_until};
@@ -147,13 +146,8 @@ fn sigkill_of_the_master_under_the_fd_store_loses_no_connection() {
 #[test]
 fn sigkill_of_the_master_loses_no_connection_of_a_socket_activated_program() {
     let dir = TestDir::new("fd_store_activated");
-    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/socket_activated_server.py");
     let port = free_port();
-    let app = AppConfig::new(APP, &server)
-        .ready_timeout("10s")
-        .stop_timeout("10s")
-        .line(&format!("listen = [\"http=tcp://127.0.0.1:{port}\"]"))
-        .line("ready = \"notify\"");
+    let app = socket_activated_app(APP, port);
     let stand_in = stand_in();
     let master = Master::start_wrapped(bins(), &dir, &config_toml(&[app]), &[&stand_in, "--"]);
     let old = master.wait_main(APP, Some(1), Duration::from_secs(20));
