@@ -17,7 +17,8 @@ use crate::failure::Failure;
     name = "restart",
     example = "ally-ctl restart web --timeout 60",
     note = "every instance stops before the new one starts, so the app serves\n\
-            nothing for a while: `ally-ctl reload` replaces it without downtime.\n\
+            nothing for a while (connections wait in its sockets' queues, which the\n\
+            master keeps open): `ally-ctl reload` replaces it without downtime.\n\
             Exits 0 once the new instance is main, 1 if it could not start."
 )]
 pub struct RestartArgs {

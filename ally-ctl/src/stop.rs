@@ -17,8 +17,9 @@ use crate::failure::Failure;
     name = "stop",
     example = "ally-ctl stop web --timeout 60",
     note = "each instance gets its stop signal, then SIGKILL after the app's\n\
-            stop_timeout. Exits 0 once no instance is left. The app is not restarted\n\
-            until `ally-ctl start`."
+            stop_timeout. Exits 0 once no instance is left and the sockets its\n\
+            instances asked for are closed. The app is not restarted until\n\
+            `ally-ctl start`."
 )]
 pub struct StopArgs {
     /// the app to stop, as named in the master's config

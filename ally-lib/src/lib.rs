@@ -48,6 +48,17 @@
 //! finds the port it had. [`unlisten`] tells the master this instance no
 //! longer holds a socket.
 //!
+//! A socket lives as long as the **app**, not as long as the instance
+//! holding it: when that instance crashes, is killed (`ally-ctl kill`) or
+//! restarted (`ally-ctl restart`), the master keeps the socket through the
+//! back-off and any failed starts, so connections wait in its accept queue
+//! for the next instance, which gets the same socket (and port). The
+//! master closes it when the app is stopped or removed, when the master
+//! shuts down, when an instance unlistens it and no other holds it, or
+//! when a ready main instance serves and no live instance holds it (a new
+//! version that no longer asks for it). So ask for every socket before
+//! [`ready`]: one asked for later may have been closed, and is bound anew.
+//!
 //! The master binds only what this instance's user could bind itself. A
 //! unix socket path is bound by a helper of the master running as the
 //! app's user, which never follows a symlink and replaces an existing file

@@ -201,11 +201,13 @@ pub fn listen_fd(network: Network, addr: &str) -> io::Result<OwnedFd> {
 }
 
 /// Tells the master this instance no longer holds the socket for
-/// (`network`, `addr`), so it can close it once no instance holds it.
+/// (`network`, `addr`): the master closes it at once if no other instance
+/// holds it.
 ///
-/// Closing the socket in this process is up to the caller; a process that
-/// exits releases all its sockets without calling this. In simulate mode it
-/// only checks the address.
+/// Closing the socket in this process is up to the caller. A process that
+/// exits without calling this releases its holds, but the master keeps the
+/// socket for the app's next instance (see the crate docs, "Listening").
+/// In simulate mode it only checks the address.
 ///
 /// # Errors
 ///

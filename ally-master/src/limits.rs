@@ -70,8 +70,10 @@ pub const BIND_RETRY_EVERY: Duration = Duration::from_millis(100);
 pub const BIND_RETRY_GRACE: Duration = Duration::from_secs(2);
 
 /// Most listeners one app may hold (bound, or being bound) through its
-/// instances' `Listen` requests. Past this a new address is refused, so
-/// no app can spend the master's file descriptors, which every app needs.
+/// instances' `Listen` requests, counting those kept open while no
+/// instance holds them (see [`crate::listeners::Standing`]). Past this a
+/// new address is refused, so no app can spend the master's file
+/// descriptors, which every app needs.
 pub const MAX_LISTENERS_PER_APP: usize = 256;
 
 /// Longest text an instance may report in each of `version`, `commit` and

@@ -4,8 +4,15 @@
 //! A socket is bound on the first request for its key and handed out again
 //! (as a new fd over `SCM_RIGHTS`) for every later one, so a reloaded
 //! instance gets the very same kernel socket, port-0 ephemeral port
-//! included. When no live instance holds it any more it is closed, and a
-//! unix socket's file is removed.
+//! included.
+//!
+//! A socket lives as long as its app, not as long as its holders: when the
+//! last instance holding it dies — a crash, `ally-ctl kill`, `restart` —
+//! the master keeps it, so connections wait in its accept queue for the
+//! next instance instead of being refused. [`Listeners::settle`] closes
+//! what no live instance holds once the app no longer waits for one (see
+//! [`Standing::keeps`]); an instance's `Unlisten` closes a socket nobody
+//! else holds at once. A closed unix socket's file is removed.
 //!
 //! IP and abstract sockets are bound here. A unix socket path is bound by
 //! the path-socket helper ([`crate::path_socket`]) as the app's user, and
@@ -275,6 +282,35 @@ impl Bound {
     }
 }
 
+/// Where an app stands, for the sockets no live instance of it holds:
+/// what [`Listeners::settle`] decides by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// Meant to serve, and no main instance ready: starting, waiting out a
+    /// crash's back-off, `failed` (until `ally-ctl start`), or stopping only
+    /// to start again (`restart`). The next instance gets the same sockets.
+    Awaiting,
+    /// A ready main instance serves: a socket no live instance holds is
+    /// one this version does not use.
+    Serving,
+    /// Stopped, removed from the config, shutting down, or not known.
+    Down,
+}
+
+impl Standing {
+    /// The rule: whether a socket of an app standing so stays open, given
+    /// whether a live instance of the app holds it.
+    ///
+    /// A held socket always stays. An unheld one stays while the app waits
+    /// for an instance, so a crash, `kill` or `restart` refuses no
+    /// connection and port 0 keeps its port; it is closed once the app is
+    /// down (nothing would accept on it) or a ready main serves without it
+    /// (a new version that no longer uses it would leave clients hanging).
+    pub fn keeps(self, held: bool) -> bool {
+        held || self == Standing::Awaiting
+    }
+}
+
 /// One socket of the table.
 #[derive(Debug)]
 struct Entry {
@@ -326,35 +362,47 @@ impl Listeners {
         self.entries.keys()
     }
 
-    /// Instance `id` of `app` no longer holds the socket for `spec`.
+    /// Instance `id` of `app` unlistens the socket for `spec`: it no
+    /// longer holds it, and the socket is closed if no other instance does.
     pub fn release(&mut self, app: &str, id: u64, spec: &ListenSpec) -> Result<(), Failure> {
         let (key, _) = Key::of(app, spec)?;
-        let held = self
-            .entries
-            .get_mut(&key)
-            .is_some_and(|entry| entry.holders.remove(&id));
-        if !held {
+        let entry = self.entries.get_mut(&key);
+        let Some(entry) = entry.filter(|e| e.holders.contains(&id)) else {
             return Err(Failure::new(
                 ErrorCode::BadRequest,
                 format!("this instance does not hold {} {}", key.network, key.addr),
             ));
+        };
+        entry.holders.remove(&id);
+        if entry.holders.is_empty() {
+            self.entries.remove(&key);
         }
-        self.entries.retain(|_, entry| !entry.holders.is_empty());
         Ok(())
     }
 
-    /// Instance `id` of `app` is gone: drop its holds, closing what nobody
-    /// holds any more.
+    /// Instance `id` of `app` is gone: it holds nothing any more. Its
+    /// sockets stay open; [`settle`](Self::settle) decides their fate.
     pub fn release_instance(&mut self, app: &str, id: u64) {
         for (key, entry) in &mut self.entries {
             if key.app == app {
                 entry.holders.remove(&id);
             }
         }
-        self.entries.retain(|_, entry| !entry.holders.is_empty());
     }
 
-    /// How many sockets instance `id` of `app` holds.
+    /// Closes every socket that [`Standing::keeps`] no longer keeps;
+    /// `standing` says where an app stands, asked only for apps with a
+    /// socket no live instance holds. Cheap when every socket is held (a
+    /// pass over the table), so the loop calls it after every change.
+    pub fn settle(&mut self, standing: impl Fn(&str) -> Standing) {
+        self.entries.retain(|key, entry| {
+            let held = !entry.holders.is_empty();
+            held || standing(&key.app).keeps(held)
+        });
+    }
+
+    /// How many sockets instance `id` of `app` holds (kept sockets no
+    /// live instance holds count for none).
     pub fn held_by(&self, app: &str, id: u64) -> u32 {
         let held = self
             .entries
@@ -513,6 +561,86 @@ mod tests {
         assert_eq!(table.held_by("web", 2), 0);
         assert!(table.release("web", 2, &tcp).is_err());
         assert_eq!(table.entries.len(), 1);
+    }
+
+    #[test]
+    fn the_rule_keeps_unheld_sockets_only_while_the_app_awaits_an_instance() {
+        for standing in [Standing::Awaiting, Standing::Serving, Standing::Down] {
+            assert!(standing.keeps(true), "{standing:?} closed a held socket");
+        }
+        assert!(Standing::Awaiting.keeps(false));
+        assert!(!Standing::Serving.keeps(false));
+        assert!(!Standing::Down.keeps(false));
+    }
+
+    #[test]
+    fn a_socket_outlives_its_holder_until_the_app_no_longer_awaits_one() {
+        let mut table = Listeners::default();
+        let tcp = spec(Network::Tcp, "127.0.0.1:0");
+        let ino = |fd: &OwnedFd| rustix::fs::fstat(fd).unwrap().st_ino;
+        let (first, local) = acquire(&mut table, "web", 1, &tcp).unwrap();
+        let (other, _) = acquire(&mut table, "api", 1, &tcp).unwrap();
+        // Instance 1 crashes: nobody holds the socket, the app awaits its
+        // next instance, which gets the very same socket and port.
+        table.release_instance("web", 1);
+        assert_eq!(table.held_by("web", 1), 0);
+        let asked = std::cell::RefCell::new(Vec::new());
+        table.settle(|app| {
+            asked.borrow_mut().push(app.to_owned());
+            Standing::Awaiting
+        });
+        assert_eq!(asked.into_inner(), ["web"], "asked only for unheld sockets");
+        let (second, again) = acquire(&mut table, "web", 2, &tcp).unwrap();
+        assert_eq!((ino(&first), &local), (ino(&second), &again));
+        // Held, it stays whatever the app's standing.
+        table.settle(|_| Standing::Down);
+        assert_eq!(table.held_by("web", 2), 1);
+        // A new version serving without it: closed once nobody holds it.
+        table.release_instance("web", 2);
+        table.settle(|app| match app {
+            "web" => Standing::Serving,
+            _ => Standing::Down,
+        });
+        assert_eq!(
+            table.keys().map(|k| k.app.as_str()).collect::<Vec<_>>(),
+            ["api"]
+        );
+        let (third, _) = acquire(&mut table, "web", 3, &tcp).unwrap();
+        assert_ne!(ino(&third), ino(&first), "a closed socket is bound anew");
+        drop(other);
+    }
+
+    #[test]
+    fn unheld_sockets_of_an_app_that_is_down_are_closed() {
+        let mut table = Listeners::default();
+        let tcp = spec(Network::Tcp, "127.0.0.1:0");
+        let (_, local) = acquire(&mut table, "web", 1, &tcp).unwrap();
+        table.release_instance("web", 1);
+        table.settle(|_| Standing::Awaiting);
+        assert_eq!(table.entries.len(), 1);
+        table.settle(|_| Standing::Down);
+        assert!(table.entries.is_empty());
+        let addr: SocketAddr = local.parse().unwrap();
+        let refused = std::net::TcpStream::connect(addr).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn unlisten_by_the_last_holder_closes_even_while_the_app_awaits_one() {
+        let mut table = Listeners::default();
+        let tcp = spec(Network::Tcp, "127.0.0.1:0");
+        let kept = spec(Network::Tcp, "127.0.0.2:0");
+        acquire(&mut table, "web", 1, &tcp).unwrap();
+        acquire(&mut table, "web", 2, &tcp).unwrap();
+        acquire(&mut table, "web", 1, &kept).unwrap();
+        table.release_instance("web", 1);
+        table.release("web", 2, &tcp).unwrap();
+        let left: Vec<_> = table.keys().map(|k| k.addr.to_string()).collect();
+        assert_eq!(
+            left,
+            ["127.0.0.2:0"],
+            "only the socket unlistened is closed"
+        );
     }
 
     #[test]

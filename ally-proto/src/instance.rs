@@ -38,7 +38,8 @@ pub enum InstanceRequest {
     /// Give me this socket, binding it if nobody holds it yet.
     /// Answered by [`InstanceResponse::Listening`] with the fd attached.
     Listen(ListenSpec),
-    /// I no longer hold this socket. Answered by [`InstanceResponse::Done`].
+    /// I no longer hold this socket: closed if no other instance holds it.
+    /// Answered by [`InstanceResponse::Done`].
     Unlisten(ListenSpec),
     /// I serve: make me main and stop older instances. Answered by
     /// [`InstanceResponse::Done`] (also when the instance already was main

@@ -32,6 +32,8 @@ mod flood;
 mod hostile;
 #[path = "e2e/interop.rs"]
 mod interop;
+#[path = "e2e/kept_sockets.rs"]
+mod kept_sockets;
 #[path = "e2e/lifecycle.rs"]
 mod lifecycle;
 #[path = "e2e/listen_scope.rs"]

@@ -5,6 +5,7 @@
 use super::machine::{Event, Settings};
 use super::{App, Notice, Waiter};
 use crate::config::AppConfig;
+use crate::listeners::Standing;
 
 impl App {
     /// Whether the app has come to rest after the master started it:
@@ -58,6 +59,12 @@ impl App {
     /// instances to exit.
     pub fn is_retired(&self) -> bool {
         self.machine.is_retired()
+    }
+
+    /// Where the app stands for the sockets no live instance of it holds
+    /// (see [`Standing::keeps`]).
+    pub fn standing(&self) -> Standing {
+        self.machine.standing()
     }
 
     /// Whether the master can forget the app: retired, and nothing left.

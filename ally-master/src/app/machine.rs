@@ -16,6 +16,7 @@ use rustix::process::Signal;
 use super::{Notice, Waiter};
 use crate::config::{AppConfig, ReadyMode, RestartPolicy};
 use crate::instance::unix_ms;
+use crate::listeners::Standing;
 
 mod operator;
 #[cfg(test)]
@@ -438,6 +439,25 @@ impl Machine {
     /// Whether the master can forget the app.
     pub fn is_gone(&self) -> bool {
         self.life == Life::Gone
+    }
+
+    /// Where the app stands for the sockets none of its live instances
+    /// holds: serving once a main is ready; awaiting an instance while it
+    /// is supervised, failed (until `start`) or stopping only to start
+    /// again (`restart`, or `start` while it stops); else down.
+    pub fn standing(&self) -> Standing {
+        if self.main().is_some() {
+            return Standing::Serving;
+        }
+        match &self.life {
+            Life::Up { .. } | Life::Reloading { .. } | Life::Failed => Standing::Awaiting,
+            Life::Down {
+                why: Why::Stopped,
+                then_start,
+                ..
+            } if !then_start.is_empty() => Standing::Awaiting,
+            Life::Down { .. } | Life::Gone => Standing::Down,
+        }
     }
 }
 

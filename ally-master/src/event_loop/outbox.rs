@@ -8,10 +8,11 @@ use ally_proto::{ControlResponse, InstanceResponse};
 use std::os::fd::OwnedFd;
 
 use super::Master;
-use crate::app::{Notice, Waiter};
+use crate::app::{App, Notice, Waiter};
 use crate::apps::Apps;
 use crate::conn::Broken;
 use crate::conns::{self, Conns};
+use crate::listeners::Standing;
 use crate::tally::Tally;
 
 impl Master {
@@ -31,8 +32,16 @@ impl Master {
         self.outbox().send(id, msg, fds);
     }
 
-    /// Tells waiters how their reloads went.
+    /// Closes the listening sockets the apps' changes leave unused (see
+    /// [`Listeners::settle`]), then tells waiters how their requests went:
+    /// a client told `stopped` finds the port closed. Every change to an
+    /// app is followed by this.
+    ///
+    /// [`Listeners::settle`]: crate::listeners::Listeners::settle
     pub(crate) fn deliver(&mut self, notices: Vec<Notice>) {
+        let apps = &self.apps;
+        self.listeners
+            .settle(|app| apps.by_name(app).map_or(Standing::Down, App::standing));
         self.outbox().deliver(notices);
     }
 

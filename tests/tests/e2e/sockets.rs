@@ -1,5 +1,7 @@
 //! Listeners belong to the master: a reload hands the new instance the very
-//! same kernel socket, and a socket no live instance holds is closed.
+//! same kernel socket, and a socket the new main instance does not hold is
+//! closed once no live instance holds it (`kept_sockets` has the rest of
+//! the rule).
 
 use std::time::Duration;
 
@@ -52,7 +54,7 @@ fn reloaded_instance_gets_the_same_listening_socket_on_port_0() {
 }
 
 #[test]
-fn listener_no_live_instance_holds_is_closed() {
+fn listener_a_new_version_does_not_ask_for_is_closed_once_the_old_exits() {
     let demo = Demo::start("listener_closed");
     let master = &demo.master;
     let old_port = demo.addr.port();

@@ -105,6 +105,18 @@ fn running() -> Rig {
     rig
 }
 
+/// A failed app: restarts are off and its main instance 1 crashed.
+fn failed() -> Rig {
+    let mut settings = settings();
+    settings.restart.enabled = false;
+    let mut rig = Rig::new(settings);
+    rig.feed(Event::Boot);
+    rig.feed(Event::Ready { id: 1 });
+    rig.exit(1);
+    assert_eq!(rig.app_state(), AppState::Failed);
+    rig
+}
+
 #[test]
 fn backoff_doubles_up_to_the_cap() {
     let policy = RestartPolicy::default();
@@ -316,13 +328,7 @@ fn start_and_restart_of_a_removed_app_are_refused() {
 
 #[test]
 fn a_failed_app_that_is_reloaded_runs_again() {
-    let mut settings = settings();
-    settings.restart.enabled = false;
-    let mut rig = Rig::new(settings);
-    rig.feed(Event::Boot);
-    rig.feed(Event::Ready { id: 1 });
-    rig.exit(1);
-    assert_eq!(rig.app_state(), AppState::Failed);
+    let mut rig = failed();
     assert_eq!(
         spawns(&rig.feed(Event::Reload(Waiter::Instance { conn: 1 }))),
         [2]
@@ -330,4 +336,57 @@ fn a_failed_app_that_is_reloaded_runs_again() {
     assert_eq!(rig.app_state(), AppState::Starting);
     rig.feed(Event::Ready { id: 2 });
     assert_eq!(rig.app_state(), AppState::Running);
+}
+
+#[test]
+fn an_app_awaits_an_instance_through_crashes_kill_and_restart_but_not_after_stop() {
+    let mut rig = Rig::new(settings());
+    rig.feed(Event::Boot);
+    assert_eq!(rig.machine.standing(), Standing::Awaiting, "starting");
+    rig.feed(Event::Ready { id: 1 });
+    assert_eq!(rig.machine.standing(), Standing::Serving);
+    // A crash (SIGKILL, or `kill`'s TERM): the back-off awaits instance 2.
+    rig.exit(1);
+    assert!(matches!(rig.app_state(), AppState::Backoff { .. }));
+    assert_eq!(rig.machine.standing(), Standing::Awaiting);
+    rig.advance(Duration::from_secs(1));
+    rig.feed(Event::Ready { id: 2 });
+    assert_eq!(rig.machine.standing(), Standing::Serving);
+    // `restart` stops only to start again.
+    rig.feed(Event::Restart(Waiter::Lifecycle { conn: 7 }));
+    assert_eq!(rig.machine.standing(), Standing::Awaiting);
+    rig.exit(2);
+    assert_eq!(
+        rig.machine.standing(),
+        Standing::Awaiting,
+        "instance 3 starting"
+    );
+    rig.feed(Event::Ready { id: 3 });
+    // `stop` is down at once, its instances still draining.
+    rig.feed(Event::Stop { conn: 8 });
+    assert_eq!(rig.machine.standing(), Standing::Down);
+    rig.exit(3);
+    assert_eq!(rig.machine.standing(), Standing::Down);
+    // `start` while stopping awaits the instance it will start.
+    let mut rig = running();
+    rig.feed(Event::Stop { conn: 9 });
+    rig.feed(Event::Start(Waiter::Lifecycle { conn: 10 }));
+    assert_eq!(rig.machine.standing(), Standing::Awaiting);
+}
+
+#[test]
+fn a_failed_app_awaits_its_start_and_a_removed_or_shut_down_one_is_down() {
+    let rig = failed();
+    assert_eq!(rig.machine.standing(), Standing::Awaiting);
+    let mut rig = running();
+    rig.feed(Event::Remove);
+    assert_eq!(rig.machine.standing(), Standing::Down);
+    let mut rig = running();
+    rig.feed(Event::Restart(Waiter::Lifecycle { conn: 1 }));
+    rig.feed(Event::Shutdown);
+    assert_eq!(
+        rig.machine.standing(),
+        Standing::Down,
+        "shutdown overrides restart"
+    );
 }
