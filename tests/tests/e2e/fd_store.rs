@@ -98,7 +98,8 @@ fn assert_lost_nothing(master: &Master, stats: &[LoadStats]) {
 /// The demo, on a port-0 socket it asks for through the library, under
 /// `Connection: close` and keep-alive load: the master's SIGKILL refuses
 /// no connect and fails no request, and the new instance accepts on the
-/// very socket (same inode, same port) the store kept.
+/// very socket (same inode, same port) the store kept; stopping the app
+/// then takes it out of the store.
 #[test]
 fn sigkill_of_the_master_under_the_fd_store_loses_no_connection() {
     let dir = TestDir::new("fd_store_demo");
@@ -135,6 +136,12 @@ fn sigkill_of_the_master_under_the_fd_store_loses_no_connection() {
         listen_inodes(addr.port()),
         inodes,
         "another socket listens on the port"
+    );
+    // Closed for real (the app stopped): out of the store too.
+    master.ctl_expect(&["stop", APP], 0);
+    master.wait_for_log(
+        "fake-systemd: removed ally1/lib/web/tcp/-/-/127.0.0.1%3A0 (1 descriptor(s))",
+        Duration::from_secs(10),
     );
 }
 
