@@ -169,7 +169,8 @@ impl Instance {
             .env("NOTIFY_SOCKET", notify.address());
         let first = channel_fd + 1;
         cmd.env(env::OUTPUT_FDS, format!("{first},{}", first + 1));
-        for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+        // The master's own from systemd, with `inherit_env`: the store is not theirs.
+        for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "FDSTORE"] {
             cmd.env_remove(var);
         }
         if !sockets.is_empty() {
