@@ -8,7 +8,9 @@ use std::time::Duration;
 use argh::{EarlyExit, FromArgs};
 
 use crate::failure::{EXIT_OK, EXIT_USAGE, Failure};
-use crate::{kill, list, logs, reload, reopen, reread, restart, start, status, stop, version};
+use crate::{
+    kill, list, logs, reload, reopen, reread, restart, start, status, stop, upgrade, version,
+};
 
 /// The program name shown in help and usage messages.
 pub const PROGRAM: &str = "ally-ctl";
@@ -78,6 +80,8 @@ pub enum Command {
     Reopen(reopen::ReopenArgs),
     /// `version`.
     Version(version::VersionArgs),
+    /// `upgrade`.
+    Upgrade(upgrade::UpgradeArgs),
 }
 
 /// A parse that ends the program before any command runs.
@@ -136,7 +140,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Logs(args) => logs::run(&args, socket),
         Command::Reread(args) => reread::run(&args, socket),
         Command::Reopen(args) => reopen::run(&args, socket),
-        Command::Version(args) => version::run(&args),
+        Command::Version(args) => version::run(&args, socket),
+        Command::Upgrade(args) => upgrade::run(&args, socket),
     }
 }
 
@@ -358,7 +363,7 @@ mod tests {
         let help = parse(&["--help"]).unwrap_err().output;
         for command in [
             "list", "status", "reload", "start", "stop", "restart", "kill", "logs", "reread",
-            "reopen", "version",
+            "reopen", "version", "upgrade",
         ] {
             assert!(
                 help.contains(&format!("\n  {command} ")),

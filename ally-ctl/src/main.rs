@@ -24,6 +24,7 @@ mod stop;
 mod style;
 mod table;
 mod units;
+mod upgrade;
 mod version;
 
 use std::process::ExitCode;

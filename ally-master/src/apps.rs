@@ -271,6 +271,30 @@ impl Apps {
     }
 }
 
+impl Apps {
+    /// Every app as plain data, by id, and the next id.
+    pub fn snapshot<'a>(
+        &'a self,
+        fds: &mut crate::handover::fds::Export<'a>,
+        now: Instant,
+    ) -> (Vec<(u64, crate::handover::snapshot::AppSnap)>, u64) {
+        let list = self
+            .list
+            .iter()
+            .map(|(id, app)| (id.0, app.snapshot(fds, now)))
+            .collect();
+        (list, self.next)
+    }
+
+    /// The table of `apps`, ids kept, handing out ids from `next`.
+    pub fn restore(apps: Vec<(u64, App)>, next: u64) -> Apps {
+        let mut list: Vec<(AppId, App)> = apps.into_iter().map(|(id, a)| (AppId(id), a)).collect();
+        list.sort_by_key(|(id, _)| *id);
+        let next = list.last().map_or(0, |(id, _)| id.0 + 1).max(next);
+        Apps { list, next }
+    }
+}
+
 impl Index<AppId> for Apps {
     type Output = App;
 

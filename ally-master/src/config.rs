@@ -68,6 +68,7 @@
 //! the master does when it starts an app.
 
 mod file;
+mod handover;
 mod include;
 mod interop;
 mod raw;

@@ -13,6 +13,9 @@ use rustix::net::{SendAncillaryBuffer, SendAncillaryMessage, SendFlags};
 use serde::Serialize;
 
 use crate::budget::Held;
+use crate::handover::fds::{Export, Import};
+use crate::handover::snapshot::{ConnSnap, PeerSnap};
+use crate::handover::{self, HandoverError};
 use crate::limits::{MAX_PENDING_OUTPUT, OUTPUT_HIGH_WATER, READS_PER_WAKE};
 use crate::slots::Slot;
 use crate::sys::PeerCred;
@@ -322,6 +325,104 @@ impl Conn {
             }
         }
         Ok(())
+    }
+}
+
+impl Conn {
+    /// The connection as plain data, its descriptors (the socket and those
+    /// queued to be sent) listed in `fds`, times relative to `now`.
+    pub fn snapshot<'a>(&'a self, fds: &mut Export<'a>, now: Instant) -> ConnSnap {
+        let peer = match &self.peer {
+            Peer::Unknown { deadline } => PeerSnap::Unknown {
+                left_ms: handover::left_ms(*deadline, now),
+            },
+            Peer::Channel { app, id } => PeerSnap::Channel {
+                app: app.clone(),
+                id: *id,
+            },
+            Peer::Instance { app, id } => PeerSnap::Instance {
+                app: app.clone(),
+                id: *id,
+            },
+            Peer::Control => PeerSnap::Control,
+            Peer::Closing { deadline } => PeerSnap::Closing {
+                left_ms: handover::left_ms(*deadline, now),
+            },
+        };
+        ConnSnap {
+            fd: fds.add(self.stream.as_fd()),
+            cred: self.cred.snapshot(),
+            peer,
+            input: self.input.pending().to_vec(),
+            output: self
+                .output
+                .iter()
+                .map(|out| {
+                    let rest = out.bytes[out.sent..].to_vec();
+                    (rest, out.fds.iter().map(|fd| fds.add(fd.as_fd())).collect())
+                })
+                .collect(),
+            backlog: self.backlog,
+            hung_up: self.hung_up.is_some(),
+            accepted: self.accepted.is_some(),
+            frame_ago_ms: self.frame_started.map(|t| handover::ago_ms(t, now)),
+        }
+    }
+
+    /// The connection `snap` describes; `accepted` gives one from the
+    /// control socket its slot and budgets back.
+    ///
+    /// # Errors
+    ///
+    /// A missing descriptor.
+    pub fn restore(
+        snap: ConnSnap,
+        fds: &mut Import,
+        now: Instant,
+        accepted: Option<(Slot, Held, Held)>,
+    ) -> Result<Conn, HandoverError> {
+        let stream = UnixStream::from(fds.take(snap.fd)?);
+        let peer = match snap.peer {
+            PeerSnap::Unknown { left_ms } => Peer::Unknown {
+                deadline: handover::after(now, left_ms),
+            },
+            PeerSnap::Channel { app, id } => Peer::Channel { app, id },
+            PeerSnap::Instance { app, id } => Peer::Instance { app, id },
+            PeerSnap::Control => Peer::Control,
+            PeerSnap::Closing { left_ms } => Peer::Closing {
+                deadline: handover::after(now, left_ms),
+            },
+        };
+        let mut conn = Conn::new(stream, PeerCred::restore(snap.cred), peer);
+        if let Some((slot, input, output)) = accepted {
+            conn.input.set_limit(MAX_CONTROL_FRAME_LEN);
+            conn.accepted = Some(Accepted {
+                _slot: slot,
+                input,
+                output,
+            });
+        }
+        conn.input.extend(&snap.input);
+        for (bytes, out_fds) in snap.output {
+            let out_fds = out_fds
+                .into_iter()
+                .map(|i| fds.take(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            conn.pending += bytes.len();
+            conn.output.push_back(Outgoing {
+                bytes,
+                sent: 0,
+                fds: out_fds,
+            });
+        }
+        if let Some(accepted) = &mut conn.accepted {
+            accepted.input.set(conn.input.len());
+            accepted.output.set(conn.pending);
+        }
+        conn.backlog = snap.backlog;
+        conn.hung_up = snap.hung_up.then_some(Broken::Gone);
+        conn.frame_started = snap.frame_ago_ms.map(|ms| handover::before(now, ms));
+        Ok(conn)
     }
 }
 

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use ally_proto::{ControlResponse, ErrorCode, Failure, InstanceResponse};
 
 use crate::conn::{Broken, Conn, Peer, Unsendable};
+use crate::handover::fds::Export;
+use crate::handover::snapshot::ConnSnap;
 use crate::limits::HELLO_TIMEOUT;
 use crate::log;
 use crate::tally::Tally;
@@ -201,6 +203,36 @@ impl Conns {
             None => true,
             Some((app, id)) => live(app, id),
         });
+    }
+}
+
+impl Conns {
+    /// Every connection as plain data, by id, and the next id.
+    pub fn snapshot<'a>(
+        &'a self,
+        fds: &mut Export<'a>,
+        now: Instant,
+    ) -> (Vec<(u64, ConnSnap)>, u64) {
+        let list = self
+            .map
+            .iter()
+            .map(|(&id, conn)| (id, conn.snapshot(fds, now)))
+            .collect();
+        (list, self.next)
+    }
+
+    /// The table of `conns`, ids kept, handing out ids from `next`.
+    pub fn restore(conns: Vec<(u64, Conn)>, next: u64) -> Conns {
+        let next = conns
+            .iter()
+            .map(|(id, _)| id + 1)
+            .max()
+            .unwrap_or(1)
+            .max(next);
+        Conns {
+            map: conns.into_iter().collect(),
+            next,
+        }
     }
 }
 

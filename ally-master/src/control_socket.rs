@@ -12,11 +12,11 @@ use ally_proto::HelloReply;
 use rustix::net::SendFlags;
 use rustix::process::Uid;
 
-use crate::budget::Budget;
+use crate::budget::{Budget, Held};
 use crate::conn::Conn;
 use crate::limits::{ACCEPT_PAUSE, ACCEPTS_PER_TURN, HELLO_TIMEOUT};
 use crate::log;
-use crate::slots::{ControlSlots, Refusal};
+use crate::slots::{ControlSlots, Refusal, Slot};
 use crate::sys::{self, PeerCred};
 use crate::tally::Tally;
 
@@ -102,6 +102,20 @@ impl ControlSocket {
             ));
         }
         accepted
+    }
+}
+
+impl ControlSocket {
+    /// The listening socket, to hand over in an upgrade.
+    pub fn listener(&self) -> &UnixListener {
+        &self.listener
+    }
+
+    /// A slot and budget accounts for a connection from `uid` carried over
+    /// by an upgrade, if its uid may still hold one.
+    pub fn readmit(&self, uid: Uid) -> Option<(Slot, Held, Held)> {
+        let slot = self.slots.admit(uid).ok()?;
+        Some((slot, self.budget.hold(), self.output.hold()))
     }
 }
 

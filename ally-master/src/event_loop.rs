@@ -50,7 +50,12 @@ mod listening;
 mod outbox;
 mod requests;
 mod reread;
+mod resume;
 mod startup;
+mod upgrade;
+
+pub use upgrade::Exe;
+use upgrade::Upgrade;
 
 /// Whether the master is stopping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +83,7 @@ enum Token {
         instance: u64,
     },
     Helper(u64),
+    Probe,
 }
 
 /// The master's whole state.
@@ -113,6 +119,10 @@ pub struct Master {
     ready_fd: Option<OwnedFd>,
     /// Whether readiness was announced.
     announced: bool,
+    /// The in-place upgrade under way, if any.
+    upgrade: Upgrade,
+    /// The binary the master runs, and where it was started from.
+    exe: Exe,
 }
 
 impl Master {
@@ -130,6 +140,7 @@ impl Master {
         launch: Launch,
         control: UnixListener,
         signals: Signals,
+        exe: Exe,
         inherited: Inherited,
     ) -> Result<Master, String> {
         let log_dir = config
@@ -186,6 +197,8 @@ impl Master {
             fd_store,
             ready_fd: None,
             announced: false,
+            upgrade: Upgrade::Idle,
+            exe,
         })
     }
 
@@ -238,6 +251,11 @@ impl Master {
         self.apps.boot(&mut notices);
         self.deliver(notices);
         self.adopt_channels();
+        self.serve()
+    }
+
+    /// Serves until a shutdown completes, then closes everything.
+    fn serve(&mut self) -> io::Result<()> {
         while !(self.shutdown != Shutdown::Running && self.apps.all_stopped()) {
             let ready = self.poll()?;
             self.turn(&ready);
@@ -264,6 +282,7 @@ impl Master {
             .chain(self.pending.deadline())
             .chain(self.control.paused_until())
             .chain(self.tally.next_report())
+            .chain(self.upgrade_deadline())
             .min()
     }
 
@@ -309,6 +328,11 @@ impl Master {
         for (ticket, helper) in self.pending.helpers() {
             tokens.push(Token::Helper(ticket));
             fds.push(PollFd::new(helper, PollFlags::IN));
+        }
+        let probe = self.probe_output();
+        if let Some(probe) = &probe {
+            tokens.push(Token::Probe);
+            fds.push(PollFd::new(probe, PollFlags::IN));
         }
         // Requests left to handle now; those of a peer that does not read
         // its answers wait for it to read (a writable wake-up).
@@ -401,6 +425,7 @@ impl Master {
                     self.deliver(notices);
                 }
                 Token::Helper(ticket) => self.on_helper_report(ticket),
+                Token::Probe => self.on_probe_output(),
                 _ => {}
             }
         }
@@ -414,6 +439,8 @@ impl Master {
         if self.shutdown == Shutdown::Running {
             self.announce_if_ready();
         }
+        // Last: an exec happens between turns, with nothing half done.
+        self.advance_upgrade(Instant::now());
     }
 
     fn on_signals(&mut self) {
@@ -438,6 +465,10 @@ impl Master {
                 }
             }
         }
+        if pending.upgrade {
+            log!("SIGUSR2: upgrading in place");
+            self.request_upgrade(None);
+        }
         if pending.hangup {
             log!("SIGHUP: reopening log files and rereading the config");
             self.notifier.reloading();
@@ -456,7 +487,7 @@ impl Master {
     fn reap(&mut self) {
         let mut notices = Vec::new();
         while let Ok(Some((pid, status))) = rustix::process::wait(WaitOptions::NOHANG) {
-            if helpers::reaped(pid) {
+            if helpers::reaped(pid) || self.probe_reaped(pid, status) {
                 continue;
             }
             self.apps

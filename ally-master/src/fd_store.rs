@@ -112,7 +112,7 @@ impl FdStore {
     /// fails.
     pub fn park(&self, fd: BorrowedFd<'_>, name: FdName) -> Parked {
         let Some(inner) = &self.inner else {
-            return Parked::none(name);
+            return Parked::none();
         };
         if inner.max.is_some_and(|max| inner.parked.get() >= max) {
             inner.note(format!(
@@ -120,14 +120,14 @@ impl FdStore {
                  (raise FileDescriptorStoreMax=); a crash of the master closes this socket",
                 inner.parked.get()
             ));
-            return Parked::none(name);
+            return Parked::none();
         }
         let message = format!("FDSTORE=1\nFDNAME={name}");
         match inner.target.send(&message, &[fd]) {
             Ok(()) => self.keep(name),
             Err(e) => {
                 inner.note(format!("cannot park {name} in systemd's fd store: {e}"));
-                Parked::none(name)
+                Parked::none()
             }
         }
     }
@@ -135,13 +135,11 @@ impl FdStore {
     /// `name`, which the store holds already (adopted, or carried across
     /// an upgrade): sends nothing now, and removes it when dropped.
     pub fn keep(&self, name: FdName) -> Parked {
-        if let Some(inner) = &self.inner {
-            inner.parked.set(inner.parked.get() + 1);
-        }
-        Parked {
-            store: self.inner.clone(),
-            name,
-        }
+        let Some(inner) = &self.inner else {
+            return Parked::none();
+        };
+        inner.parked.set(inner.parked.get() + 1);
+        Parked(Some((inner.clone(), name)))
     }
 
     /// The failures since the last call: how many, and the last one's line.
@@ -154,36 +152,38 @@ impl FdStore {
 /// A socket's place in the store: removed from it (`FDSTOREREMOVE=1`)
 /// when dropped, that is when the socket is really closed.
 #[derive(Debug)]
-pub struct Parked {
-    store: Option<Rc<Inner>>,
-    name: FdName,
-}
+pub struct Parked(Option<(Rc<Inner>, FdName)>);
 
 impl Parked {
     /// Not in the store (there is none, or it did not take the socket).
-    pub fn none(name: FdName) -> Parked {
-        Parked { store: None, name }
+    pub fn none() -> Parked {
+        Parked(None)
+    }
+
+    /// Its name, if the store holds it: what an upgrade carries, to
+    /// [`keep`](FdStore::keep) it again.
+    pub fn name(&self) -> Option<&FdName> {
+        self.0.as_ref().map(|(_, name)| name)
     }
 
     /// Whether the store holds it.
     #[cfg(test)]
     pub fn is_parked(&self) -> bool {
-        self.store.is_some()
+        self.0.is_some()
     }
 }
 
 impl Drop for Parked {
     fn drop(&mut self) {
-        let Some(inner) = self.store.take() else {
+        let Some((inner, name)) = self.0.take() else {
             return;
         };
         inner.parked.set(inner.parked.get().saturating_sub(1));
-        let message = format!("FDSTOREREMOVE=1\nFDNAME={}", self.name);
+        let message = format!("FDSTOREREMOVE=1\nFDNAME={name}");
         if let Err(e) = inner.target.send(&message, &[]) {
             inner.note(format!(
-                "cannot remove {} from systemd's fd store: {e}; it stays open there until the \
-                 master starts again",
-                self.name
+                "cannot remove {name} from systemd's fd store: {e}; it stays open there until \
+                 the master starts again"
             ));
         }
     }

@@ -8,17 +8,20 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use ally_proto::{Report, env};
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, Rlimit, Signal};
 
 use crate::config::{self, AppConfig, CLEAN_ENV};
+use crate::handover::fds::{Export, Import};
+use crate::handover::snapshot::{InstanceSnap, NotifySnap, PipeSnap};
+use crate::handover::{self, HandoverError};
 use crate::limits::{READ_CHUNK, STDERR_TAIL_LINES};
 use crate::lines::Splitter;
 use crate::listeners::Bound;
-use crate::notify::NotifySocket;
+use crate::notify::{NotifySocket, Strangers};
 use crate::spawn;
 use crate::sys::{self, PeerCred};
 use crate::users;
@@ -298,6 +301,98 @@ impl Instance {
             out.push_str(line);
         }
         out
+    }
+}
+
+impl Instance {
+    /// As plain data, its descriptors listed in `fds`, times relative to
+    /// `now`.
+    pub fn snapshot<'a>(&'a self, fds: &mut Export<'a>, now: Instant) -> InstanceSnap {
+        let (unreported, last) = self.notify.strangers.parts();
+        InstanceSnap {
+            id: self.id,
+            pid: self.pid.as_raw_nonzero().get(),
+            started_unix_ms: self.started_unix_ms,
+            report: self.report.clone(),
+            pipes: self
+                .pipes
+                .iter()
+                .map(|pipe| {
+                    let (partial, skipping) = pipe.lines.parts();
+                    PipeSnap {
+                        fd: fds.add(pipe.fd.as_fd()),
+                        stderr: pipe.stream == Stream::Stderr,
+                        partial: partial.to_vec(),
+                        skipping,
+                    }
+                })
+                .collect(),
+            notify: NotifySnap {
+                fd: fds.add(self.notify.fd()),
+                address: self.notify.address().to_owned(),
+                unreported,
+                last_report_ago_ms: last.map(|t| handover::ago_ms(t, now)),
+            },
+            channel: self.channel.as_ref().map(|c| fds.add(c.as_fd())),
+            cred: self.cred.snapshot(),
+            tail: self.tail.iter().cloned().collect(),
+        }
+    }
+
+    /// The instance `snap` describes: the same process, still the
+    /// master's child.
+    ///
+    /// # Errors
+    ///
+    /// A missing descriptor or a pid that is not one.
+    pub fn restore(
+        snap: InstanceSnap,
+        fds: &mut Import,
+        now: Instant,
+    ) -> Result<Instance, HandoverError> {
+        let pid = Pid::from_raw(snap.pid)
+            .ok_or_else(|| HandoverError::Restore(format!("instance pid {}", snap.pid)))?;
+        let pipes = snap
+            .pipes
+            .into_iter()
+            .map(|p| {
+                Ok(OutputPipe {
+                    fd: fds.take(p.fd)?,
+                    stream: if p.stderr {
+                        Stream::Stderr
+                    } else {
+                        Stream::Stdout
+                    },
+                    lines: Splitter::from_parts(p.partial, p.skipping),
+                })
+            })
+            .collect::<Result<Vec<_>, HandoverError>>()?;
+        let strangers = Strangers::from_parts(
+            snap.notify.unreported,
+            snap.notify
+                .last_report_ago_ms
+                .map(|ms| handover::before(now, ms)),
+        );
+        let notify = NotifySocket::adopt(fds.take(snap.notify.fd)?, snap.notify.address, strangers);
+        let channel = snap
+            .channel
+            .map(|i| fds.take(i).map(UnixStream::from))
+            .transpose()?;
+        let mut tail: VecDeque<String> = snap.tail.into();
+        while tail.len() > STDERR_TAIL_LINES {
+            tail.pop_front();
+        }
+        Ok(Instance {
+            id: snap.id,
+            pid,
+            started_unix_ms: snap.started_unix_ms,
+            report: snap.report,
+            pipes,
+            notify,
+            channel,
+            cred: PeerCred::restore(snap.cred),
+            tail,
+        })
     }
 }
 

@@ -234,3 +234,30 @@ pub const RECENT_LOG_BYTES: usize = 256 << 10;
 /// start, `reread` or `reopen`), to fill the lines `ally-ctl logs` shows.
 /// The loop reads no log file otherwise.
 pub const LOG_SEED_BYTES: u64 = 64 << 10;
+
+/// Most bytes of the state an in-place upgrade hands over (the memfd): the
+/// shared state of every app is most of it. An upgrade whose state is
+/// larger fails, naming the size, and the master serves on.
+pub const MAX_HANDOVER_BYTES: usize = 1 << 30;
+
+/// Most descriptors an in-place upgrade hands over: their numbers go on
+/// the new image's command line, as one argument of at most 128 KiB
+/// (Linux's `MAX_ARG_STRLEN`). Past it the upgrade fails and the master
+/// serves on.
+pub const MAX_HANDOVER_FDS: usize = 16_384;
+
+/// How long the probe of a new binary (`--check-handover`) may take before
+/// the upgrade fails.
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Most bytes of the probe's output kept for the upgrade's answer.
+pub const MAX_PROBE_REPORT: usize = 4 << 10;
+
+/// How long an upgrade waits for unix path sockets still being bound by
+/// their helper (each fails at [`PATH_SOCKET_TIMEOUT`] anyway) before it
+/// gives up.
+pub const UPGRADE_QUIESCE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long, just before the exec, the master waits for its log sinks to
+/// write what is queued; lines still queued after it are lost.
+pub const UPGRADE_FLUSH_GRACE: Duration = Duration::from_secs(2);

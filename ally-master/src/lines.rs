@@ -62,6 +62,19 @@ impl Splitter {
         self.partial = Vec::new();
         self.skipping = false;
     }
+
+    /// The unfinished line and whether the rest of a cut line is being
+    /// skipped: what an upgraded master carries over.
+    pub fn parts(&self) -> (&[u8], bool) {
+        (&self.partial, self.skipping)
+    }
+
+    /// A splitter in the middle of a line, as [`parts`](Self::parts) gave
+    /// it (cut to [`MAX_LOG_LINE`]).
+    pub fn from_parts(mut partial: Vec<u8>, skipping: bool) -> Splitter {
+        partial.truncate(MAX_LOG_LINE);
+        Splitter { partial, skipping }
+    }
 }
 
 #[cfg(test)]

@@ -19,11 +19,15 @@
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::LogTarget;
+use crate::handover::HandoverError;
+use crate::handover::fds::{Export, Import};
+use crate::handover::snapshot::LogSnap;
 use crate::instance::Stream;
 use crate::limits::{LOG_SEED_BYTES, LOG_SINK_BYTES, RECENT_LOG_BYTES, RECENT_LOG_LINES};
 use crate::sink::{Sink, Target};
@@ -33,6 +37,9 @@ use crate::sink::{Sink, Target};
 pub struct AppLog {
     app: String,
     file: Option<(PathBuf, Sink)>,
+    /// A duplicate of the descriptor the sink writes to, to hand it over
+    /// in an upgrade (the sink's thread owns the other).
+    handle: Option<File>,
     /// The last lines, as `ally-ctl logs` shows them.
     recent: VecDeque<String>,
     /// Bytes of the lines in `recent`.
@@ -75,6 +82,7 @@ impl AppLog {
         let mut log = AppLog {
             app: app.to_owned(),
             file: None,
+            handle: None,
             recent: VecDeque::new(),
             recent_bytes: 0,
             dropped: 0,
@@ -86,6 +94,10 @@ impl AppLog {
             let mut file =
                 open_append(&path).map_err(|e| format!("log file {}: {e}", path.display()))?;
             log.seed(&mut file);
+            log.handle = Some(
+                file.try_clone()
+                    .map_err(|e| format!("log file {}: {e}", path.display()))?,
+            );
             let sink = Sink::new(
                 &format!("ally-log-{app}"),
                 Target::File(file),
@@ -206,10 +218,14 @@ impl AppLog {
         };
         let mut file =
             open_append(path).map_err(|e| format!("log file {}: {e}", path.display()))?;
+        let handle = file
+            .try_clone()
+            .map_err(|e| format!("log file {}: {e}", path.display()))?;
         self.seed(&mut file);
         if let Some((_, sink)) = &self.file {
             sink.switch(file);
         }
+        self.handle = Some(handle);
         Ok(())
     }
 
@@ -225,6 +241,58 @@ impl AppLog {
     pub fn tail(&self, n: usize) -> Vec<String> {
         let skip = self.recent.len().saturating_sub(n);
         self.recent.iter().skip(skip).cloned().collect()
+    }
+}
+
+impl AppLog {
+    /// As plain data, the file's descriptor listed in `fds`.
+    pub fn snapshot<'a>(&'a self, fds: &mut Export<'a>) -> LogSnap {
+        let file = match (&self.file, &self.handle) {
+            (Some((path, _)), Some(handle)) => Some((path.clone(), fds.add(handle.as_fd()))),
+            _ => None,
+        };
+        LogSnap {
+            file,
+            recent: self.recent.iter().cloned().collect(),
+            dropped: self.dropped,
+        }
+    }
+
+    /// The log of `app` that `snap` describes: the same file, a new writer
+    /// thread.
+    ///
+    /// # Errors
+    ///
+    /// A missing descriptor.
+    pub fn restore(app: &str, snap: LogSnap, fds: &mut Import) -> Result<AppLog, HandoverError> {
+        let mut log = AppLog {
+            app: app.to_owned(),
+            file: None,
+            handle: None,
+            recent: VecDeque::new(),
+            recent_bytes: 0,
+            dropped: snap.dropped,
+            stamp: (u64::MAX, String::new()),
+            source: (0, String::new()),
+            scratch: Vec::new(),
+        };
+        for line in snap.recent {
+            log.keep(line);
+        }
+        if let Some((path, fd)) = snap.file {
+            let file = File::from(fds.take(fd)?);
+            let theirs = file
+                .try_clone()
+                .map_err(|e| HandoverError::Io(format!("log file {}", path.display()), e))?;
+            let sink = Sink::new(
+                &format!("ally-log-{app}"),
+                Target::File(theirs),
+                LOG_SINK_BYTES,
+            );
+            log.file = Some((path, sink));
+            log.handle = Some(file);
+        }
+        Ok(log)
     }
 }
 

@@ -13,6 +13,7 @@ mod conns;
 mod control_socket;
 mod event_loop;
 mod fd_store;
+mod handover;
 mod helpers;
 mod instance;
 mod limits;
@@ -35,6 +36,7 @@ mod spawn;
 mod sys;
 mod tally;
 mod users;
+mod version;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,7 +49,8 @@ use argh::FromArgs;
 #[argh(
     example = "ally-master --config /etc/ally/web.toml",
     note = "Signals: SIGTERM or SIGINT stop every app gracefully, then the master exits 0; \
-            a second one kills the instances at once.",
+            a second one kills the instances at once. SIGHUP reopens logs and rereads the \
+            config. SIGUSR2 re-executes the binary from disk in place, with all of its state.",
     error_code(
         1,
         "the master could not run (control socket in use, unsafe runtime directory, \
@@ -109,6 +112,20 @@ fn main() -> ExitCode {
         eprintln!("ally-master: cannot list inherited file descriptors: {e}");
         return ExitCode::from(Failure::Runtime(String::new()).exit_code());
     }
+    // An upgrade's new image (its descriptors are close-on-exec again now,
+    // as every inherited one), and the probe before it.
+    let mut raw = std::env::args_os();
+    match raw.nth(1) {
+        Some(a) if a == handover::exec::RESUME_ARG => {
+            let code = handover::resume::main(&raw.collect::<Vec<_>>());
+            log::flush(std::time::Instant::now() + limits::SINK_EXIT_GRACE);
+            return code;
+        }
+        Some(a) if a == handover::exec::CHECK_ARG => {
+            return handover::resume::check(&raw.collect::<Vec<_>>());
+        }
+        _ => {}
+    }
     // Next, while this is the only thread: the sockets systemd handed back
     // from its fd store, owned before anything can take their numbers.
     let inherited = fd_store::Inherited::from_env();
@@ -126,11 +143,7 @@ fn main() -> ExitCode {
         }
     };
     if args.version {
-        println!(
-            "ally-master {} (protocol {})",
-            env!("CARGO_PKG_VERSION"),
-            ally_proto::PROTOCOL_VERSION
-        );
+        println!("{}", version::line());
         return ExitCode::SUCCESS;
     }
     let Some(config) = args.config.clone() else {
@@ -185,6 +198,8 @@ fn run(
         .map_err(|e| Failure::Config(format!("[master] group: {e}")))?;
     let control =
         runtime::bind(&socket, control_group).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let exe = event_loop::Exe::of_this_process()
+        .map_err(|e| Failure::Runtime(format!("cannot open the running binary: {e}")))?;
     let launch = instance::Launch {
         socket,
         fd_limit: sys::raise_fd_limit(),
@@ -199,7 +214,7 @@ fn run(
         .map(sys::adopt_fd)
         .transpose()
         .map_err(|e| Failure::Runtime(format!("--ready-fd: {e}")))?;
-    let mut master = event_loop::Master::new(config, launch, control, signals, inherited)
+    let mut master = event_loop::Master::new(config, launch, control, signals, exe, inherited)
         .map_err(Failure::Runtime)?;
     if let Some(fd) = ready_fd {
         master.announce_on(fd);

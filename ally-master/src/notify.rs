@@ -109,6 +109,20 @@ impl Strangers {
         Some(std::mem::take(&mut self.unreported))
     }
 
+    /// The count not reported yet and when the last report was: what an
+    /// upgraded master carries over.
+    pub fn parts(&self) -> (u64, Option<Instant>) {
+        (self.unreported, self.last_report)
+    }
+
+    /// Counts as [`parts`](Self::parts) gave them.
+    pub fn from_parts(unreported: u64, last_report: Option<Instant>) -> Strangers {
+        Strangers {
+            unreported,
+            last_report,
+        }
+    }
+
     /// The count not reported yet, if any, reset: for a last report.
     pub fn take_all(&mut self) -> Option<u64> {
         Some(std::mem::take(&mut self.unreported)).filter(|&n| n > 0)
@@ -172,6 +186,21 @@ impl NotifySocket {
     /// The value for `NOTIFY_SOCKET`.
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// Its descriptor, to hand it over in an upgrade.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    /// A socket handed over by the master's previous image: `fd` bound to
+    /// `address`, with `strangers` not reported yet.
+    pub fn adopt(fd: OwnedFd, address: String, strangers: Strangers) -> NotifySocket {
+        NotifySocket {
+            fd,
+            address,
+            strangers,
+        }
     }
 
     /// The messages waiting from process `pid`, reading at most

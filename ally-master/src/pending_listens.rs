@@ -82,6 +82,11 @@ impl PendingListens {
         Some(Ok(()))
     }
 
+    /// Whether no bind is pending (an upgrade waits for that).
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Whether [`MAX_PENDING_LISTENS`] binds are pending already.
     pub fn is_full(&self) -> bool {
         self.entries.len() >= MAX_PENDING_LISTENS

@@ -11,9 +11,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use ally_proto::state::{Handled, Limits, Owner, Store, Ticket};
+use ally_proto::state::{Handled, Limits, Owner, Store, StoreSnapshot, Ticket};
 use ally_proto::{InstanceRequest, InstanceResponse};
 
+use crate::handover::{self, HandoverError};
 use crate::limits::{EXPIRY_SWEEP_BATCH, EXPIRY_WAKE_GRANULARITY};
 
 /// A lock request waiting on a connection.
@@ -140,6 +141,43 @@ impl SharedState {
         self.grant(granted, out);
         self.waits
             .retain(|&ticket, _| self.store.locker.owner_of(ticket).is_some());
+    }
+
+    /// The store and the lock waits as plain data, times relative to
+    /// `now`: waits as (ticket, connection, milliseconds left).
+    pub fn snapshot(&self, now: Instant) -> (StoreSnapshot, Vec<(u64, u64, Option<u64>)>) {
+        let waits = self
+            .waits
+            .iter()
+            .map(|(&t, w)| (t, w.conn, w.deadline.map(|d| handover::left_ms(d, now))))
+            .collect();
+        (self.store.snapshot(now), waits)
+    }
+
+    /// The state `store` and `waits` describe, bounded by `limits`.
+    ///
+    /// # Errors
+    ///
+    /// If the store contradicts itself, or a wait is for no queued ticket.
+    pub fn restore(
+        limits: Limits,
+        store: StoreSnapshot,
+        waits: Vec<(u64, u64, Option<u64>)>,
+        now: Instant,
+    ) -> Result<SharedState, HandoverError> {
+        let store = Store::restore(limits, store, now)
+            .map_err(|e| HandoverError::Restore(e.to_string()))?;
+        let mut map = HashMap::with_capacity(waits.len());
+        for (ticket, conn, left) in waits {
+            if store.locker.owner_of(ticket).is_none() {
+                return Err(HandoverError::Restore(format!(
+                    "a lock wait for ticket {ticket}, which is not queued"
+                )));
+            }
+            let deadline = left.map(|ms| handover::after(now, ms));
+            map.insert(ticket, Wait { conn, deadline });
+        }
+        Ok(SharedState { store, waits: map })
     }
 
     fn grant(&mut self, tickets: Vec<Ticket>, out: &mut Vec<Reply>) {

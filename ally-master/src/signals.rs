@@ -1,5 +1,9 @@
 //! Signals, turned into readable bytes on a self-pipe so the poll loop
-//! sees them like any other event.
+//! sees them like any other event; and holding them back across the exec
+//! of an in-place upgrade, so that none is lost or acted on by the default
+//! disposition before the new image has its handlers.
+
+#![allow(unsafe_code)]
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -7,7 +11,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 
 /// What arrived since the last [`Signals::take`].
 #[derive(Debug, Default, Clone, Copy)]
@@ -18,6 +22,51 @@ pub struct Pending {
     pub terminate: bool,
     /// SIGHUP.
     pub hangup: bool,
+    /// SIGUSR2: upgrade in place.
+    pub upgrade: bool,
+}
+
+/// Every signal the master handles.
+const HANDLED: [i32; 5] = [SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGUSR2];
+
+/// `pthread_sigmask(how, HANDLED)`.
+fn mask(how: i32) -> io::Result<()> {
+    // SAFETY: `set` is a local sigset_t, initialised by sigemptyset before
+    // any other use; sigaddset gets valid signal numbers; the old mask is
+    // not asked for (null).
+    let result = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        for signal in HANDLED {
+            libc::sigaddset(&raw mut set, signal);
+        }
+        libc::pthread_sigmask(how, &raw const set, std::ptr::null_mut())
+    };
+    if result != 0 {
+        return Err(io::Error::from_raw_os_error(result));
+    }
+    Ok(())
+}
+
+/// Blocks every handled signal: before the exec of an upgrade. The mask
+/// survives the exec, so a signal that arrives meanwhile stays pending
+/// (instead of the default action: SIGTERM would kill the master) until
+/// the new image has installed its handlers and calls [`unblock`].
+///
+/// # Errors
+///
+/// If the mask cannot be changed.
+pub fn block() -> io::Result<()> {
+    mask(libc::SIG_BLOCK)
+}
+
+/// Unblocks what [`block`] blocked; pending signals arrive now.
+///
+/// # Errors
+///
+/// If the mask cannot be changed.
+pub fn unblock() -> io::Result<()> {
+    mask(libc::SIG_UNBLOCK)
 }
 
 /// The master's signal handlers and the read end of their self-pipe.
@@ -27,10 +76,11 @@ pub struct Signals {
     child: Arc<AtomicBool>,
     terminate: Arc<AtomicBool>,
     hangup: Arc<AtomicBool>,
+    upgrade: Arc<AtomicBool>,
 }
 
 impl Signals {
-    /// Installs handlers for SIGCHLD, SIGTERM, SIGINT and SIGHUP.
+    /// Installs handlers for SIGCHLD, SIGTERM, SIGINT, SIGHUP and SIGUSR2.
     ///
     /// # Errors
     ///
@@ -43,12 +93,14 @@ impl Signals {
             child: Arc::default(),
             terminate: Arc::default(),
             hangup: Arc::default(),
+            upgrade: Arc::default(),
         };
         let flags = [
             (SIGCHLD, &signals.child),
             (SIGTERM, &signals.terminate),
             (SIGINT, &signals.terminate),
             (SIGHUP, &signals.hangup),
+            (SIGUSR2, &signals.upgrade),
         ];
         for (signal, flag) in flags {
             // The flag is set before the pipe is written: the loop, woken by
@@ -67,6 +119,7 @@ impl Signals {
             child: self.child.swap(false, Ordering::SeqCst),
             terminate: self.terminate.swap(false, Ordering::SeqCst),
             hangup: self.hangup.swap(false, Ordering::SeqCst),
+            upgrade: self.upgrade.swap(false, Ordering::SeqCst),
         }
     }
 }

@@ -138,6 +138,27 @@ pub struct PeerCred {
 }
 
 impl PeerCred {
+    /// As plain data, for an upgrade.
+    pub fn snapshot(&self) -> crate::handover::snapshot::CredSnap {
+        crate::handover::snapshot::CredSnap {
+            pid: self
+                .pid
+                .map(rustix::process::Pid::as_raw_nonzero)
+                .map(i32::from),
+            uid: self.uid.as_raw(),
+            gid: self.gid,
+        }
+    }
+
+    /// What [`snapshot`](Self::snapshot) gave.
+    pub fn restore(snap: crate::handover::snapshot::CredSnap) -> PeerCred {
+        PeerCred {
+            pid: snap.pid.and_then(rustix::process::Pid::from_raw),
+            uid: rustix::process::Uid::from_raw(snap.uid),
+            gid: snap.gid,
+        }
+    }
+
     /// The pid for messages: the number, or `?` when unknown.
     pub fn pid_text(&self) -> String {
         self.pid
@@ -222,4 +243,57 @@ pub fn forget_listen_env() {
         // so nothing reads the environment concurrently.
         unsafe { std::env::remove_var(var) };
     }
+}
+
+/// `fcntl(F_SETFD)` — makes `fd` inherited across exec (`inherit`) or
+/// close-on-exec again: an upgrade clears `FD_CLOEXEC` on exactly the
+/// descriptors it hands over, right before the exec, and sets it back if
+/// the exec fails.
+///
+/// # Errors
+///
+/// If `fd` is not open.
+pub fn set_inherited(fd: impl AsFd, inherit: bool) -> std::io::Result<()> {
+    use rustix::io::FdFlags;
+    let flags = if inherit {
+        FdFlags::empty()
+    } else {
+        FdFlags::CLOEXEC
+    };
+    Ok(rustix::io::fcntl_setfd(fd, flags)?)
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)` — runs the program open
+/// at `fd` in this process, in place (same pid, same children). Returns
+/// only on failure, with why.
+///
+/// Call it from the main thread with every other thread idle: the kernel
+/// ends them, and the children's death signal (`PR_SET_PDEATHSIG`) is tied
+/// to the thread that spawned them, which is the main one.
+pub fn exec_fd(
+    fd: impl AsFd,
+    argv: &[std::ffi::CString],
+    envp: &[std::ffi::CString],
+) -> std::io::Error {
+    use std::os::fd::AsRawFd;
+
+    let mut args: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    args.push(std::ptr::null());
+    let mut env: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    env.push(std::ptr::null());
+    // SAFETY: `fd` is open (borrowed for the call); the empty path is a
+    // NUL-terminated literal; `args` and `env` are NULL-terminated arrays
+    // of pointers into `argv` and `envp`, which outlive the call. On
+    // success the call does not return.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_fd().as_raw_fd(),
+            c"".as_ptr(),
+            args.as_ptr(),
+            env.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    std::io::Error::last_os_error()
 }

@@ -78,6 +78,21 @@ pub enum ControlRequest {
     /// Reopen every log file (after logrotate moved them). Answered by
     /// [`ControlResponse::Done`].
     Reopen,
+    /// Re-execute the master's binary from disk in place (same pid), with
+    /// every descriptor and all of its state. Answered by
+    /// [`ControlResponse::UpgradeStarted`] once the new binary is being
+    /// checked, or [`ControlResponse::Error`] (an upgrade already under
+    /// way, a shutdown, an unusable binary). With `wait`, a second frame
+    /// follows when it ends: [`ControlResponse::Upgraded`] from the new
+    /// master, or [`ControlResponse::Error`] from the old one, which serves
+    /// on.
+    Upgrade {
+        /// Whether to send the outcome too.
+        wait: bool,
+    },
+    /// The running master's version. Answered by
+    /// [`ControlResponse::MasterVersion`].
+    Version,
 }
 
 /// Where an app is, as a whole.
@@ -223,4 +238,25 @@ pub enum ControlResponse {
     Done(String),
     /// Log lines, oldest first, each `TIME APP#ID STREAM| text`.
     LogLines(Vec<String>),
+    /// An upgrade began: the new binary is being checked; `from` is the
+    /// running master's version.
+    UpgradeStarted {
+        /// The version of the master that took the request.
+        from: String,
+    },
+    /// The upgrade succeeded: sent by the new master.
+    Upgraded {
+        /// The version of the master before.
+        from: String,
+        /// The version of the master now.
+        to: String,
+    },
+    /// The running master's version, and the version of the state it hands
+    /// over in an upgrade.
+    MasterVersion {
+        /// Its version (`ally-master --version`).
+        version: String,
+        /// Its handover state version.
+        handover: u32,
+    },
 }

@@ -168,6 +168,12 @@ impl FrameBuf {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// The buffered bytes not yet taken as messages: what a master
+    /// upgraded in place carries over for a connection.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+
     /// Number of buffered bytes not yet taken as messages.
     pub fn len(&self) -> usize {
         self.buf.len() - self.start

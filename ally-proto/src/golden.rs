@@ -161,6 +161,26 @@ fn control() {
         ControlResponse::LogLines(vec!["x".into()]),
         &[5, 1, 1, b'x'],
     );
+    check(ControlRequest::Upgrade { wait: true }, &[10, 1]);
+    check(ControlRequest::Version, &[11]);
+    check(
+        ControlResponse::UpgradeStarted { from: "1".into() },
+        &[6, 1, b'1'],
+    );
+    check(
+        ControlResponse::Upgraded {
+            from: "1".into(),
+            to: "2".into(),
+        },
+        &[7, 1, b'1', 1, b'2'],
+    );
+    check(
+        ControlResponse::MasterVersion {
+            version: "1".into(),
+            handover: 1,
+        },
+        &[8, 1, b'1', 1],
+    );
 }
 
 #[test]

@@ -166,6 +166,8 @@ fn control_request() -> impl Strategy<Value = ControlRequest> {
         }),
         Just(R::Reread),
         Just(R::Reopen),
+        any::<bool>().prop_map(|wait| R::Upgrade { wait }),
+        Just(R::Version),
     ]
 }
 
@@ -259,6 +261,10 @@ fn control_response() -> impl Strategy<Value = ControlResponse> {
         failure().prop_map(R::Error),
         text().prop_map(R::Done),
         vec(text(), 0..4).prop_map(R::LogLines),
+        text().prop_map(|from| R::UpgradeStarted { from }),
+        (text(), text()).prop_map(|(from, to)| R::Upgraded { from, to }),
+        (text(), any::<u32>())
+            .prop_map(|(version, handover)| R::MasterVersion { version, handover }),
     ]
 }
 

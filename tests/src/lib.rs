@@ -41,5 +41,6 @@ pub mod script;
 pub mod service;
 pub mod state_suite;
 pub mod testdir;
+pub mod upgrading;
 pub mod users;
 pub mod vitals;

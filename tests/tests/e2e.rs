@@ -70,5 +70,7 @@ mod systemd_activation;
 mod systemd_notify;
 #[path = "e2e/trust.rs"]
 mod trust;
+#[path = "e2e/upgrade.rs"]
+mod upgrade;
 #[path = "e2e/users.rs"]
 mod users;

@@ -22,6 +22,7 @@ mod operator;
 #[cfg(test)]
 mod props;
 mod reload;
+mod snapshot;
 #[cfg(test)]
 mod tests;
 

@@ -23,6 +23,7 @@ use crate::log;
 use crate::logs::AppLog;
 
 mod followers;
+mod handover;
 mod io;
 mod lifecycle;
 pub mod machine;

@@ -87,6 +87,17 @@ impl Master {
                 };
                 self.send(conn, &response, Vec::new());
             }
+            ControlRequest::Upgrade { wait } => {
+                log!("upgrade asked");
+                self.request_upgrade(Some((conn, wait)));
+            }
+            ControlRequest::Version => {
+                let version = ControlResponse::MasterVersion {
+                    version: crate::version::VERSION.to_owned(),
+                    handover: crate::version::HANDOVER_VERSION,
+                };
+                self.send(conn, &version, Vec::new());
+            }
             ControlRequest::Reread => {
                 let response = match self.reread() {
                     Ok(summary) => ControlResponse::Done(summary),

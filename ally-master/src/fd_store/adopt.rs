@@ -206,6 +206,7 @@ impl Adopted {
         })?;
         let candidate = self.config.swap_remove(index);
         self.place(candidate, Some(spec.clone()), owner)
+            .map(|(_, bound)| bound)
     }
 
     /// The library sockets, checked, for the listener table, with their
@@ -237,24 +238,22 @@ impl Adopted {
             }
             let mode = c.parsed.mode;
             let app_owner = owner(&c.parsed.app);
-            let app = c.parsed.app.clone();
-            let network = c.parsed.network;
-            if let Some(bound) = self.place(c, None, app_owner) {
+            if let Some((key, bound)) = self.place(c, None, app_owner) {
                 *count += 1;
-                let key = Key {
-                    app,
-                    network,
-                    addr: bound.addr().clone(),
-                };
                 placed.push((key, bound, mode));
             }
         }
         placed
     }
 
-    /// Checks `c` and makes it a [`Bound`]; closes it if it is not what its
-    /// name says.
-    fn place(&self, c: Candidate, spec: Option<ListenSpec>, owner: Option<Owner>) -> Option<Bound> {
+    /// Checks `c` and makes it a [`Bound`], with its key; closes it if it is
+    /// not what its name says.
+    fn place(
+        &self,
+        c: Candidate,
+        spec: Option<ListenSpec>,
+        owner: Option<Owner>,
+    ) -> Option<(Key, Bound)> {
         let addr = match check(c.fd.as_fd(), c.parsed.network, &c.parsed.addr) {
             Ok(addr) => addr,
             Err(found) => {
@@ -281,7 +280,7 @@ impl Adopted {
                     key.network,
                     bound.local
                 );
-                Some(bound)
+                Some((key, bound))
             }
             // Dropping the guard inside told the store already.
             Err(failure) => {

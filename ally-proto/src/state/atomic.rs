@@ -108,6 +108,29 @@ impl Atomics {
     }
 
     /// Stores `value` under a checked `name`; 0 frees it.
+    /// Every atomic that is not 0 (for the master's handover).
+    pub(super) fn snapshot(&self) -> Vec<(String, i64)> {
+        self.values.iter().map(|(k, &v)| (k.clone(), v)).collect()
+    }
+
+    /// Sets the atomics of an empty table to `values`.
+    pub(super) fn restore(
+        &mut self,
+        values: Vec<(String, i64)>,
+    ) -> Result<(), super::snapshot::RestoreError> {
+        for (name, value) in values {
+            if name.is_empty() {
+                return Err(super::snapshot::RestoreError(
+                    "an atomic with an empty name".into(),
+                ));
+            }
+            if value != 0 {
+                self.values.insert(name, value);
+            }
+        }
+        Ok(())
+    }
+
     fn put(&mut self, name: &str, value: i64) -> Result<(), Failure> {
         if value == 0 {
             self.values.remove(name);

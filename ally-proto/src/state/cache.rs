@@ -363,6 +363,70 @@ impl Cache {
         Some(entry)
     }
 
+    /// Every entry as plain data, with the time to live left after `now`
+    /// (for the master's handover; see [`super::snapshot`]).
+    pub(super) fn snapshot(&self, now: Instant) -> Vec<super::snapshot::EntrySnapshot> {
+        let mut out = Vec::with_capacity(self.entries);
+        for (ns, space) in &self.spaces {
+            for (key, entry) in &space.entries {
+                let ttl_left_ms = entry.expires.map(|(at, _)| {
+                    let left = at.saturating_duration_since(now).as_millis();
+                    u64::try_from(left).unwrap_or(u64::MAX)
+                });
+                out.push(super::snapshot::EntrySnapshot {
+                    ns: ns.clone(),
+                    key: key.clone(),
+                    value: entry.value.clone(),
+                    ttl_left_ms,
+                });
+            }
+        }
+        out
+    }
+
+    /// Fills an empty cache with `entries`, their deadlines counted from
+    /// `now`.
+    pub(super) fn restore(
+        &mut self,
+        entries: Vec<super::snapshot::EntrySnapshot>,
+        now: Instant,
+    ) -> Result<(), super::snapshot::RestoreError> {
+        use super::snapshot::RestoreError;
+        for e in entries {
+            if e.ns.is_empty() || e.key.is_empty() {
+                return Err(RestoreError("a cache entry with an empty name".into()));
+            }
+            let expires = e.ttl_left_ms.map(|ms| {
+                let at = now.checked_add(Duration::from_millis(ms)).unwrap_or(now);
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                (at, seq)
+            });
+            let bytes = size(&e.ns, &e.key, &e.value);
+            let space = self.spaces.entry(e.ns.clone()).or_default();
+            if space.entries.contains_key(&e.key) {
+                return Err(RestoreError(format!(
+                    "cache entry {:?}/{:?} twice",
+                    e.ns, e.key
+                )));
+            }
+            if let Some(deadline) = expires {
+                space.expiring += 1;
+                self.expiry.insert(deadline, (e.ns.clone(), e.key.clone()));
+            }
+            space.entries.insert(
+                e.key,
+                Entry {
+                    value: e.value,
+                    expires,
+                },
+            );
+            self.entries += 1;
+            self.bytes += bytes;
+        }
+        Ok(())
+    }
+
     /// Panics unless the counters, the expiry index and the namespaces
     /// agree with the entries.
     #[cfg(test)]

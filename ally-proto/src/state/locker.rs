@@ -374,6 +374,75 @@ impl Locker {
         }
     }
 
+    /// Every lock in use as plain data, and the next ticket (for the
+    /// master's handover).
+    pub(super) fn snapshot(&self) -> (Vec<super::snapshot::LockSnapshot>, Ticket) {
+        let locks = self
+            .locks
+            .iter()
+            .map(|(name, lock)| super::snapshot::LockSnapshot {
+                name: name.clone(),
+                exclusive: lock.exclusive,
+                shared: lock.shared.iter().map(|(&o, &n)| (o, n)).collect(),
+                queue: lock
+                    .queue
+                    .iter()
+                    .map(|w| (w.ticket, w.owner, w.mode))
+                    .collect(),
+            })
+            .collect();
+        (locks, self.next_ticket)
+    }
+
+    /// Fills an empty locker with `locks`, rebuilding its indexes.
+    pub(super) fn restore(
+        &mut self,
+        locks: Vec<super::snapshot::LockSnapshot>,
+        next_ticket: Ticket,
+    ) -> Result<(), super::snapshot::RestoreError> {
+        use super::snapshot::RestoreError;
+        let bad = |what: String| Err(RestoreError(what));
+        self.next_ticket = next_ticket;
+        for snap in locks {
+            let name = snap.name;
+            if name.is_empty() || self.locks.contains_key(&name) {
+                return bad(format!("lock {name:?} empty-named or twice"));
+            }
+            let mut lock = Lock::default();
+            if snap.exclusive.is_some() && !snap.shared.is_empty() {
+                return bad(format!("lock {name:?} held exclusive and shared"));
+            }
+            if let Some(owner) = snap.exclusive {
+                lock.exclusive = Some(owner);
+                holdings(&mut self.owners, owner).locks.insert(name.clone());
+            }
+            for (owner, count) in snap.shared {
+                if count == 0 || lock.shared.insert(owner, count).is_some() {
+                    return bad(format!("lock {name:?}: a bad shared hold"));
+                }
+                lock.shared_total += count;
+                holdings(&mut self.owners, owner).locks.insert(name.clone());
+            }
+            for (ticket, owner, mode) in snap.queue {
+                if ticket >= next_ticket || self.waiting.contains_key(&ticket) {
+                    return bad(format!("lock {name:?}: ticket {ticket} twice or ahead"));
+                }
+                self.waiting.insert(ticket, (name.clone(), owner));
+                holdings(&mut self.owners, owner).tickets.insert(ticket);
+                lock.queue.push_back(Waiter {
+                    ticket,
+                    owner,
+                    mode,
+                });
+            }
+            if lock.unused() {
+                continue;
+            }
+            self.locks.insert(name, lock);
+        }
+        Ok(())
+    }
+
     /// Panics unless the locks, the queues and the indexes agree and the
     /// fairness rules hold.
     #[cfg(test)]

@@ -38,6 +38,7 @@ mod atomic;
 mod cache;
 mod limits;
 mod locker;
+mod snapshot;
 
 use std::time::{Duration, Instant};
 
@@ -48,6 +49,7 @@ pub use limits::{
     DEFAULT_MAX_NAME_LEN, DEFAULT_MAX_TTL, Limits, MAX_LISTING_BYTES, MAX_WAITS_PER_OWNER, MIN_TTL,
 };
 pub use locker::{Acquire, Locker, Owner, Ticket};
+pub use snapshot::{EntrySnapshot, LockSnapshot, RestoreError, StoreSnapshot};
 
 use crate::{InstanceRequest, InstanceResponse};
 

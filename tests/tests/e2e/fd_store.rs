@@ -145,6 +145,43 @@ fn sigkill_of_the_master_under_the_fd_store_loses_no_connection() {
     );
 }
 
+/// An in-place upgrade carries the parked sockets as they are: the new
+/// image sends the store nothing (no second `FDSTORE=1`, no removal), and
+/// a crash after it still finds them there.
+#[test]
+fn an_upgrade_leaves_the_store_as_it_is() {
+    let dir = TestDir::new("fd_store_upgrade");
+    let service = Service::new(
+        dir.path(),
+        "service",
+        &bins().demo,
+        &["--addr", "127.0.0.1:0"],
+    );
+    let app = AppConfig::new(APP, service.path())
+        .ready_timeout("10s")
+        .stop_timeout("10s");
+    let stand_in = stand_in();
+    let master = Master::start_wrapped(bins(), &dir, &config_toml(&[app]), &[&stand_in, "--"]);
+    let old = master.wait_main(APP, Some(1), Duration::from_secs(15));
+    master.wait_for_log("fake-systemd: stored ", Duration::from_secs(10));
+    let upgrade = master.ctl(&["upgrade", "--wait", "--timeout", "60"]);
+    master.assert_exit(&upgrade, 0);
+    let addr = listening_addr(&master, old.id);
+    let loads = vec![Load::start(addr, 4, false)];
+    let (_, stats) = kill_the_master_under_load(&master, old.pid, loads);
+    assert_lost_nothing(&master, &stats);
+    let log = master.log();
+    let sent = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    // A socket sent again is refused as one the store holds: counted too.
+    let parks = sent("fake-systemd: stored ") + sent("the store holds this one already");
+    assert_eq!(
+        (parks, sent("fake-systemd: removed ")),
+        (1, 0),
+        "the store was told more than the first bind\n{}",
+        master.log_tail()
+    );
+}
+
 /// The same for a program that does not link ally: the Python server of
 /// the fixtures, given its socket through `listen =` as `LISTEN_FDS`. It
 /// drains on its death signal, writes its last line to stderr after the
