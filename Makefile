@@ -51,7 +51,8 @@ fuzz:
 	sh fuzz/run.sh $(FUZZ_SECONDS)
 
 # make deb, make rpm: both binaries, the systemd unit ally@.service, the
-# logrotate file and /etc/ally/example.toml.sample, as a package. Each
+# logrotate file, /etc/ally/example.toml.sample and /usr/lib/ally/masters
+# (which the maintainer scripts call on upgrade and removal), as a package. Each
 # installs its cargo plugin (cargo install --locked, the version below)
 # when it is missing: a few minutes the first time.
 CARGO_DEB_VERSION ?= 3.8.0
@@ -64,6 +65,7 @@ SYSCONFDIR ?= /etc
 DESTDIR ?=
 BINDIR = $(DESTDIR)$(PREFIX)/bin
 UNITDIR = $(DESTDIR)$(PREFIX)/lib/systemd/system
+LIBDIR = $(DESTDIR)$(PREFIX)/lib/ally
 DOCDIR = $(DESTDIR)$(PREFIX)/share/doc/ally
 CONFDIR = $(DESTDIR)$(SYSCONFDIR)/ally
 LOGROTATEDIR = $(DESTDIR)$(SYSCONFDIR)/logrotate.d
@@ -97,18 +99,20 @@ target/release/ally-master target/release/ally-ctl:
 	$(CARGO) build --release -p ally-master -p ally-ctl
 
 install: target/release/ally-master target/release/ally-ctl
-	install -d $(BINDIR) $(UNITDIR) $(DOCDIR) $(CONFDIR) $(LOGROTATEDIR)
+	install -d $(BINDIR) $(UNITDIR) $(LIBDIR) $(DOCDIR) $(CONFDIR) $(LOGROTATEDIR)
 	install -m 755 target/release/ally-master target/release/ally-ctl $(BINDIR)/
 	$(FOR_PREFIX) packaging/ally@.service > $(UNITDIR)/ally@.service
 	$(FOR_PREFIX) packaging/logrotate > $(LOGROTATEDIR)/ally
+	$(FOR_PREFIX) packaging/masters > $(LIBDIR)/masters
 	chmod 644 $(UNITDIR)/ally@.service $(LOGROTATEDIR)/ally
+	chmod 755 $(LIBDIR)/masters
 	install -m 644 packaging/example.toml $(CONFDIR)/example.toml.sample
 	install -m 644 README.md $(DOCDIR)/README.md
 
 uninstall:
 	rm -f $(BINDIR)/ally-master $(BINDIR)/ally-ctl $(UNITDIR)/ally@.service \
-	    $(LOGROTATEDIR)/ally $(CONFDIR)/example.toml.sample $(DOCDIR)/README.md
-	rmdir $(DOCDIR) $(CONFDIR) 2>/dev/null || true
+	    $(LIBDIR)/masters $(LOGROTATEDIR)/ally $(CONFDIR)/example.toml.sample $(DOCDIR)/README.md
+	rmdir $(LIBDIR) $(DOCDIR) $(CONFDIR) 2>/dev/null || true
 
 clean:
 	$(CARGO) clean

@@ -42,6 +42,8 @@ mod listen_scope;
 mod logs;
 #[path = "e2e/notify_socket.rs"]
 mod notify_socket;
+#[path = "e2e/packages.rs"]
+mod packages;
 #[path = "e2e/pid1.rs"]
 mod pid1;
 #[path = "e2e/queue.rs"]

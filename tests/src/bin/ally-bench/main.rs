@@ -22,7 +22,10 @@
 //! - `ally-ctl list` latency with apps flooding their output beside silent
 //!   ones, and one app's log throughput beside `cat` (see [`floods`]);
 //! - reload latency on a master holding 512 MiB beside one holding none:
-//!   spawning copies nothing of the master (see [`spawns`]).
+//!   spawning copies nothing of the master (see [`spawns`]);
+//! - an in-place upgrade of the master beside a reload of an app: until
+//!   control answers again, and the slowest request of a keep-alive load
+//!   meanwhile (see [`upgrades`]).
 //!
 //! Measurements run one at a time: the machine may have two cores, and two
 //! at once would measure each other.
@@ -51,6 +54,7 @@ mod state;
 mod stores;
 mod table;
 mod throughput;
+mod upgrades;
 mod wakeups;
 
 use std::path::Path;
@@ -110,6 +114,7 @@ fn bench() {
         wakeups::measure(),
         floods::measure(),
         spawns::measure(),
+        upgrades::measure(),
     ] {
         rows.extend(section.rows);
         notes.extend(section.notes);

@@ -87,7 +87,8 @@ pub fn latency() -> Vec<Row> {
     ]
 }
 
-fn median_max(samples: &mut [Duration]) -> String {
+/// `median M, max X` of `samples` (sorted in place).
+pub fn median_max(samples: &mut [Duration]) -> String {
     samples.sort();
     let median = samples[samples.len() / 2];
     let max = samples[samples.len() - 1];
