@@ -138,8 +138,8 @@ impl Master {
                 }
             }
             Some(why) => {
-                let message = format!("upgrade failed: {why}; ally-master {VERSION} serves on");
-                log!("{message}");
+                let message = format!("{why}; ally-master {VERSION} serves on");
+                log!("upgrade failed: {message}");
                 ControlResponse::Error(Failure::new(ErrorCode::ReloadFailed, message))
             }
         };
