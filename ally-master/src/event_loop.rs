@@ -121,6 +121,8 @@ pub struct Master {
     announced: bool,
     /// The in-place upgrade under way, if any.
     upgrade: Upgrade,
+    /// Whether a SIGUSR2 joined the upgrade under way (logged once).
+    upgrade_signal_joined: bool,
     /// The binary the master runs, and where it was started from.
     exe: Exe,
 }
@@ -198,6 +200,7 @@ impl Master {
             ready_fd: None,
             announced: false,
             upgrade: Upgrade::Idle,
+            upgrade_signal_joined: false,
             exe,
         })
     }
@@ -466,8 +469,7 @@ impl Master {
             }
         }
         if pending.upgrade {
-            log!("SIGUSR2: upgrading in place");
-            self.request_upgrade(None);
+            self.on_upgrade_signal();
         }
         if pending.hangup {
             log!("SIGHUP: reopening log files and rereading the config");

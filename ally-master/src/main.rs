@@ -77,6 +77,38 @@ struct Args {
     /// stopped or failed (readiness for s6 and other supervisors)
     #[argh(option)]
     ready_fd: Option<i32>,
+    /// an upgrade's new image: the handover state (see handover::exec)
+    #[argh(option, hidden_help)]
+    resume: Option<i32>,
+    /// an upgrade's new image: the binary it runs
+    #[argh(option, hidden_help)]
+    resume_exe: Option<i32>,
+    /// an upgrade's new image: the binary to go back to
+    #[argh(option, hidden_help)]
+    resume_way_back: Option<i32>,
+    /// an upgrade's new image: the handed-over descriptors
+    #[argh(option, hidden_help)]
+    resume_fds: Option<String>,
+    /// an upgrade's old image, run again: why the new one gave up
+    #[argh(option, hidden_help)]
+    resume_failed: Option<String>,
+    /// an upgrade's probe: check the handover state in this memfd and exit
+    #[argh(option, hidden_help)]
+    check_handover: Option<i32>,
+}
+
+impl Args {
+    /// The resume options, if this is an upgrade's new image.
+    fn resume_args(&mut self) -> Option<handover::exec::ResumeArgs> {
+        let args = handover::exec::ResumeArgs {
+            memfd: self.resume.take(),
+            exe: self.resume_exe.take(),
+            way_back: self.resume_way_back.take(),
+            fds: self.resume_fds.take(),
+            failed: self.resume_failed.take(),
+        };
+        (args != handover::exec::ResumeArgs::default()).then_some(args)
+    }
 }
 
 /// How the master ended, mapped one to one to exit codes.
@@ -112,26 +144,9 @@ fn main() -> ExitCode {
         eprintln!("ally-master: cannot list inherited file descriptors: {e}");
         return ExitCode::from(Failure::Runtime(String::new()).exit_code());
     }
-    // An upgrade's new image (its descriptors are close-on-exec again now,
-    // as every inherited one), and the probe before it.
-    let mut raw = std::env::args_os();
-    match raw.nth(1) {
-        Some(a) if a == handover::exec::RESUME_ARG => {
-            let code = handover::resume::main(&raw.collect::<Vec<_>>());
-            log::flush(std::time::Instant::now() + limits::SINK_EXIT_GRACE);
-            return code;
-        }
-        Some(a) if a == handover::exec::CHECK_ARG => {
-            return handover::resume::check(&raw.collect::<Vec<_>>());
-        }
-        _ => {}
-    }
-    // Next, while this is the only thread: the sockets systemd handed back
-    // from its fd store, owned before anything can take their numbers.
-    let inherited = fd_store::Inherited::from_env();
     let argv: Vec<String> = std::env::args().collect();
     let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
-    let args = match Args::from_args(&strs[..1], &strs[1..]) {
+    let mut args = match Args::from_args(&strs[..1], &strs[1..]) {
         Ok(args) => args,
         Err(early) => {
             if early.status.is_ok() {
@@ -142,6 +157,20 @@ fn main() -> ExitCode {
             return ExitCode::from(Failure::Usage.exit_code());
         }
     };
+    // An upgrade's probe, and the new image after it (its descriptors are
+    // close-on-exec again now, as every inherited one): the rest of the
+    // command line is the original one, kept only to be shown.
+    if let Some(memfd) = args.check_handover {
+        return handover::resume::check(memfd);
+    }
+    if let Some(resume) = args.resume_args() {
+        let code = handover::resume::main(&argv, &resume);
+        log::flush(std::time::Instant::now() + limits::SINK_EXIT_GRACE);
+        return code;
+    }
+    // Next, while this is the only thread: the sockets systemd handed back
+    // from its fd store, owned before anything can take their numbers.
+    let inherited = fd_store::Inherited::from_env();
     if args.version {
         println!("{}", version::line());
         return ExitCode::SUCCESS;
@@ -150,7 +179,7 @@ fn main() -> ExitCode {
         eprintln!("ally-master: --config FILE is required (see --help)");
         return ExitCode::from(Failure::Usage.exit_code());
     };
-    let code = match run(args, &config, inherited) {
+    let code = match run(args, argv, &config, inherited) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             match &failure {
@@ -165,8 +194,11 @@ fn main() -> ExitCode {
     code
 }
 
+/// Runs the master of `args`, parsed from `argv` (kept to be the command
+/// line of its upgrades), with the sockets systemd handed back.
 fn run(
     args: Args,
+    argv: Vec<String>,
     config_path: &std::path::Path,
     inherited: fd_store::Inherited,
 ) -> Result<(), Failure> {
@@ -198,7 +230,7 @@ fn run(
         .map_err(|e| Failure::Config(format!("[master] group: {e}")))?;
     let control =
         runtime::bind(&socket, control_group).map_err(|e| Failure::Runtime(e.to_string()))?;
-    let exe = event_loop::Exe::of_this_process()
+    let exe = event_loop::Exe::of_this_process(argv)
         .map_err(|e| Failure::Runtime(format!("cannot open the running binary: {e}")))?;
     let launch = instance::Launch {
         socket,

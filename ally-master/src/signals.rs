@@ -69,6 +69,25 @@ pub fn unblock() -> io::Result<()> {
     mask(libc::SIG_UNBLOCK)
 }
 
+/// Takes a SIGUSR2 pending while the handled signals are blocked (one
+/// that arrived during the exec of an upgrade), so that it does not ask
+/// for another upgrade; whether there was one.
+pub fn take_pending_upgrade() -> bool {
+    // SAFETY: `set` is a local sigset_t, initialised by sigemptyset before
+    // any other use; the zero timeout makes sigtimedwait return at once;
+    // no siginfo is asked for (null).
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigaddset(&raw mut set, SIGUSR2);
+        let zero = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        libc::sigtimedwait(&raw const set, std::ptr::null_mut(), &raw const zero) == SIGUSR2
+    }
+}
+
 /// The master's signal handlers and the read end of their self-pipe.
 #[derive(Debug)]
 pub struct Signals {

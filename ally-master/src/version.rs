@@ -14,11 +14,13 @@ pub const VERSION: &str = match option_env!("ALLY_VERSION_OVERRIDE") {
     None => env!("CARGO_PKG_VERSION"),
 };
 
-/// The version of the handover format ([`crate::handover::snapshot`]);
-/// see the versioning rule there.
+/// The version of the handover format ([`crate::handover::snapshot`]) and
+/// of the exec's command line ([`crate::handover::exec`]); see the
+/// versioning rule there. 2: the original command line comes first; 3:
+/// each socket names its place in systemd's fd store.
 pub const HANDOVER_VERSION: u32 = match option_env!("ALLY_HANDOVER_VERSION_OVERRIDE") {
     Some(v) => parse_u32(v),
-    None => 2,
+    None => 3,
 };
 
 /// Whether this build fails every restore on purpose (a test build).

@@ -15,6 +15,8 @@ use std::sync::{Mutex, OnceLock};
 
 use crate::bins::{Layout, workspace_root};
 
+pub mod setup;
+
 /// The version string of [`Variant::Other`].
 pub const OTHER_VERSION: &str = "0.0.0-upgrade-test";
 

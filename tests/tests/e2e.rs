@@ -74,5 +74,13 @@ mod systemd_notify;
 mod trust;
 #[path = "e2e/upgrade.rs"]
 mod upgrade;
+#[path = "e2e/upgrade_attack.rs"]
+mod upgrade_attack;
+#[path = "e2e/upgrade_frames.rs"]
+mod upgrade_frames;
+#[path = "e2e/upgrade_systemd.rs"]
+mod upgrade_systemd;
+#[path = "e2e/upgrade_users.rs"]
+mod upgrade_users;
 #[path = "e2e/users.rs"]
 mod users;

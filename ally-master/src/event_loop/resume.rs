@@ -106,9 +106,11 @@ impl Master {
             ready_fd,
             announced: snap.announced,
             upgrade: Upgrade::Idle,
+            upgrade_signal_joined: false,
             exe: Exe {
                 fd: exe.fd,
                 path: snap.exe_path,
+                argv: exe.argv,
             },
         })
     }
@@ -142,8 +144,8 @@ impl Master {
                 }
             }
             Some(why) => {
-                let message = format!("upgrade failed: {why}; ally-master {VERSION} serves on");
-                log!("{message}");
+                let message = format!("{why}; ally-master {VERSION} serves on");
+                log!("upgrade failed: {message}");
                 ControlResponse::Error(Failure::new(ErrorCode::ReloadFailed, message))
             }
         };

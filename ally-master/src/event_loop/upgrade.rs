@@ -15,8 +15,10 @@
 //! 3. If any step fails, the upgrade is answered with why, and the master
 //!    serves on as it was; if the exec fails, so does it.
 //!
-//! An upgrade asked while one is under way is refused; one asked during a
-//! reload carries the reload over, to complete under the new master.
+//! An upgrade asked while one is under way is refused (SIGUSR2 joins it
+//! instead, and one pending across the exec is taken by the new image as
+//! part of the upgrade it completes); one asked during a reload carries the
+//! reload over, to complete under the new master.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -36,33 +38,52 @@ use crate::limits::{PROBE_TIMEOUT, UPGRADE_FLUSH_GRACE, UPGRADE_QUIESCE_TIMEOUT}
 use crate::version::VERSION;
 use crate::{log, signals};
 
-/// The binary the master runs, kept open since start (the way back), and
-/// the path it was started from (where the new one is looked for).
+/// The binary the master runs, kept open since start (the way back), the
+/// path it was started from (where the new one is looked for), and the
+/// command line it was started with (every upgrade's new image is given it
+/// again, so that it shows as it did).
 #[derive(Debug)]
 pub struct Exe {
     /// `/proc/self/exe` opened at start (or the binary exec'd into).
     pub fd: OwnedFd,
-    /// The path resolved at start.
+    /// The path it was started by, made absolute at start.
     pub path: PathBuf,
+    /// The original command line, program name first.
+    pub argv: Vec<String>,
 }
 
 impl Exe {
-    /// The running binary, opened now, and the path it was started from.
+    /// The running binary, opened now, the path it was started from, and
+    /// `argv`, its command line.
     ///
     /// # Errors
     ///
     /// If `/proc/self/exe` cannot be opened or resolved.
-    pub fn of_this_process() -> std::io::Result<Exe> {
+    pub fn of_this_process(argv: Vec<String>) -> std::io::Result<Exe> {
         let fd = rustix::fs::open(
             "/proc/self/exe",
             OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )?;
-        Ok(Exe {
-            fd,
-            path: std::env::current_exe()?,
-        })
+        let path = match invoked_path(&argv, &fd) {
+            Some(path) => path,
+            None => std::env::current_exe()?,
+        };
+        Ok(Exe { fd, path, argv })
     }
+}
+
+/// The path the master was run by (`argv[0]`, made absolute), with its
+/// symlinks left as they are, if it names the running binary: so that an
+/// upgrade follows a symlink swapped to another build, as it was started
+/// through. `None` for a bare name (found through `PATH`) or one that does
+/// not lead to the running binary.
+fn invoked_path(argv: &[String], running: &OwnedFd) -> Option<PathBuf> {
+    let arg0 = argv.first().filter(|a| a.contains('/'))?;
+    let path = std::path::absolute(arg0).ok()?;
+    let on_disk = rustix::fs::stat(&path).ok()?;
+    let running = rustix::fs::fstat(running).ok()?;
+    (on_disk.st_dev == running.st_dev && on_disk.st_ino == running.st_ino).then_some(path)
 }
 
 /// Where an upgrade is.
@@ -94,6 +115,20 @@ pub enum Upgrade {
 }
 
 impl Master {
+    /// SIGUSR2: an upgrade, or, while one is under way, nothing more: the
+    /// signal joins it (logged once per upgrade, however many arrive).
+    pub(crate) fn on_upgrade_signal(&mut self) {
+        if matches!(self.upgrade, Upgrade::Idle) {
+            log!("SIGUSR2: upgrading in place");
+            self.request_upgrade(None);
+        } else if !self.upgrade_signal_joined {
+            self.upgrade_signal_joined = true;
+            log!(
+                "SIGUSR2 during an upgrade: it joins the one under way (further ones are not logged)"
+            );
+        }
+    }
+
     /// Asks for an upgrade: from control connection `conn` (which, with
     /// `wait`, hears the outcome too), or from SIGUSR2 (`None`).
     pub(crate) fn request_upgrade(&mut self, conn: Option<(u64, bool)>) {
@@ -147,6 +182,7 @@ impl Master {
             let memfd = handover::write_memfd(&handover::encode(&snap)?)?;
             Probe::start(
                 new_exe.as_fd(),
+                &self.exe.argv,
                 memfd.as_fd(),
                 Instant::now() + PROBE_TIMEOUT,
             )
@@ -302,6 +338,7 @@ impl Master {
                     way_back: Some(self.exe.fd.as_fd()),
                     fds: fds.fds().to_vec(),
                     failed: None,
+                    original: &self.exe.argv,
                 };
                 let error = exec::exec(&handover);
                 let _ = signals::unblock();
@@ -314,10 +351,12 @@ impl Master {
     /// Answers a failed upgrade: the waiter hears why, the log says so, and
     /// systemd hears the master is ready again.
     fn upgrade_failed(&mut self, waiter: Option<u64>, why: String) {
-        let message = format!("upgrade failed: {why}; ally-master {VERSION} serves on");
-        log!("{message}");
+        self.upgrade_signal_joined = false;
+        let message = format!("{why}; ally-master {VERSION} serves on");
+        log!("upgrade failed: {message}");
         self.notifier.send("READY=1");
         if let Some(conn) = waiter {
+            // ally-ctl says "upgrade failed: " before it.
             let failure = Failure::new(ErrorCode::ReloadFailed, message);
             self.send(conn, &ControlResponse::Error(failure), Vec::new());
         }

@@ -1,33 +1,59 @@
-//! The exec of an upgrade and its command line:
+//! The exec of an upgrade and its command line: the master's original
+//! command line, unchanged, then the resume options —
 //!
 //! ```text
-//! ally-master --resume MEMFD --exe FD [--way-back FD] --fds N,N,... [--handover-failed WHY]
+//! ally-master --config ally.toml ... --resume MEMFD --resume-exe FD \
+//!     [--resume-way-back FD] --resume-fds N,N,... [--resume-failed WHY]
 //! ```
 //!
-//! `MEMFD` holds the state, `--exe` is the binary being run (kept as the
-//! way back of the next upgrade), `--way-back` the binary to exec again
-//! with the same state if this one cannot restore it, `--fds` the
-//! descriptor table the state names by index, and `--handover-failed`
-//! tells the old binary, run again, why the new one gave up.
+//! so that `ps`, `pgrep -f 'ally-master --config'` and `/proc/PID/cmdline`
+//! still show how the master was started. `MEMFD` holds the state,
+//! `--resume-exe` is the binary being run (kept as the way back of the next
+//! upgrade), `--resume-way-back` the binary to exec again with the same
+//! state if this one cannot restore it, `--resume-fds` the descriptor table
+//! the state names by index, and `--resume-failed` tells the old binary,
+//! run again, why the new one gave up. `main` parses the whole line once
+//! (the resume options are hidden options of its own); the original part
+//! is what comes before `--resume`, which is always last.
 //!
 //! Only these descriptors have `FD_CLOEXEC` cleared, just before the exec;
 //! everything else the master holds closes at the exec.
 
-use std::ffi::{CString, OsString};
+use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 
 use crate::sys;
 
-/// The argument that makes `ally-master` resume a handed-over state.
+/// The option that makes `ally-master` resume a handed-over state; it and
+/// the other resume options always come after the original command line.
 pub const RESUME_ARG: &str = "--resume";
 
-/// The argument that makes `ally-master` check a handover state and exit:
-/// `--check-handover MEMFD` (the probe).
+/// The option that makes `ally-master` check a handover state and exit:
+/// `--check-handover MEMFD` (the probe), after the original command line
+/// too.
 pub const CHECK_ARG: &str = "--check-handover";
+
+/// The resume options of a command line, as `main` parsed them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResumeArgs {
+    /// `--resume`.
+    pub memfd: Option<RawFd>,
+    /// `--resume-exe`.
+    pub exe: Option<RawFd>,
+    /// `--resume-way-back`.
+    pub way_back: Option<RawFd>,
+    /// `--resume-fds`.
+    pub fds: Option<String>,
+    /// `--resume-failed`.
+    pub failed: Option<String>,
+}
 
 /// The command line of a resumed master.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
+    /// The command line the master was first started with, program name
+    /// first.
+    pub original: Vec<String>,
     /// The state.
     pub memfd: RawFd,
     /// The binary this image runs.
@@ -40,70 +66,78 @@ pub struct Plan {
     pub failed: Option<String>,
 }
 
+/// A descriptor number given on the command line: above stderr.
+fn number(v: RawFd) -> Result<RawFd, String> {
+    if v > 2 {
+        Ok(v)
+    } else {
+        Err(format!("bad descriptor `{v}`"))
+    }
+}
+
 impl Plan {
-    /// The arguments after [`RESUME_ARG`], parsed.
+    /// The plan of `argv` (this process's whole command line), whose
+    /// resume options `main` parsed into `args`.
     ///
     /// # Errors
     ///
-    /// A missing or malformed argument.
-    pub fn parse(args: &[OsString]) -> Result<Plan, String> {
-        let mut it = args
-            .iter()
-            .map(|a| a.to_str().ok_or("an argument is not UTF-8"));
-        let number = |v: &str| {
-            v.parse::<RawFd>()
-                .ok()
-                .filter(|&n| n > 2)
-                .ok_or_else(|| format!("bad descriptor `{v}`"))
+    /// A missing or malformed option, or resume options that are not the
+    /// last on the line.
+    pub fn parse(argv: &[String], args: &ResumeArgs) -> Result<Plan, String> {
+        let memfd = number(args.memfd.ok_or("--resume is missing")?)?;
+        let fds = match args.fds.as_deref().ok_or("--resume-fds is missing")? {
+            "" => Vec::new(),
+            list => list
+                .split(',')
+                .map(|v| {
+                    v.parse::<RawFd>()
+                        .map_err(|_| format!("bad descriptor `{v}`"))
+                        .and_then(number)
+                })
+                .collect::<Result<Vec<_>, _>>()?,
         };
-        let memfd = number(it.next().ok_or("the memfd is missing")??)?;
-        let (mut exe, mut way_back, mut fds, mut failed) = (None, None, None, None);
-        while let Some(flag) = it.next() {
-            let flag = flag?;
-            let value = it.next().ok_or_else(|| format!("{flag} needs a value"))??;
-            match flag {
-                "--exe" => exe = Some(number(value)?),
-                "--way-back" => way_back = Some(number(value)?),
-                "--fds" if value.is_empty() => fds = Some(Vec::new()),
-                "--fds" => {
-                    fds = Some(
-                        value
-                            .split(',')
-                            .map(number)
-                            .collect::<Result<Vec<_>, _>>()?,
-                    );
-                }
-                "--handover-failed" => failed = Some(value.to_owned()),
-                other => return Err(format!("unknown argument `{other}`")),
-            }
-        }
-        Ok(Plan {
+        let mut plan = Plan {
+            original: Vec::new(),
             memfd,
-            exe: exe.ok_or("--exe is missing")?,
-            way_back,
-            fds: fds.ok_or("--fds is missing")?,
-            failed,
-        })
+            exe: number(args.exe.ok_or("--resume-exe is missing")?)?,
+            way_back: args.way_back.map(number).transpose()?,
+            fds,
+            failed: args.failed.clone(),
+        };
+        let suffix = plan.resume_args().len();
+        let split = argv.len().checked_sub(suffix).filter(|&at| {
+            at >= 1 && argv[at] == RESUME_ARG && argv[at..] == plan.resume_args()[..]
+        });
+        let at = split.ok_or("the resume options must be the last on the command line")?;
+        plan.original = argv[..at].to_vec();
+        Ok(plan)
     }
 
-    /// The whole command line, program name first.
-    pub fn argv(&self) -> Vec<CString> {
+    /// The resume options, in the order they are written.
+    fn resume_args(&self) -> Vec<String> {
         let mut args = vec![
-            "ally-master".to_owned(),
             RESUME_ARG.to_owned(),
             self.memfd.to_string(),
-            "--exe".to_owned(),
+            "--resume-exe".to_owned(),
             self.exe.to_string(),
         ];
         if let Some(fd) = self.way_back {
-            args.extend(["--way-back".to_owned(), fd.to_string()]);
+            args.extend(["--resume-way-back".to_owned(), fd.to_string()]);
         }
         let list: Vec<String> = self.fds.iter().map(ToString::to_string).collect();
-        args.extend(["--fds".to_owned(), list.join(",")]);
+        args.extend(["--resume-fds".to_owned(), list.join(",")]);
         if let Some(why) = &self.failed {
-            args.extend(["--handover-failed".to_owned(), why.replace('\0', " ")]);
+            args.extend(["--resume-failed".to_owned(), why.replace('\0', " ")]);
         }
-        args.into_iter()
+        args
+    }
+
+    /// The whole command line: the original one, then the resume options.
+    pub fn argv(&self) -> Vec<CString> {
+        self.original
+            .iter()
+            .cloned()
+            .chain(self.resume_args())
             .filter_map(|a| CString::new(a).ok())
             .collect()
     }
@@ -122,12 +156,15 @@ pub struct Handover<'a> {
     pub fds: Vec<BorrowedFd<'a>>,
     /// Why the previous image gave up, if it did.
     pub failed: Option<String>,
+    /// The master's original command line, program name first.
+    pub original: &'a [String],
 }
 
 impl Handover<'_> {
     /// Its command line.
     pub fn plan(&self) -> Plan {
         Plan {
+            original: self.original.to_vec(),
             memfd: self.memfd.as_raw_fd(),
             exe: self.exe.as_raw_fd(),
             way_back: self.way_back.map(|fd| fd.as_raw_fd()),
@@ -178,4 +215,116 @@ pub fn exec(handover: &Handover<'_>) -> std::io::Error {
     let error = sys::exec_fd(handover.exe.as_fd(), &argv, &environment());
     let _ = set(false);
     error
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(args: &[&str]) -> Vec<String> {
+        args.iter().map(|&a| a.to_owned()).collect()
+    }
+
+    fn plan() -> Plan {
+        Plan {
+            original: argv(&["/usr/bin/ally-master", "--config", "--resume"]),
+            memfd: 5,
+            exe: 6,
+            way_back: Some(7),
+            fds: vec![8, 9],
+            failed: Some("it broke".into()),
+        }
+    }
+
+    fn strings(plan: &Plan) -> Vec<String> {
+        plan.argv()
+            .into_iter()
+            .map(|c| c.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn the_original_command_line_comes_first_and_parses_back() {
+        let plan = plan();
+        let line = strings(&plan);
+        assert_eq!(line[..3], plan.original[..]);
+        assert_eq!(
+            line[3..],
+            argv(&[
+                "--resume",
+                "5",
+                "--resume-exe",
+                "6",
+                "--resume-way-back",
+                "7",
+                "--resume-fds",
+                "8,9",
+                "--resume-failed",
+                "it broke"
+            ])[..]
+        );
+        let args = ResumeArgs {
+            memfd: Some(5),
+            exe: Some(6),
+            way_back: Some(7),
+            fds: Some("8,9".into()),
+            failed: Some("it broke".into()),
+        };
+        // `--resume` as a value of the original line is not taken for
+        // the start of the resume options.
+        assert_eq!(Plan::parse(&line, &args).unwrap(), plan);
+    }
+
+    #[test]
+    fn resume_options_not_last_or_malformed_are_refused() {
+        let args = ResumeArgs {
+            memfd: Some(5),
+            exe: Some(6),
+            fds: Some(String::new()),
+            ..ResumeArgs::default()
+        };
+        let ok = argv(&[
+            "m",
+            "--config",
+            "a",
+            "--resume",
+            "5",
+            "--resume-exe",
+            "6",
+            "--resume-fds",
+            "",
+        ]);
+        assert_eq!(
+            Plan::parse(&ok, &args).unwrap().original,
+            argv(&["m", "--config", "a"])
+        );
+        let moved = argv(&[
+            "m",
+            "--resume",
+            "5",
+            "--resume-exe",
+            "6",
+            "--resume-fds",
+            "",
+            "--config",
+            "a",
+        ]);
+        assert!(Plan::parse(&moved, &args).unwrap_err().contains("last"));
+        let low = ResumeArgs {
+            memfd: Some(2),
+            ..args.clone()
+        };
+        assert!(Plan::parse(&ok, &low).is_err());
+        let bad = ResumeArgs {
+            fds: Some("8,x".into()),
+            ..args.clone()
+        };
+        assert!(Plan::parse(&ok, &bad).is_err());
+        let none = ResumeArgs { exe: None, ..args };
+        assert!(
+            Plan::parse(&ok, &none)
+                .unwrap_err()
+                .contains("--resume-exe")
+        );
+    }
 }

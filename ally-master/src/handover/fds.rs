@@ -103,3 +103,22 @@ impl Import {
         self.fds.iter().flatten().map(|(fd, _)| fd.as_fd())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn more_descriptors_than_the_bound_are_refused_naming_the_figure() {
+        let file = std::fs::File::open("/proc/self/exe").unwrap();
+        let mut fds = Export::default();
+        for _ in 0..MAX_HANDOVER_FDS {
+            fds.add(file.as_fd());
+        }
+        assert!(fds.check_bound().is_ok());
+        fds.add(file.as_fd());
+        let e = fds.check_bound().unwrap_err();
+        assert!(matches!(e, HandoverError::TooMany(n) if n == MAX_HANDOVER_FDS + 1));
+        assert!(e.to_string().contains("16384 allowed"), "{e}");
+    }
+}

@@ -8,6 +8,7 @@
 //! so what is probed is what is executed.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -43,14 +44,16 @@ impl Drop for Probe {
 }
 
 impl Probe {
-    /// Runs the program open at `exe` with `--check-handover` on the state
-    /// in `memfd`.
+    /// Runs the program open at `exe` with the master's command line
+    /// `argv` and `--check-handover` on the state in `memfd` (so the new
+    /// binary also shows it can parse the line the exec will give it).
     ///
     /// # Errors
     ///
     /// If it cannot be started (not executable, for one).
     pub fn start(
         exe: BorrowedFd<'_>,
+        argv: &[String],
         memfd: BorrowedFd<'_>,
         deadline: Instant,
     ) -> std::io::Result<Probe> {
@@ -58,7 +61,11 @@ impl Probe {
         let memfd = sys::dup_inheritable_above(memfd, 0)?;
         let (read, write) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
         let mut cmd = Command::new(format!("/proc/self/fd/{}", sys::fd_number(&exe)));
-        cmd.arg(super::exec::CHECK_ARG)
+        if let Some(name) = argv.first() {
+            cmd.arg0(name);
+        }
+        cmd.args(argv.iter().skip(1))
+            .arg(super::exec::CHECK_ARG)
             .arg(sys::fd_number(&memfd))
             .stdin(Stdio::null())
             .stdout(Stdio::from(write.try_clone()?))

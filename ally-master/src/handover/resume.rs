@@ -8,11 +8,10 @@
 //! why; it resumes as if the upgrade had not happened, and tells the
 //! upgrade's waiter.
 
-use std::ffi::OsString;
 use std::os::fd::{AsFd, OwnedFd};
 use std::process::ExitCode;
 
-use super::exec::{self, Handover, Plan};
+use super::exec::{self, Handover, Plan, ResumeArgs};
 use super::fds::Import;
 use super::{HandoverError, decode, read_memfd};
 use crate::event_loop::{Exe, Master};
@@ -21,13 +20,8 @@ use crate::{log, signals, sys};
 
 /// `--check-handover MEMFD`: prints `ok VERSION` and exits 0 if this
 /// build can take the state in the memfd, else says why and exits 1.
-pub fn check(args: &[OsString]) -> ExitCode {
+pub fn check(raw: i32) -> ExitCode {
     let result = (|| {
-        let raw = args
-            .first()
-            .and_then(|a| a.to_str())
-            .and_then(|a| a.parse::<i32>().ok())
-            .ok_or_else(|| HandoverError::Restore("--check-handover needs a descriptor".into()))?;
         let fd =
             sys::adopt_fd(raw).map_err(|e| HandoverError::Io(format!("descriptor {raw}"), e))?;
         decode(&read_memfd(&fd)?)
@@ -44,10 +38,11 @@ pub fn check(args: &[OsString]) -> ExitCode {
     }
 }
 
-/// `--resume ...`: serves on with the handed-over state, or goes back to
-/// the old binary.
-pub fn main(args: &[OsString]) -> ExitCode {
-    let plan = match Plan::parse(args) {
+/// `... --resume ...`: serves on with the handed-over state, or goes back
+/// to the old binary. `argv` is the whole command line, `args` its resume
+/// options.
+pub fn main(argv: &[String], args: &ResumeArgs) -> ExitCode {
+    let plan = match Plan::parse(argv, args) {
         Ok(plan) => plan,
         Err(why) => {
             eprintln!("ally-master: {}: {why}", exec::RESUME_ARG);
@@ -78,7 +73,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         Ok(signals) => signals,
         Err(e) => {
             let why = format!("cannot install signal handlers: {e}");
-            return way_back_or_exit(&memfd, way_back.as_ref(), &fds, &why);
+            return way_back_or_exit(&plan, &memfd, way_back.as_ref(), &fds, &why);
         }
     };
     let restored = (|| {
@@ -95,6 +90,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
                 .try_clone()
                 .map_err(|e| HandoverError::Io("dup".into(), e))?,
             path: snap.exe_path.clone(),
+            argv: plan.original.clone(),
         };
         Ok((Master::restore(snap, &mut fds, signals, exe)?, from, waiter))
     })();
@@ -102,6 +98,9 @@ pub fn main(args: &[OsString]) -> ExitCode {
         Ok((mut master, from, waiter)) => {
             // The originals: every one was claimed as a duplicate.
             drop((fds, memfd, way_back, exe));
+            if signals::take_pending_upgrade() {
+                log!("SIGUSR2 during the exec: it joins the upgrade just done");
+            }
             if let Err(e) = signals::unblock() {
                 log!("cannot unblock signals after the upgrade: {e}");
             }
@@ -115,7 +114,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
         }
         Err(e) => {
             let why = format!("ally-master {VERSION} could not take over: {e}");
-            way_back_or_exit(&memfd, way_back.as_ref(), &fds, &why)
+            way_back_or_exit(&plan, &memfd, way_back.as_ref(), &fds, &why)
         }
     }
 }
@@ -124,6 +123,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
 /// the old binary already), or if that fails, there is nothing left to
 /// serve with: exits 1.
 fn way_back_or_exit(
+    plan: &Plan,
     memfd: &OwnedFd,
     way_back: Option<&OwnedFd>,
     fds: &Import,
@@ -140,6 +140,7 @@ fn way_back_or_exit(
         way_back: None,
         fds: fds.originals().collect(),
         failed: Some(why.to_owned()),
+        original: &plan.original,
     };
     let error = exec::exec(&handover);
     eprintln!("ally-master: the way back failed too ({error}); exiting");

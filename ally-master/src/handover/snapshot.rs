@@ -10,9 +10,11 @@
 //! Versioning rule: these types are encoded with postcard, which has no
 //! field names, so any change to them — a field added, removed, reordered
 //! or retyped, a variant added — changes the format and must bump
-//! [`HANDOVER_VERSION`](crate::version::HANDOVER_VERSION). A master refuses
-//! a state of another version (the probe of an upgrade finds that before
-//! the exec, and the upgrade fails with the old master serving on).
+//! [`HANDOVER_VERSION`](crate::version::HANDOVER_VERSION); so must a change
+//! to the exec's command line ([`crate::handover::exec`]), through which
+//! the state names its descriptors. A master refuses a state of another
+//! version (the probe of an upgrade finds that before the exec, and the
+//! upgrade fails with the old master serving on).
 //!
 //! Descriptors are named by [`Fd`], an index into the table of descriptor
 //! numbers passed on the command line; deadlines travel as milliseconds

@@ -24,6 +24,12 @@
 //!                                  the lock is still held and release it
 //! state-probe --fork               fork; the child's use of the library is
 //!                                  refused, the parent's goes on
+//! state-probe --rounds TOKEN GO ADDR
+//!                                  hold a lock, then use the cache, an
+//!                                  atomic, another lock and `Listen ADDR` in
+//!                                  rounds until stopped, printing `round N
+//!                                  ok` (`... after MARK` once file GO holds
+//!                                  MARK)
 //! ```
 
 use std::io;
@@ -62,6 +68,7 @@ fn main() -> ExitCode {
         ["--hold-through-stall", name] => hold_through_stall(name),
         ["--fork"] => fork(),
         ["--print-loop"] => return print_loop(),
+        ["--rounds", t, go, addr] => return rounds(t, go, addr),
         _ => return usage(),
     };
     match outcome {
@@ -222,6 +229,71 @@ fn print_loop() -> ExitCode {
         eprintln!("state-probe: draining {i}");
     }
     ExitCode::SUCCESS
+}
+
+/// Takes a lock and keeps it, listens on `addr` (TCP), then goes round the
+/// library's calls until the stop signal, every one of which must work:
+/// for the tests that upgrade the master meanwhile.
+fn rounds(t: &str, go: &str, addr: &str) -> ExitCode {
+    let stop = match ally::stop_signal() {
+        Ok(stop) => stop,
+        Err(e) => return fail(&format!("stop signal: {e}")),
+    };
+    let held = format!("held-{t}");
+    let setup = (|| {
+        ok(ally::cache(t).set("kept", WRITTEN), "set kept")?;
+        ok(ally::atomic(t).store(0), "store 0")?;
+        let guard = ok(ally::locker(&held).lock(), "lock")?;
+        let listener = ok(ally::listen_tcp(addr), "listen")?;
+        let addr = ok(listener.local_addr(), "local address")?;
+        Ok::<_, String>((guard, listener, addr))
+    })();
+    let (guard, _listener, addr) = match setup {
+        Ok(setup) => setup,
+        Err(why) => return fail(&why),
+    };
+    if let Err(e) = ally::ready() {
+        return fail(&format!("ready: {e}"));
+    }
+    eprintln!("state-probe: rounds holding {held}, listening on {addr}");
+    let mut n = 0;
+    while !stop.is_set() {
+        n += 1;
+        if let Err(why) = round(t, n, &held, addr) {
+            return fail(&format!("round {n}: {why}"));
+        }
+        match std::fs::read_to_string(go) {
+            Ok(mark) => eprintln!("state-probe: round {n} ok after {}", mark.trim()),
+            Err(_) => eprintln!("state-probe: round {n} ok"),
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    drop(guard);
+    ExitCode::SUCCESS
+}
+
+/// Round `n` of [`rounds`]: the cache entry and the lock `held` are still
+/// there, the atomic counts `n`, another lock is taken and given back, and
+/// `Listen` on `addr` again gives the same, working socket.
+fn round(t: &str, n: i64, held: &str, addr: std::net::SocketAddr) -> Outcome {
+    let kept = ok(ally::cache(t).get("kept"), "get kept")?;
+    check(kept.as_deref() == Some(WRITTEN), || {
+        format!("kept is {kept:?}")
+    })?;
+    let v = ok(ally::atomic(t).add(1), "add 1")?;
+    check(v == n, || format!("the counter is {v}, not {n}"))?;
+    let state = ok(ally::locker(held).state(), "lock state")?;
+    check(state.exclusive, || format!("{held} was lost: {state:?}"))?;
+    let guard = ok(ally::locker(&format!("round-{t}")).lock(), "lock a round")?;
+    ok(guard.unlock(), "unlock the round")?;
+    let again = ok(ally::listen_tcp(&addr.to_string()), "listen again")?;
+    let local = ok(again.local_addr(), "local address")?;
+    check(local == addr, || {
+        format!("listening on {local}, not {addr}")
+    })?;
+    let _client = ok(std::net::TcpStream::connect(addr), "connect")?;
+    ok(again.accept(), "accept")?;
+    Ok(())
 }
 
 /// Forks (after the library has its channel): the child's first call is

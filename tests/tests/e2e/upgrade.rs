@@ -6,23 +6,21 @@
 //! Each test runs a copy of the master from its own directory and replaces
 //! that file by rename before each upgrade, as a package manager does.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
 
-use ally_tests::bins::{Bins, Layout, bins};
+use ally_tests::bins::bins;
 use ally_tests::fixture::{ANY_PORT, listening_addr};
-use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
+use ally_tests::harness::{AppConfig, TestDir, config_toml};
 use ally_tests::load::Load;
 use ally_tests::proc::{alive, signal, wait_until};
 use ally_tests::script::{Spawned, write_script};
 use ally_tests::service::Service;
 use ally_tests::state_suite::token;
-use ally_tests::upgrading::{
-    OTHER_VERSION, Variant, install, install_text, running_version, variant,
+use ally_tests::upgrading::setup::{
+    Setup, WAIT, handover_version_of, state_probe as probe, version_of,
 };
+use ally_tests::upgrading::{OTHER_VERSION, Variant, install, install_text, variant};
 use rustix::process::Signal;
 
 /// Upgrades in the load test, alternating between two builds.
@@ -34,116 +32,12 @@ const CONNECTIONS: usize = 32;
 /// Generous: a debug build on a busy two-core machine.
 const TIMEOUT: &str = "10s";
 
-/// How long a probe or a log line may take to show.
-const WAIT: Duration = Duration::from_secs(60);
-
 /// The lock the `locks` app holds and waits for.
 const LOCK: &str = "upgrade-lock";
 
 /// A failed upgrade: what it is, how the binary is replaced, the cause
 /// `upgrade --wait` must name.
 type Case<'a> = (&'a str, Box<dyn Fn() + 'a>, &'a str);
-
-/// A test's master, run from a copy in the test's directory.
-struct Setup {
-    master: Master,
-    /// Where the master's binary is: replaced before each upgrade.
-    binary: PathBuf,
-    /// The build under test.
-    original: PathBuf,
-    dir: TestDir,
-}
-
-/// The `state-probe` binary, built with the others.
-fn probe() -> PathBuf {
-    bins();
-    Layout::of_current_exe().profile_dir().join("state-probe")
-}
-
-/// The version `ally-master --version` of `binary` prints.
-fn version_of(binary: &std::path::Path) -> String {
-    let out = Command::new(binary)
-        .arg("--version")
-        .output()
-        .expect("--version");
-    running_version(&String::from_utf8_lossy(&out.stdout)).expect("a version line")
-}
-
-impl Setup {
-    fn start(test: &str, apps: impl FnOnce(&TestDir) -> Vec<AppConfig>) -> Setup {
-        let dir = TestDir::new(test);
-        let bin_dir = dir.path().join("bin");
-        std::fs::create_dir_all(&bin_dir).unwrap();
-        let binary = bin_dir.join("ally-master");
-        let original = bins().master.clone();
-        install(&original, &binary, 0o755);
-        let mut ours: Bins = bins().clone();
-        ours.master = binary.clone();
-        let config = config_toml(&apps(&dir));
-        let master = Master::start_with(&ours, &dir, &config);
-        Setup {
-            master,
-            binary,
-            original,
-            dir,
-        }
-    }
-
-    /// `ally-ctl upgrade --wait`, with its output.
-    fn upgrade(&self) -> ally_tests::cmd::CmdOutput {
-        self.master.ctl(&["upgrade", "--wait", "--timeout", "60"])
-    }
-
-    fn running_version(&self) -> String {
-        let out = self.master.ctl(&["version"]);
-        running_version(&out.stdout)
-            .unwrap_or_else(|| panic!("no master version in\n{out}\n{}", self.master.log_tail()))
-    }
-
-    /// Every live instance: (app, id) → pid.
-    fn pids(&self) -> BTreeMap<(String, u64), u64> {
-        let list = self.master.list_json();
-        let mut pids = BTreeMap::new();
-        for app in list["apps"].as_array().into_iter().flatten() {
-            let name = app["name"].as_str().unwrap_or_default().to_owned();
-            for i in app["instances"].as_array().into_iter().flatten() {
-                let id = i["id"].as_u64().unwrap_or_default();
-                pids.insert((name.clone(), id), i["pid"].as_u64().unwrap_or_default());
-            }
-        }
-        pids
-    }
-
-    /// Waits for `[APP#ID] state-probe: WHAT` in the log.
-    fn verdict(&self, app: &str, id: u64, what: &str) {
-        let line = self
-            .master
-            .wait_for_log(&format!("[{app}#{id}] state-probe: "), WAIT);
-        assert!(
-            !line.contains("FAILED"),
-            "{line}\n{}",
-            self.master.log_tail()
-        );
-        self.master
-            .wait_for_log(&format!("[{app}#{id}] state-probe: {what}"), WAIT);
-    }
-
-    /// The master's pid is the one started, and it runs a resumed image.
-    fn assert_same_process_resumed(&self) {
-        let pid = self.master.pid();
-        assert!(
-            alive(pid),
-            "the master's process is gone\n{}",
-            self.master.log_tail()
-        );
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        assert!(
-            cmdline.contains("--resume"),
-            "pid {pid} is not a resumed master: {cmdline}"
-        );
-    }
-}
 
 /// The apps of the load test: the demo, a probe that wrote a cache entry
 /// and an atomic, and a probe holding a lock (it ignores its stop signal,
@@ -312,6 +206,10 @@ fn an_upgrade_that_cannot_take_over_leaves_the_old_master_serving_with_its_state
     let before = setup.pids();
 
     let exits = "#!/bin/sh\nexit 0\n";
+    let refused_cause = format!(
+        "handover state version {} is not this master's (999)",
+        handover_version_of(&setup.original)
+    );
     let cases: [Case<'_>; 4] = [
         (
             "a program that exits at once",
@@ -326,7 +224,7 @@ fn an_upgrade_that_cannot_take_over_leaves_the_old_master_serving_with_its_state
         (
             "a build that refuses the state's version",
             Box::new(|| install(&refusing, &setup.binary, 0o755)),
-            "handover state version 2 is not this master's (999)",
+            &refused_cause,
         ),
         (
             "a build that fails to restore after the exec",
@@ -348,6 +246,11 @@ fn an_upgrade_that_cannot_take_over_leaves_the_old_master_serving_with_its_state
             out.stderr
                 .contains(&format!("ally-master {version} serves on")),
             &format!("{what}: who serves on"),
+        );
+        master.assert_output(
+            &out,
+            out.stderr.matches("upgrade failed").count() == 1,
+            &format!("{what}: said once that the upgrade failed"),
         );
         assert_eq!(setup.running_version(), version, "after {what}");
         assert!(alive(master.pid()));

@@ -1,0 +1,113 @@
+//! In-place upgrades under abuse: a burst of SIGUSR2 leaves one master,
+//! no leaked descriptor and no zombie, the extra signals joined to the
+//! upgrade under way and logged once each upgrade, not once each signal;
+//! and a master started through a symlink follows it when it is swapped
+//! to another build.
+
+use ally_tests::bins::bins;
+use ally_tests::fixture::ANY_PORT;
+use ally_tests::harness::AppConfig;
+use ally_tests::proc::{signal, wait_until};
+use ally_tests::script::write_script;
+use ally_tests::service::Service;
+use ally_tests::upgrading::setup::{Setup, WAIT, version_of};
+use ally_tests::upgrading::{OTHER_VERSION, Variant, install, variant};
+use rustix::process::Signal;
+
+/// SIGUSR2 sent in the burst.
+const BURST: usize = 100;
+
+/// How many descriptors `pid` holds.
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+/// The children of `pid` that are zombies.
+fn zombies(pid: u32) -> Vec<String> {
+    let children =
+        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    children
+        .split_whitespace()
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                stat.rsplit(')')
+                    .next()
+                    .is_some_and(|s| s.trim_start().starts_with('Z'))
+            })
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn a_burst_of_sigusr2_upgrades_without_leaks_zombies_or_a_log_flood() {
+    let setup = Setup::start("upgrade_burst", |dir| {
+        let web = Service::new(dir.path(), "web", &bins().demo, &ANY_PORT);
+        let app = AppConfig::new("web", web.path()).ready_timeout("10s");
+        drop(web);
+        vec![app]
+    });
+    let master = &setup.master;
+    master.wait_main("web", Some(1), WAIT);
+    let pid = master.pid();
+    let pids = setup.pids();
+    let before = fd_count(pid);
+    for _ in 0..BURST {
+        signal(pid, Signal::USR2).expect("SIGUSR2");
+    }
+    master.wait_for_log("upgraded in place", WAIT);
+    // Settled: answering, every carried descriptor and no more.
+    assert_eq!(setup.pids(), pids);
+    assert!(
+        wait_until(WAIT, || fd_count(pid) <= before),
+        "{} descriptors after the burst, {before} before\n{}",
+        fd_count(pid),
+        master.log_tail()
+    );
+    assert!(
+        wait_until(WAIT, || zombies(pid).is_empty()),
+        "zombies: {:?}",
+        zombies(pid)
+    );
+    setup.assert_same_process_resumed();
+    let log = master.log();
+    let upgrades = log.matches("upgraded in place").count();
+    let signal_lines = log.matches("SIGUSR2").count();
+    eprintln!("{BURST} SIGUSR2: {upgrades} upgrade(s), {signal_lines} line(s) about the signal");
+    assert!(upgrades >= 1);
+    assert!(
+        signal_lines <= 2 * upgrades,
+        "the signals flooded the log: {signal_lines} lines for {upgrades} upgrade(s)\n{}",
+        master.log_tail()
+    );
+}
+
+#[test]
+fn a_master_started_through_a_symlink_follows_it_to_another_build() {
+    let setup = Setup::start_through_symlink("upgrade_symlink", |dir| {
+        let idle = write_script(dir.path(), "idle", "exec sleep 1000\n");
+        vec![AppConfig::new("idle", &idle).line("ready = \"immediate\"")]
+    });
+    let original = version_of(&setup.original);
+    assert_eq!(setup.running_version(), original);
+    // The build the symlink is swapped to, beside the first.
+    let other = setup.binary.with_file_name("ally-master-other");
+    install(&variant(Variant::Other), &other, 0o755);
+    for (to, expected) in [
+        (&other, OTHER_VERSION),
+        (&setup.original, original.as_str()),
+    ] {
+        let link = setup.binary.with_extension("link");
+        std::os::unix::fs::symlink(to, &link).unwrap();
+        std::fs::rename(&link, &setup.binary).unwrap();
+        let out = setup.upgrade();
+        setup.master.assert_exit(&out, 0);
+        assert_eq!(
+            setup.running_version(),
+            expected,
+            "after the symlink went to {}",
+            to.display()
+        );
+        setup.assert_same_process_resumed();
+    }
+}
