@@ -12,15 +12,15 @@
 //!
 //! The format: 8 bytes of [`MAGIC`], the handover version as a `u32`
 //! little-endian, then the postcard encoding of [`snapshot::MasterSnap`],
-//! then (since version 3) that of what version 3 added ([`since3`]); at
+//! then (since version 4) that of what version 4 added ([`since4`]); at
 //! most [`MAX_HANDOVER_BYTES`] in all. A state of the version before
-//! ([`since3::PREVIOUS_VERSION`]) is read too.
+//! ([`since4::PREVIOUS_VERSION`]) is read too.
 
 pub mod exec;
 pub mod fds;
 pub mod probe;
 pub mod resume;
-pub mod since3;
+pub mod since4;
 pub mod snapshot;
 
 use std::fmt;
@@ -69,7 +69,7 @@ impl fmt::Display for HandoverError {
                 f,
                 "handover state version {found} is not this master's ({HANDOVER_VERSION}, \
                  which reads {} too); upgrade to a build that reads version {found}",
-                since3::PREVIOUS_VERSION
+                since4::PREVIOUS_VERSION
             ),
             HandoverError::Decode(e) => write!(f, "the handover state does not decode: {e}"),
             HandoverError::TooLarge(n) => write!(
@@ -106,7 +106,7 @@ pub fn encode(snap: &MasterSnap) -> Result<Vec<u8>, HandoverError> {
     bytes.extend_from_slice(&HANDOVER_VERSION.to_le_bytes());
     let bytes =
         postcard::to_extend(snap, bytes).map_err(|e| HandoverError::Decode(e.to_string()))?;
-    let bytes = since3::encode(snap, bytes)?;
+    let bytes = since4::encode(snap, bytes)?;
     if bytes.len() > MAX_HANDOVER_BYTES {
         return Err(HandoverError::TooLarge(bytes.len()));
     }
@@ -114,7 +114,7 @@ pub fn encode(snap: &MasterSnap) -> Result<Vec<u8>, HandoverError> {
 }
 
 /// The state in `bytes`, if it is of this build's version (or of
-/// [`since3::PREVIOUS_VERSION`]) and decodes whole.
+/// [`since4::PREVIOUS_VERSION`]) and decodes whole.
 ///
 /// # Errors
 ///
@@ -130,13 +130,13 @@ pub fn decode(bytes: &[u8]) -> Result<MasterSnap, HandoverError> {
     }
     let (version, body) = rest.split_at_checked(4).ok_or(HandoverError::Magic)?;
     let found = u32::from_le_bytes(version.try_into().unwrap_or_default());
-    if found != HANDOVER_VERSION && found != since3::PREVIOUS_VERSION {
+    if found != HANDOVER_VERSION && found != since4::PREVIOUS_VERSION {
         return Err(HandoverError::Version { found });
     }
     let (mut snap, mut left) = postcard::take_from_bytes::<MasterSnap>(body)
         .map_err(|e| HandoverError::Decode(e.to_string()))?;
     if found == HANDOVER_VERSION {
-        left = since3::decode(&mut snap, left)?;
+        left = since4::decode(&mut snap, left)?;
     }
     if !left.is_empty() {
         return Err(HandoverError::Decode(format!(
@@ -324,7 +324,7 @@ mod tests {
     fn a_state_of_the_previous_version_is_read_without_start_configs() {
         // Version 2: the same body, nothing after it.
         let mut bytes = MAGIC.to_vec();
-        bytes.extend_from_slice(&since3::PREVIOUS_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&since4::PREVIOUS_VERSION.to_le_bytes());
         let bytes = postcard::to_extend(&snap(), bytes).unwrap();
         assert_eq!(decode(&bytes).unwrap(), snap());
         // This version's needs what follows the body.

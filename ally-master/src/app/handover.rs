@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::App;
 use super::machine::{Machine, Settings};
 use crate::config::AppConfig;
+use crate::fd_store::FdStore;
 use crate::handover::HandoverError;
 use crate::handover::fds::{Export, Import};
 use crate::handover::snapshot::{AppSnap, StartedWith};
@@ -40,7 +41,8 @@ impl App {
         }
     }
 
-    /// The app `snap` describes, its instances started with `launch`.
+    /// The app `snap` describes, its instances started with `launch`, its
+    /// sockets still parked in `store` as they were.
     ///
     /// # Errors
     ///
@@ -51,6 +53,7 @@ impl App {
         fds: &mut Import,
         now: Instant,
         launch: Launch,
+        store: &FdStore,
     ) -> Result<App, HandoverError> {
         let config = Arc::new(AppConfig::restore(snap.config)?);
         let instances = snap
@@ -79,7 +82,7 @@ impl App {
         let sockets = snap
             .sockets
             .into_iter()
-            .map(|(name, b)| Ok((name, Bound::restore(b, fds)?)))
+            .map(|(name, b)| Ok((name, Bound::restore(b, fds, store)?)))
             .collect::<Result<Vec<_>, HandoverError>>()?;
         Ok(App {
             config,

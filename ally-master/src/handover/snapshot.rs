@@ -235,8 +235,8 @@ pub struct InstanceSnap {
     pub cred: CredSnap,
     pub tail: Vec<String>,
     /// The config it was started with; not in the body, but in what
-    /// version 3 adds after it ([`super::since3`]): `None` in a state of
-    /// version 2.
+    /// version 4 adds after it ([`super::since4`]): `None` in a state of
+    /// version 3.
     #[serde(skip)]
     pub started_with: Option<StartedWith>,
 }
@@ -293,6 +293,9 @@ pub struct BoundSnap {
     /// A unix socket's file, removed when the socket closes.
     pub file: Option<SocketFileSnap>,
     pub spec: Option<ListenSpec>,
+    /// Its `FDNAME` in systemd's fd store, if it is parked there (it
+    /// stays there across the upgrade: nothing is sent again).
+    pub parked: Option<String>,
 }
 
 /// A unix socket's file: path, device, inode and who removes it.

@@ -207,7 +207,7 @@ fn an_upgrade_that_cannot_take_over_leaves_the_old_master_serving_with_its_state
 
     let exits = "#!/bin/sh\nexit 0\n";
     let refused_cause = format!(
-        "handover state version {} is not this master's (999, which reads 2 too)",
+        "handover state version {} is not this master's (999, which reads 3 too)",
         handover_version_of(&setup.original)
     );
     let cases: [Case<'_>; 4] = [
@@ -246,6 +246,11 @@ fn an_upgrade_that_cannot_take_over_leaves_the_old_master_serving_with_its_state
             out.stderr
                 .contains(&format!("ally-master {version} serves on")),
             &format!("{what}: who serves on"),
+        );
+        master.assert_output(
+            &out,
+            out.stderr.matches("upgrade failed").count() == 1,
+            &format!("{what}: said once that the upgrade failed"),
         );
         assert_eq!(setup.running_version(), version, "after {what}");
         assert!(alive(master.pid()));

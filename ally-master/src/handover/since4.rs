@@ -1,11 +1,11 @@
-//! What handover version 3 adds after the body of version 2: the config
+//! What handover version 4 adds after the body of version 3: the config
 //! each instance was started with (for `ally-ctl status`'s drift).
 //!
-//! Version 3 is version 2's body ([`MasterSnap`], unchanged) followed by
-//! [`Since3`]. A version-3 master reads a version-2 state too, which then
-//! knows no instance's config: an upgrade from a master of version 2 shows
-//! no drift for the instances it started. A version-2 master refuses a
-//! version-3 state (at the probe, serving on).
+//! Version 4 is version 3's body ([`MasterSnap`], unchanged) followed by
+//! [`Since4`]. A version-4 master reads a version-3 state too, which then
+//! knows no instance's config: an upgrade from a master of version 3 shows
+//! no drift for the instances it started. A version-3 master refuses a
+//! version-4 state (at the probe, serving on).
 
 use serde::{Deserialize, Serialize};
 
@@ -13,23 +13,23 @@ use super::HandoverError;
 use super::snapshot::{MasterSnap, StartedWith};
 
 /// The handover version whose state this build reads besides its own.
-pub const PREVIOUS_VERSION: u32 = 2;
+pub const PREVIOUS_VERSION: u32 = 3;
 
 /// The part after the body.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-struct Since3 {
+struct Since4 {
     /// Per app of the body, in order, per instance: the config it was
     /// started with.
     started_with: Vec<Vec<Option<StartedWith>>>,
 }
 
-/// Appends what `snap` holds beyond version 2 to `bytes`.
+/// Appends what `snap` holds beyond version 3 to `bytes`.
 ///
 /// # Errors
 ///
 /// If it cannot be encoded.
 pub fn encode(snap: &MasterSnap, bytes: Vec<u8>) -> Result<Vec<u8>, HandoverError> {
-    let extra = Since3 {
+    let extra = Since4 {
         started_with: snap
             .apps
             .iter()
@@ -51,7 +51,7 @@ pub fn encode(snap: &MasterSnap, bytes: Vec<u8>) -> Result<Vec<u8>, HandoverErro
 ///
 /// If it does not decode, or does not match the body's apps and instances.
 pub fn decode<'a>(snap: &mut MasterSnap, rest: &'a [u8]) -> Result<&'a [u8], HandoverError> {
-    let (extra, left) = postcard::take_from_bytes::<Since3>(rest)
+    let (extra, left) = postcard::take_from_bytes::<Since4>(rest)
         .map_err(|e| HandoverError::Decode(e.to_string()))?;
     if extra.started_with.len() != snap.apps.len() {
         return Err(HandoverError::Decode(format!(
