@@ -64,6 +64,8 @@ mod sockets;
 mod spawn;
 #[path = "e2e/state.rs"]
 mod state;
+#[path = "e2e/status.rs"]
+mod status;
 #[path = "e2e/supervise.rs"]
 mod supervise;
 #[path = "e2e/systemd_activation.rs"]
