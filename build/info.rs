@@ -35,8 +35,16 @@ fn emit_build_info() {
             // `status` compares contents where the index's stat data is
             // stale; without optional locks it never rewrites the index (a
             // rewrite would trigger this script again).
-            let clean = git_ok(&dir, &["--no-optional-locks", "status", "--porcelain", "--untracked-files=no"])
-                .is_some_and(|out| out.is_empty());
+            let clean = git_ok(
+                &dir,
+                &[
+                    "--no-optional-locks",
+                    "status",
+                    "--porcelain",
+                    "--untracked-files=no",
+                ],
+            )
+            .is_some_and(|out| out.is_empty());
             if clean { hash } else { format!("{hash}-dirty") }
         }
         None => "unknown".to_owned(),
@@ -53,7 +61,11 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
 
 /// The output of `git ARGS` run in `dir`, trimmed, if it succeeded.
 fn git_ok(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git").current_dir(dir).args(args).output().ok()?;
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
     out.status.success().then(|| text.trim().to_owned())
 }
@@ -62,10 +74,12 @@ fn git_ok(dir: &Path, args: &[&str]) -> Option<String> {
 /// and the index apart from the refs), if it exists: cargo reruns a build
 /// script at every build for a path that does not.
 fn rerun_on_git_path(dir: &Path, name: &str) {
-    if let Some(path) = git(dir, &["rev-parse", "--path-format=absolute", "--git-path", name]) {
-        if Path::new(&path).exists() {
-            println!("cargo:rerun-if-changed={path}");
-        }
+    let path = git(
+        dir,
+        &["rev-parse", "--path-format=absolute", "--git-path", name],
+    );
+    if let Some(path) = path.filter(|p| Path::new(p).exists()) {
+        println!("cargo:rerun-if-changed={path}");
     }
 }
 

@@ -64,7 +64,8 @@
 //!
 //! [`load`] reads the main file and the files it includes; [`parse`]
 //! parses the text of a single file and touches no file, so it refuses a
-//! non-empty `include`. Neither checks that paths, users or groups exist:
+//! non-empty `include` (`ally-master run` writes its flags as such a
+//! text). Neither checks that paths, users or groups exist:
 //! the master does when it starts an app.
 
 mod file;
@@ -483,10 +484,6 @@ fn read_text(path: &Path) -> Result<String, ConfigError> {
 /// [`ConfigError::Invalid`] with the line and column of the first problem;
 /// [`ConfigError::Resolve`] if `path` is relative and the current directory
 /// is unavailable.
-#[cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the master loads its config with `load`")
-)]
 pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
     let file = parse_file(text, path, None, &mut Names::new())?;
     if let Some((_, at)) = file.includes.first() {

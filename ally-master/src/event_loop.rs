@@ -89,8 +89,9 @@ enum Token {
 /// The master's whole state.
 #[derive(Debug)]
 pub struct Master {
-    /// The config file, read again by `reread`.
-    config_path: std::path::PathBuf,
+    /// The config file, read again by `reread`; `None` for a master whose
+    /// config came from `ally-master run`'s flags.
+    config_path: Option<std::path::PathBuf>,
     /// Where apps' default log files go.
     log_dir: std::path::PathBuf,
     launch: Launch,
@@ -181,7 +182,7 @@ impl Master {
         let uid = rustix::process::geteuid();
         Ok(Master {
             frame_timeout: config.master.frame_timeout.unwrap_or(FRAME_TIMEOUT),
-            config_path: config.path,
+            config_path: Some(config.path),
             log_dir,
             launch,
             control: ControlSocket::new(control, uid),
@@ -208,6 +209,12 @@ impl Master {
     /// Whether the master is stopping: nothing may start again.
     fn shutting_down(&self) -> bool {
         self.shutdown != Shutdown::Running
+    }
+
+    /// The config came from `ally-master run`'s flags: there is no file
+    /// for `reread` (or SIGHUP) to read again.
+    pub fn without_config_file(&mut self) {
+        self.config_path = None;
     }
 
     /// Lets members of group `gid` control the master (`[master] group`),
@@ -477,7 +484,9 @@ impl Master {
             if let Err(e) = self.apps.reopen_logs() {
                 log!("reopen failed: {e}");
             }
-            if let Err(failure) = self.reread() {
+            if self.config_path.is_none() {
+                log!("SIGHUP: no config file to reread (`ally-master run`)");
+            } else if let Err(failure) = self.reread() {
                 log!("reread failed, nothing changed: {}", failure.message);
             }
             self.notifier.send("READY=1");

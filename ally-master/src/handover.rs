@@ -22,6 +22,7 @@ pub mod probe;
 pub mod resume;
 pub mod since4;
 pub mod snapshot;
+pub mod tail;
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};

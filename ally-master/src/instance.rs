@@ -356,7 +356,7 @@ impl Instance {
                 if Arc::ptr_eq(c, current) || **c == **current {
                     StartedWith::Current
                 } else {
-                    StartedWith::Other(c.snapshot())
+                    StartedWith::Other(Box::new(c.snapshot()))
                 }
             }),
         }

@@ -25,6 +25,7 @@ mod notify;
 mod path_socket;
 mod pending_listens;
 mod proc_stats;
+mod run;
 mod runtime;
 mod scope;
 mod sd_notify;
@@ -47,10 +48,12 @@ use argh::FromArgs;
 /// reloads.
 #[derive(FromArgs, Debug)]
 #[argh(
-    example = "ally-master --config /etc/ally/web.toml",
+    example = "ally-master --config /etc/ally/web.toml\n\
+               ally-master run --listen tcp://127.0.0.1:8080 -- ./server",
     note = "Signals: SIGTERM or SIGINT stop every app gracefully, then the master exits 0; \
             a second one kills the instances at once. SIGHUP reopens logs and rereads the \
-            config. SIGUSR2 re-executes the binary from disk in place, with all of its state.",
+            config. SIGUSR2 re-executes the binary from disk in place, with all of its state. \
+            `ally-master run` runs one app from flags instead of a config file.",
     error_code(
         1,
         "the master could not run (control socket in use, unsafe runtime directory, \
@@ -60,14 +63,15 @@ use argh::FromArgs;
     error_code(3, "the config file is invalid")
 )]
 struct Args {
-    /// path of the config file
+    /// path of the config file (or `run` and the app's flags)
     #[argh(option)]
     config: Option<PathBuf>,
     /// print the version and exit
     #[argh(switch)]
     version: bool,
     /// path of the control socket, relative to the current directory
-    /// (default: <runtime dir>/<config stem>.sock)
+    /// (default: <runtime dir>/<config stem>.sock, or <app name>.sock for
+    /// `run`)
     #[argh(option)]
     socket: Option<PathBuf>,
     /// check the config (and its includes) and exit: 0 if valid, 3 if not
@@ -77,38 +81,26 @@ struct Args {
     /// stopped or failed (readiness for s6 and other supervisors)
     #[argh(option)]
     ready_fd: Option<i32>,
-    /// an upgrade's new image: the handover state (see handover::exec)
-    #[argh(option, hidden_help)]
-    resume: Option<i32>,
-    /// an upgrade's new image: the binary it runs
-    #[argh(option, hidden_help)]
-    resume_exe: Option<i32>,
-    /// an upgrade's new image: the binary to go back to
-    #[argh(option, hidden_help)]
-    resume_way_back: Option<i32>,
-    /// an upgrade's new image: the handed-over descriptors
-    #[argh(option, hidden_help)]
-    resume_fds: Option<String>,
-    /// an upgrade's old image, run again: why the new one gave up
-    #[argh(option, hidden_help)]
-    resume_failed: Option<String>,
-    /// an upgrade's probe: check the handover state in this memfd and exit
-    #[argh(option, hidden_help)]
-    check_handover: Option<i32>,
+    /// instead of a config file: one app, from flags
+    #[argh(subcommand)]
+    mode: Option<Mode>,
 }
 
-impl Args {
-    /// The resume options, if this is an upgrade's new image.
-    fn resume_args(&mut self) -> Option<handover::exec::ResumeArgs> {
-        let args = handover::exec::ResumeArgs {
-            memfd: self.resume.take(),
-            exe: self.resume_exe.take(),
-            way_back: self.resume_way_back.take(),
-            fds: self.resume_fds.take(),
-            failed: self.resume_failed.take(),
-        };
-        (args != handover::exec::ResumeArgs::default()).then_some(args)
-    }
+/// What the master runs, besides a config file.
+#[derive(FromArgs, Debug, PartialEq)]
+#[argh(subcommand)]
+enum Mode {
+    /// `ally-master run`.
+    Run(run::RunArgs),
+}
+
+/// Where the master's config comes from.
+#[derive(Debug)]
+enum Source {
+    /// `--config FILE`.
+    File(PathBuf),
+    /// `ally-master run`'s flags.
+    Flags(Box<run::RunArgs>),
 }
 
 /// How the master ended, mapped one to one to exit codes.
@@ -145,7 +137,11 @@ fn main() -> ExitCode {
         return ExitCode::from(Failure::Runtime(String::new()).exit_code());
     }
     let argv: Vec<String> = std::env::args().collect();
-    let strs: Vec<&str> = argv.iter().map(String::as_str).collect();
+    // What an upgrade appended (the probe's or the new image's options)
+    // comes off the end first: after `run ... --` the parser would take it
+    // for the app's command.
+    let (original, tail) = handover::tail::split(&argv);
+    let strs: Vec<&str> = argv[..original].iter().map(String::as_str).collect();
     let mut args = match Args::from_args(&strs[..1], &strs[1..]) {
         Ok(args) => args,
         Err(early) => {
@@ -160,13 +156,14 @@ fn main() -> ExitCode {
     // An upgrade's probe, and the new image after it (its descriptors are
     // close-on-exec again now, as every inherited one): the rest of the
     // command line is the original one, kept only to be shown.
-    if let Some(memfd) = args.check_handover {
-        return handover::resume::check(memfd);
-    }
-    if let Some(resume) = args.resume_args() {
-        let code = handover::resume::main(&argv, &resume);
-        log::flush(std::time::Instant::now() + limits::SINK_EXIT_GRACE);
-        return code;
+    match tail {
+        handover::tail::Tail::Check(memfd) => return handover::resume::check(memfd),
+        handover::tail::Tail::Resume(resume) => {
+            let code = handover::resume::main(&argv, &resume);
+            log::flush(std::time::Instant::now() + limits::SINK_EXIT_GRACE);
+            return code;
+        }
+        handover::tail::Tail::None => {}
     }
     // Next, while this is the only thread: the sockets systemd handed back
     // from its fd store, owned before anything can take their numbers.
@@ -175,11 +172,19 @@ fn main() -> ExitCode {
         println!("{}", version::lines());
         return ExitCode::SUCCESS;
     }
-    let Some(config) = args.config.clone() else {
-        eprintln!("ally-master: --config FILE is required (see --help)");
-        return ExitCode::from(Failure::Usage.exit_code());
+    let source = match (args.config.take(), args.mode.take()) {
+        (Some(path), None) => Source::File(path),
+        (None, Some(Mode::Run(flags))) => Source::Flags(Box::new(flags)),
+        (Some(_), Some(_)) => {
+            eprintln!("ally-master: give --config FILE or `run`, not both (see --help)");
+            return ExitCode::from(Failure::Usage.exit_code());
+        }
+        (None, None) => {
+            eprintln!("ally-master: --config FILE (or `run ... -- CMD`) is required (see --help)");
+            return ExitCode::from(Failure::Usage.exit_code());
+        }
     };
-    let code = match run(args, argv, &config, inherited) {
+    let code = match run(args, argv, source, inherited) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             match &failure {
@@ -199,10 +204,20 @@ fn main() -> ExitCode {
 fn run(
     args: Args,
     argv: Vec<String>,
-    config_path: &std::path::Path,
+    source: Source,
     inherited: fd_store::Inherited,
 ) -> Result<(), Failure> {
-    let config = config::load(config_path).map_err(|e| Failure::Config(e.to_string()))?;
+    let (config, socket_name, from_file) = match &source {
+        Source::File(path) => {
+            let config = config::load(path).map_err(|e| Failure::Config(e.to_string()))?;
+            let name = config.path.clone();
+            (config, name, true)
+        }
+        Source::Flags(flags) => {
+            let (config, name) = flags.config().map_err(Failure::Config)?;
+            (config, name, false)
+        }
+    };
     if args.check {
         let names: Vec<&str> = config.apps.iter().map(|a| a.name.as_str()).collect();
         println!(
@@ -215,7 +230,7 @@ fn run(
     }
     let socket = runtime::socket_path(
         args.socket.as_deref().or(config.master.socket.as_deref()),
-        &config.path,
+        &socket_name,
     )
     .map_err(|e| Failure::Runtime(e.to_string()))?;
     // Handlers first: a SIGTERM that arrives while we bind is not lost.
@@ -250,6 +265,9 @@ fn run(
         .map_err(Failure::Runtime)?;
     if let Some(fd) = ready_fd {
         master.announce_on(fd);
+    }
+    if !from_file {
+        master.without_config_file();
     }
     master.admit_group(control_group);
     master

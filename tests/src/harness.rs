@@ -174,24 +174,50 @@ impl Master {
         config: &str,
     ) -> (Master, StderrGate) {
         let (open, gate) = std::sync::mpsc::channel();
-        let mut master = Master::spawn_gated(bins, dir, config, &[], Some(gate));
+        let mut master = Master::spawn_gated(bins, dir, Launch::Config(config), &[], Some(gate));
         master.wait_answering();
         (master, StderrGate(Some(open)))
     }
 
+    /// `ally-master run ARGS` (which end with `-- CMD ...`): a master with
+    /// no config file, its app named `name` (its control socket
+    /// `<name>.sock`); returns once it answers `list`.
+    pub fn start_run(bins: &Bins, dir: &TestDir, name: &str, args: &[&str]) -> Master {
+        let mut master = Master::spawn_gated(bins, dir, Launch::Run { name, args }, &[], None);
+        master.wait_answering();
+        master
+    }
+
+    /// Sends SIGINT (Ctrl-C) and waits at most `timeout` for the master
+    /// to exit.
+    ///
+    /// # Panics
+    ///
+    /// When it does not exit in time (it is killed then).
+    pub fn interrupt(&mut self, timeout: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("the master was already stopped");
+        let _ = signal(self.pid, Signal::INT);
+        wait_child(&mut child, timeout).unwrap_or_else(|| {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "ally-master did not exit within {timeout:?} of SIGINT\n{}",
+                self.log_tail()
+            );
+        })
+    }
+
     fn spawn(bins: &Bins, dir: &TestDir, config: &str, wrapper: &[&str]) -> Master {
-        Master::spawn_gated(bins, dir, config, wrapper, None)
+        Master::spawn_gated(bins, dir, Launch::Config(config), wrapper, None)
     }
 
     fn spawn_gated(
         bins: &Bins,
         dir: &TestDir,
-        config: &str,
+        launch: Launch<'_>,
         wrapper: &[&str],
         gate: Option<std::sync::mpsc::Receiver<()>>,
     ) -> Master {
-        let config_path = dir.path().join("ally.toml");
-        std::fs::write(&config_path, config).expect("write ally.toml");
         let run_dir = dir.path().join("run");
         let log = dir.path().join("master.log");
         let log_file = std::fs::File::create(&log).expect("create master.log");
@@ -204,9 +230,19 @@ impl Master {
             }
             None => Command::new(&bins.master),
         };
-        cmd.arg("--config")
-            .arg(&config_path)
-            .env(ally_proto::paths::RUNTIME_DIR_VAR, &run_dir)
+        let socket = match launch {
+            Launch::Config(config) => {
+                let config_path = dir.path().join("ally.toml");
+                std::fs::write(&config_path, config).expect("write ally.toml");
+                cmd.arg("--config").arg(&config_path);
+                ally_proto::paths::control_socket(&run_dir, &config_path)
+            }
+            Launch::Run { name, args } => {
+                cmd.arg("run").args(args);
+                run_dir.join(format!("{name}.sock"))
+            }
+        };
+        cmd.env(ally_proto::paths::RUNTIME_DIR_VAR, &run_dir)
             .env("LC_ALLY_E2E_DIR", dir.env_marker())
             .stdin(Stdio::null())
             .stdout(log_writer.try_clone().expect("dup log pipe"))
@@ -228,7 +264,7 @@ impl Master {
             child: Some(child),
             dir: dir.path().to_path_buf(),
             marker: dir.env_marker(),
-            socket: ally_proto::paths::control_socket(&run_dir, &config_path),
+            socket,
             log,
             ctl: bins.ctl.clone(),
             ctl_wrapper: Vec::new(),
@@ -439,6 +475,20 @@ impl Master {
             }
         }
     }
+}
+
+/// How a master is started.
+#[derive(Debug, Clone, Copy)]
+enum Launch<'a> {
+    /// `--config <dir>/ally.toml`, written with this text.
+    Config(&'a str),
+    /// `run ARGS`, its app named `name`.
+    Run {
+        /// The app's name.
+        name: &'a str,
+        /// What follows `run`.
+        args: &'a [&'a str],
+    },
 }
 
 /// Holds the master's stderr unread (see

@@ -54,6 +54,8 @@ mod reload_load;
 mod reread;
 #[path = "e2e/rollback.rs"]
 mod rollback;
+#[path = "e2e/run.rs"]
+mod run;
 #[path = "e2e/shutdown.rs"]
 mod shutdown;
 #[path = "e2e/soak.rs"]

@@ -63,7 +63,7 @@ impl App {
                 let started_with = match i.started_with.take() {
                     None => None,
                     Some(StartedWith::Current) => Some(Arc::clone(&config)),
-                    Some(StartedWith::Other(c)) => Some(Arc::new(AppConfig::restore(c)?)),
+                    Some(StartedWith::Other(c)) => Some(Arc::new(AppConfig::restore(*c)?)),
                 };
                 Instance::restore(i, fds, now, started_with)
             })

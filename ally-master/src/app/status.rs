@@ -56,10 +56,10 @@ impl App {
     /// its main instance's config from the app's.
     pub fn detail(&self, listeners: &Listeners) -> AppDetail {
         let mut settings = settings(&self.config);
-        if let (LogTarget::Default, Some(path)) = (&self.config.log, self.log.path()) {
-            if let Some(log) = settings.iter_mut().find(|s| s.name == "log") {
-                log.value = format!("{:?} (the default)", path.display().to_string());
-            }
+        if let (LogTarget::Default, Some(path)) = (&self.config.log, self.log.path())
+            && let Some(log) = settings.iter_mut().find(|s| s.name == "log")
+        {
+            log.value = format!("{:?} (the default)", path.display().to_string());
         }
         let drift = self
             .machine

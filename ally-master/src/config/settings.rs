@@ -26,7 +26,7 @@ pub fn show_duration(d: Duration) -> String {
 }
 
 /// A string as a TOML basic string.
-fn quote(s: &str) -> String {
+pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
     out.push('"');
     for c in s.chars() {

@@ -38,7 +38,15 @@ impl Master {
                 "the master is shutting down; the config is read again at its next start",
             ));
         }
-        let config = config::load(&self.config_path)
+        let Some(path) = self.config_path.clone() else {
+            return Err(Failure::new(
+                ErrorCode::BadRequest,
+                "this master runs the app of `ally-master run`, built from its flags: there is \
+                 no config file to reread; stop it and run it again with other flags (or \
+                 `ally-ctl reload` to start its command from disk anew)",
+            ));
+        };
+        let config = config::load(&path)
             .map_err(|e| Failure::new(ErrorCode::InvalidConfig, e.to_string()))?;
         let mut opened = Vec::new();
         for app in &config.apps {
@@ -119,7 +127,7 @@ impl Master {
         self.deliver(notices);
         let summary = format!(
             "reread {}: added [{}], removed [{}], changed [{}] (changes apply from each app's next start)",
-            self.config_path.display(),
+            path.display(),
             added.join(", "),
             removed.join(", "),
             changed.join(", ")

@@ -87,7 +87,7 @@ impl Master {
         }
         Ok(Master {
             frame_timeout: Duration::from_millis(snap.frame_timeout_ms),
-            config_path: snap.config_path,
+            config_path: Some(snap.config_path).filter(|p| !p.as_os_str().is_empty()),
             log_dir: snap.log_dir,
             launch,
             control,

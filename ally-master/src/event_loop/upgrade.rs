@@ -390,7 +390,7 @@ impl Master {
         let snap = MasterSnap {
             from_version: VERSION.to_owned(),
             fd_count: u32::try_from(fds.len()).unwrap_or(u32::MAX),
-            config_path: self.config_path.clone(),
+            config_path: self.config_path.clone().unwrap_or_default(),
             exe_path: self.exe.path.clone(),
             log_dir: self.log_dir.clone(),
             socket: self.launch.socket.clone(),

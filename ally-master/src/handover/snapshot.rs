@@ -247,7 +247,7 @@ pub enum StartedWith {
     /// Its app's config as it is now (no drift).
     Current,
     /// Another one: the app's config changed since (a `reread`).
-    Other(AppConfigSnap),
+    Other(Box<AppConfigSnap>),
 }
 
 /// An output pipe and the unfinished line read from it.
