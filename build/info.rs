@@ -24,6 +24,7 @@ fn emit_build_info() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=src");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    println!("cargo:rerun-if-env-changed=GIT_DIR");
     let commit = match git(&dir, &["rev-parse", "--short=12", "HEAD"]) {
         Some(hash) => {
             for path in ["HEAD", "index", "packed-refs"] {

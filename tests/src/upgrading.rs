@@ -4,8 +4,10 @@
 //! manager does (a rename: a running executable cannot be written).
 //!
 //! The builds differ only by build-time overrides (see
-//! `ally-master/src/version.rs`): another version string, another handover
-//! state version, a restore that fails on purpose.
+//! `ally-master/src/version.rs` and `build/info.rs`): another version
+//! string, another handover state version, a restore that fails on
+//! purpose, a build date from `SOURCE_DATE_EPOCH`, no git. Each variant
+//! builds `ally-ctl` too ([`variant_ctl`]).
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -30,7 +32,16 @@ pub enum Variant {
     Refusing,
     /// Passes the probe, then fails to restore: the way back runs.
     FailingRestore,
+    /// Built with `SOURCE_DATE_EPOCH` = [`SOURCE_DATE_EPOCH`].
+    Reproducible,
+    /// Built as from a tarball: git finds no repository (`GIT_DIR` names
+    /// none), and `SOURCE_DATE_EPOCH` as [`Variant::Reproducible`].
+    NoGit,
 }
+
+/// The `SOURCE_DATE_EPOCH` of [`Variant::Reproducible`]:
+/// 2023-11-14T22:13:20Z.
+pub const SOURCE_DATE_EPOCH: &str = "1700000000";
 
 impl Variant {
     fn env(self) -> &'static [(&'static str, &'static str)] {
@@ -44,6 +55,11 @@ impl Variant {
                 ("ALLY_VERSION_OVERRIDE", "0.0.0-failing-restore"),
                 ("ALLY_HANDOVER_RESTORE_FAULT", "1"),
             ],
+            Variant::Reproducible => &[("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH)],
+            Variant::NoGit => &[
+                ("SOURCE_DATE_EPOCH", SOURCE_DATE_EPOCH),
+                ("GIT_DIR", "/nonexistent/ally-test"),
+            ],
         }
     }
 
@@ -52,6 +68,8 @@ impl Variant {
             Variant::Other => "other",
             Variant::Refusing => "refusing",
             Variant::FailingRestore => "failing-restore",
+            Variant::Reproducible => "reproducible",
+            Variant::NoGit => "no-git",
         }
     }
 }
@@ -75,7 +93,8 @@ pub fn variant(variant: Variant) -> PathBuf {
     let target = layout.target_dir.join("upgrade-variants");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(&cargo);
-    cmd.args(["build", "--quiet", "-p", "ally-master", "--manifest-path"])
+    cmd.args(["build", "--quiet", "-p", "ally-master", "-p", "ally-ctl"])
+        .arg("--manifest-path")
         .arg(workspace_root().join("Cargo.toml"))
         .arg("--target-dir")
         .arg(&target);
@@ -86,6 +105,8 @@ pub fn variant(variant: Variant) -> PathBuf {
         "ALLY_VERSION_OVERRIDE",
         "ALLY_HANDOVER_VERSION_OVERRIDE",
         "ALLY_HANDOVER_RESTORE_FAULT",
+        "SOURCE_DATE_EPOCH",
+        "GIT_DIR",
     ] {
         cmd.env_remove(var);
     }
@@ -106,12 +127,24 @@ pub fn variant(variant: Variant) -> PathBuf {
     } else {
         "debug"
     };
-    let out = target.join(profile).join("ally-master");
+    for program in ["ally-master", "ally-ctl"] {
+        let out = target.join(profile).join(program);
+        let kept = target.join(format!("{program}-{}", variant.name()));
+        std::fs::copy(&out, &kept)
+            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", out.display(), kept.display()));
+    }
     let kept = target.join(format!("ally-master-{}", variant.name()));
-    std::fs::copy(&out, &kept)
-        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", out.display(), kept.display()));
     built.insert(variant, kept.clone());
     kept
+}
+
+/// The `ally-ctl` built with [`variant`]'s `ally-master`.
+///
+/// # Panics
+///
+/// When the build fails.
+pub fn variant_ctl(of: Variant) -> PathBuf {
+    variant(of).with_file_name(format!("ally-ctl-{}", of.name()))
 }
 
 /// Puts a copy of `from` at `to` by rename, as a package manager replaces a

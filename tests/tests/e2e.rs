@@ -88,3 +88,5 @@ mod upgrade_systemd;
 mod upgrade_users;
 #[path = "e2e/users.rs"]
 mod users;
+#[path = "e2e/version.rs"]
+mod version;
