@@ -75,8 +75,9 @@ pub fn version_of(binary: &Path) -> String {
 /// (`... handover N)`).
 pub fn handover_version_of(binary: &Path) -> String {
     let out = version_line(binary);
-    out.split("handover ")
-        .nth(1)
+    out.lines()
+        .next()
+        .and_then(|first| first.split("handover ").nth(1))
         .map(|v| v.trim_end_matches(|c: char| !c.is_ascii_digit()).to_owned())
         .unwrap_or_else(|| panic!("no handover version in {out}"))
 }
