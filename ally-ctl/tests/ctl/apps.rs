@@ -288,3 +288,36 @@ fn kill_with_a_bad_signal_name_exits_2_naming_the_valid_ones() {
     assert!(stderr.contains("HUP INT QUIT"), "{stderr}");
     assert!(stderr.contains("TERM"), "{stderr}");
 }
+
+#[test]
+fn status_drift_is_yellow_on_a_terminal_only() {
+    if !Command::new("sh")
+        .args(["-c", "command -v script"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("skipped: no `script` (util-linux) to run ally-ctl on a terminal");
+        return;
+    }
+    let web = apps(now_ms()).swap_remove(0);
+    let master = FakeMaster::start(vec![Step::Reply(detail(web.clone()))]);
+    let socket = master.socket().to_str().unwrap().to_owned();
+    let command = format!(
+        "'{}' --socket '{socket}' status web",
+        env!("CARGO_BIN_EXE_ally-ctl")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("TERM", "xterm")
+        .env_remove("NO_COLOR")
+        .output()
+        .unwrap();
+    let (stdout, _) = expect_code(&out, 0);
+    assert!(
+        stdout.contains("drift       \x1b[33mstop_timeout \"30s\" -> \"1m\"\x1b[0m"),
+        "{stdout:?}"
+    );
+    let master = FakeMaster::start(vec![Step::Reply(detail(web))]);
+    let (stdout, _) = expect_code(&ctl(master.dir(), &["status", "web"]), 0);
+    assert!(!stdout.contains('\x1b'), "{stdout:?}");
+}
