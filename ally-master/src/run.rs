@@ -98,6 +98,20 @@ impl RunArgs {
                         `ally-master run -- ./server --port 8080`"
                 .into());
         }
+        // What an upgrade appends is taken off the end of the master's
+        // command line (see `handover::tail`): a command ending like that
+        // would lose its last arguments at the first upgrade.
+        let line: Vec<String> = std::iter::once(String::new())
+            .chain(self.command.iter().cloned())
+            .collect();
+        if crate::handover::tail::split(&line).1 != crate::handover::tail::Tail::None {
+            return Err(
+                "the command ends with options that an in-place upgrade of the master \
+                        appends to its command line (--check-handover, --resume ...): move \
+                        them, or run the command from a script"
+                    .into(),
+            );
+        }
         let name = self
             .app_name()
             .ok_or_else(|| "cannot name the app after its command: give --name NAME".to_owned())?;
@@ -227,5 +241,7 @@ mod tests {
         let e = run(&["--env", "NOEQUALS", "--", "x"]).unwrap_err();
         assert!(e.contains("KEY=VALUE"), "{e}");
         assert!(run(&[]).unwrap_err().contains("needs a command"));
+        let e = run(&["--", "x", "--check-handover", "5"]).unwrap_err();
+        assert!(e.contains("in-place upgrade"), "{e}");
     }
 }

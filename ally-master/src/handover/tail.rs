@@ -7,6 +7,8 @@
 //! command, so an option appended there would be read as one of its
 //! arguments. The split is exact: the resume options are recognised only
 //! as a run of known option-value pairs that reaches the end of the line.
+//! So that no app command is cut, `ally-master run` refuses a command that
+//! itself ends like a tail.
 
 use std::os::fd::RawFd;
 
