@@ -94,23 +94,9 @@ impl RunArgs {
     /// first flag in error, naming the flag.
     pub fn config(&self) -> Result<(Config, PathBuf), String> {
         if self.command.is_empty() {
-            return Err("ally-master run needs a command after `--`, e.g. \
+            return Err("`run` needs a command after `--`, e.g. \
                         `ally-master run -- ./server --port 8080`"
                 .into());
-        }
-        // What an upgrade appends is taken off the end of the master's
-        // command line (see `handover::tail`): a command ending like that
-        // would lose its last arguments at the first upgrade.
-        let line: Vec<String> = std::iter::once(String::new())
-            .chain(self.command.iter().cloned())
-            .collect();
-        if crate::handover::tail::split(&line).1 != crate::handover::tail::Tail::None {
-            return Err(
-                "the command ends with options that an in-place upgrade of the master \
-                        appends to its command line (--check-handover, --resume ...): move \
-                        them, or run the command from a script"
-                    .into(),
-            );
         }
         let name = self
             .app_name()
@@ -178,12 +164,12 @@ impl RunArgs {
             ConfigError::Invalid { line, message, .. } => {
                 let flag = lines.get(line.wrapping_sub(1)).map_or("", |(f, _)| *f);
                 if flag.is_empty() {
-                    format!("ally-master run: {message}")
+                    message
                 } else {
-                    format!("ally-master run: {flag}: {message}")
+                    format!("{flag}: {message}")
                 }
             }
-            other => format!("ally-master run: {other}"),
+            other => other.to_string(),
         })?;
         Ok((config, PathBuf::from(format!("{name}.sock"))))
     }
@@ -232,7 +218,7 @@ mod tests {
     #[test]
     fn a_bad_value_is_refused_as_the_file_would_naming_the_flag() {
         let e = run(&["--ready-timeout", "soon", "--", "x"]).unwrap_err();
-        assert!(e.starts_with("ally-master run: --ready-timeout: "), "{e}");
+        assert!(e.starts_with("--ready-timeout: "), "{e}");
         assert!(e.contains("\"soon\""), "{e}");
         let e = run(&["--listen", "tcp://host:80", "--", "x"]).unwrap_err();
         assert!(e.contains("--listen: "), "{e}");
@@ -241,7 +227,5 @@ mod tests {
         let e = run(&["--env", "NOEQUALS", "--", "x"]).unwrap_err();
         assert!(e.contains("KEY=VALUE"), "{e}");
         assert!(run(&[]).unwrap_err().contains("needs a command"));
-        let e = run(&["--", "x", "--check-handover", "5"]).unwrap_err();
-        assert!(e.contains("in-place upgrade"), "{e}");
     }
 }

@@ -6,9 +6,11 @@
 //! after `ally-master run ... -- CMD ARGS...` everything is the app's
 //! command, so an option appended there would be read as one of its
 //! arguments. The split is exact: the resume options are recognised only
-//! as a run of known option-value pairs that reaches the end of the line.
-//! So that no app command is cut, `ally-master run` refuses a command that
-//! itself ends like a tail.
+//! as a run of known option-value pairs, with `--resume`, `--resume-exe`
+//! and `--resume-fds` among them, that reaches the end of the line; the
+//! probe's as the last two words. (So the command of `ally-master run`
+//! must not itself end with `--check-handover N` or such a run: the master
+//! would take them for an upgrade's.)
 
 use std::os::fd::RawFd;
 
@@ -46,7 +48,7 @@ pub fn split(argv: &[String]) -> (usize, Tail) {
 }
 
 /// `args` as resume options, if they are nothing else: pairs of a known
-/// option, each at most once, and its value.
+/// option, each at most once, and its value, the required ones there.
 fn resume_args(args: &[String]) -> Option<ResumeArgs> {
     if !args.len().is_multiple_of(2) {
         return None;
@@ -70,7 +72,8 @@ fn resume_args(args: &[String]) -> Option<ResumeArgs> {
             _ => return None,
         }
     }
-    Some(out)
+    let whole = out.memfd.is_some() && out.exe.is_some() && out.fds.is_some();
+    whole.then_some(out)
 }
 
 #[cfg(test)]
@@ -138,5 +141,7 @@ mod tests {
         assert_eq!(split(&twice).1, Tail::None);
         let bad = argv(&["m", "--resume", "five"]);
         assert_eq!(split(&bad).1, Tail::None);
+        let partial = argv(&["m", "--", "app", "--resume", "5"]);
+        assert_eq!(split(&partial), (5, Tail::None));
     }
 }

@@ -99,5 +99,8 @@ fn run_refuses_bad_flags_as_the_config_would_naming_the_flag() {
         .expect("run ally-master");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("needs a command after `--`"), "{stderr}");
+    assert!(
+        stderr.contains("`run` needs a command after `--`"),
+        "{stderr}"
+    );
 }
