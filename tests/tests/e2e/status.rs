@@ -116,3 +116,27 @@ fn status_shows_listeners_and_holders_and_the_drift_a_reread_makes_until_a_reloa
     );
     assert_eq!(doc["settings"]["stop_timeout"], "\"7s\"", "{doc}");
 }
+
+#[test]
+fn status_counts_the_crashes_in_a_row_and_the_back_off_they_started() {
+    let demo = ally_tests::fixture::Demo::start("status_crashes");
+    let master = &demo.master;
+    let doc = master.ctl_expect(&["status", "web", "--json"], 0);
+    let before: Value = serde_json::from_str(&doc.stdout).unwrap();
+    assert_eq!(before["crashes"], 0, "{before}");
+    assert_eq!(before["backoff_ms"], Value::Null, "{before}");
+    ally_tests::proc::signal(demo.first.pid, rustix::process::Signal::KILL).unwrap();
+    master.wait_main("web", Some(demo.first.id + 1), START_TIMEOUT);
+    let after = status(master);
+    assert_eq!(after["crashes"], 1, "{after}");
+    // The default policy's first delay.
+    assert_eq!(after["backoff_ms"], 500, "{after}");
+    assert_eq!(after["restarts"], 1, "{after}");
+    let text = master.ctl_expect(&["status", "web"], 0);
+    master.assert_output(
+        &text,
+        text.stdout
+            .contains("\ncrashes     1 in a row (back-off 500ms; 10 make it failed)\n"),
+        "status says how many crashes in a row and the back-off",
+    );
+}
