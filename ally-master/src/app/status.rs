@@ -6,7 +6,7 @@ use ally_proto::{AppDetail, AppStatus, InstanceStatus, ListenerDetail, ListenerO
 
 use super::App;
 use crate::config::LogTarget;
-use crate::config::settings::{drift, settings};
+use crate::config::settings::{drift, quote, settings};
 use crate::instance::unix_ms;
 use crate::listeners::Listeners;
 use crate::proc_stats;
@@ -59,7 +59,7 @@ impl App {
         if let (LogTarget::Default, Some(path)) = (&self.config.log, self.log.path())
             && let Some(log) = settings.iter_mut().find(|s| s.name == "log")
         {
-            log.value = format!("{:?} (the default)", path.display().to_string());
+            log.value = format!("{} (the default)", quote(&path.to_string_lossy()));
         }
         let drift = self
             .machine
