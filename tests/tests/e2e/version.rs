@@ -55,12 +55,16 @@ fn is_utc_date(date: &str) -> bool {
 #[test]
 fn both_binaries_print_their_version_commit_and_build_date() {
     let version_of = env!("CARGO_PKG_VERSION");
+    let protocol = ally_proto::PROTOCOL_VERSION;
     for (binary, first) in [
         (
             &bins().master,
-            format!("ally-master {version_of} (protocol 3, handover "),
+            format!("ally-master {version_of} (protocol {protocol}, handover "),
         ),
-        (&bins().ctl, format!("ally-ctl {version_of} (protocol 3)")),
+        (
+            &bins().ctl,
+            format!("ally-ctl {version_of} (protocol {protocol})"),
+        ),
     ] {
         let out = version(binary);
         let lines: Vec<&str> = out.lines().collect();
