@@ -181,6 +181,7 @@ mod tests {
                 reloading: None,
                 queued_reloads: 0,
                 dropped_lines: 7,
+                family: None,
                 last_error: Some("boom \"x\"".into()),
                 instances: vec![InstanceStatus {
                     id: 3,
@@ -210,6 +211,7 @@ mod tests {
                 reloading: None,
                 queued_reloads: 0,
                 dropped_lines: 0,
+                family: None,
                 last_error: None,
                 instances: vec![],
             },

@@ -227,6 +227,7 @@ mod tests {
             reloading: Some(4),
             queued_reloads: 1,
             dropped_lines: 1234,
+            family: None,
             last_error: Some("instance 1 exited with status 1\nstderr: boom\n".into()),
             instances: vec![
                 InstanceStatus {
@@ -315,6 +316,7 @@ deadline    30s left
             reloading: None,
             queued_reloads: 0,
             dropped_lines: 0,
+            family: None,
             last_error: None,
             instances: vec![],
         };

@@ -233,6 +233,7 @@ mod tests {
             reloading: None,
             queued_reloads: 0,
             dropped_lines: 0,
+            family: None,
             last_error: None,
             instances,
         }

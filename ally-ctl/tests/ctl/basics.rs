@@ -33,6 +33,7 @@ fn list_json_is_pinned() {
         reloading: None,
         queued_reloads: 0,
         dropped_lines: 0,
+        family: None,
         last_error: None,
         instances: vec![],
     });
