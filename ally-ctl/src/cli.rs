@@ -185,6 +185,10 @@ mod tests {
         EXIT_FAILED, EXIT_PROTOCOL, EXIT_REFUSED, EXIT_TIMEOUT, EXIT_UNREACHABLE,
     };
 
+    fn names(apps: &[&str]) -> Vec<String> {
+        apps.iter().map(|a| (*a).to_owned()).collect()
+    }
+
     #[test]
     fn parses_reload() {
         let cli = parse(&[
@@ -201,16 +205,34 @@ mod tests {
         assert_eq!(
             cli.command,
             Command::Reload(reload::ReloadArgs {
-                app: "web".into(),
+                apps: names(&["web"]),
+                family: None,
+                parallel: 1,
+                keep_going: false,
                 wait: true,
                 timeout: Some(Duration::from_millis(2500)),
             })
         );
-        let cli = parse(&["reload", "web"]).unwrap();
+        let cli = parse(&["reload", "web", "api", "--parallel", "2", "--keep-going"]).unwrap();
         assert_eq!(
             cli.command,
             Command::Reload(reload::ReloadArgs {
-                app: "web".into(),
+                apps: names(&["web", "api"]),
+                family: None,
+                parallel: 2,
+                keep_going: true,
+                wait: false,
+                timeout: None,
+            })
+        );
+        let cli = parse(&["reload", "--family", "payments"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Reload(reload::ReloadArgs {
+                apps: Vec::new(),
+                family: Some("payments".into()),
+                parallel: 1,
+                keep_going: false,
                 wait: false,
                 timeout: None,
             })
@@ -223,7 +245,19 @@ mod tests {
         assert_eq!(
             cli.command,
             Command::List(list::ListArgs {
+                apps: Vec::new(),
+                family: None,
                 json: true,
+                timeout: None
+            })
+        );
+        let cli = parse(&["list", "web", "--family", "f"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::List(list::ListArgs {
+                apps: names(&["web"]),
+                family: Some("f".into()),
+                json: false,
                 timeout: None
             })
         );
@@ -236,67 +270,86 @@ mod tests {
         let secs = |s| Some(Duration::from_secs(s));
         let cases = [
             (
-                &["status", "web"][..],
+                &["status", "web", "api"][..],
                 Command::Status(status::StatusArgs {
-                    app: "web".into(),
+                    apps: names(&["web", "api"]),
+                    family: None,
                     timeout: None,
                 }),
             ),
             (
                 &["start", "web", "--timeout", "3"],
                 Command::Start(start::StartArgs {
-                    app: "web".into(),
+                    apps: names(&["web"]),
+                    family: None,
+                    parallel: 1,
+                    keep_going: false,
                     timeout: secs(3),
                 }),
             ),
             (
-                &["stop", "web"],
+                &["stop", "--family", "all", "--keep-going"],
                 Command::Stop(stop::StopArgs {
-                    app: "web".into(),
+                    apps: Vec::new(),
+                    family: Some("all".into()),
+                    parallel: 1,
+                    keep_going: true,
                     timeout: None,
                 }),
             ),
             (
-                &["restart", "web", "--timeout", "4"],
+                &["restart", "web", "--timeout", "4", "--parallel", "3"],
                 Command::Restart(restart::RestartArgs {
-                    app: "web".into(),
+                    apps: names(&["web"]),
+                    family: None,
+                    parallel: 3,
+                    keep_going: false,
                     timeout: secs(4),
                 }),
             ),
             (
-                &["kill", "web"],
+                &["kill", "all"],
                 Command::Kill(kill::KillArgs {
-                    app: "web".into(),
+                    apps: names(&["all"]),
+                    family: None,
+                    parallel: 1,
+                    keep_going: false,
                     signal: rustix::process::Signal::TERM.as_raw(),
                 }),
             ),
             (
                 &["kill", "web", "--signal", "SIGUSR1"],
                 Command::Kill(kill::KillArgs {
-                    app: "web".into(),
+                    apps: names(&["web"]),
+                    family: None,
+                    parallel: 1,
+                    keep_going: false,
                     signal: rustix::process::Signal::USR1.as_raw(),
                 }),
             ),
             (
                 &["logs", "web"],
                 Command::Logs(logs::LogsArgs {
-                    app: "web".into(),
+                    apps: names(&["web"]),
+                    family: None,
                     follow: false,
                     lines: logs::DEFAULT_LINES,
                 }),
             ),
             (
-                &["logs", "web", "-f", "-n", "5"],
+                &["logs", "web", "api", "-f", "-n", "5"],
                 Command::Logs(logs::LogsArgs {
-                    app: "web".into(),
+                    apps: names(&["web", "api"]),
+                    family: None,
                     follow: true,
                     lines: 5,
                 }),
             ),
             (
-                &["logs", "--follow", "web"],
+                &["logs", "--follow", "--family", "pay"],
                 Command::Logs(logs::LogsArgs {
-                    app: "web".into(),
+                    apps: Vec::new(),
+                    family: Some("pay".into()),
                     follow: true,
                     lines: 20,
                 }),
@@ -316,14 +369,12 @@ mod tests {
     fn usage_errors_exit_2() {
         for args in [
             &[][..],
-            &["reload"],
-            &["reload", "web", "extra"],
             &["reload", "web", "--timeout", "0"],
+            &["reload", "web", "--parallel", "0"],
+            &["reload", "web", "--parallel", "17"],
+            &["reload", "--family"],
             &["reload", "web", "--timeout", "soon"],
             &["list", "--jsn"],
-            &["status"],
-            &["status", "web", "api"],
-            &["start"],
             &["stop", "web", "--timeout", "-1"],
             &["restart", "web", "--wait"],
             &["kill", "web", "--signal", "TERMINATE"],

@@ -61,6 +61,19 @@ impl Failure {
         }
     }
 
+    /// The same kind of failure (the same exit code) with another message.
+    #[must_use]
+    pub fn with_message(&self, message: String) -> Failure {
+        match self {
+            Failure::Failed(_) => Failure::Failed(message),
+            Failure::Usage(_) => Failure::Usage(message),
+            Failure::Unreachable(_) => Failure::Unreachable(message),
+            Failure::Refused(_) => Failure::Refused(message),
+            Failure::TimedOut(_) => Failure::TimedOut(message),
+            Failure::Protocol(_) => Failure::Protocol(message),
+        }
+    }
+
     /// The failure for an error the master answered, with `context` (what
     /// was asked) before its message.
     ///

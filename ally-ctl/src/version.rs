@@ -71,7 +71,7 @@ mod tests {
     fn names_the_protocol() {
         assert_eq!(
             super::line(),
-            format!("ally-ctl {} (protocol 3)", env!("CARGO_PKG_VERSION"))
+            format!("ally-ctl {} (protocol 4)", env!("CARGO_PKG_VERSION"))
         );
     }
 }

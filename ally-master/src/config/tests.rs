@@ -282,7 +282,7 @@ fn families_are_named_like_apps_and_all_is_reserved() {
         "[[app]]\nname = \"all\"\ncommand = [\"x\"]\n",
         "[[app]]\nname = \"web\"\nfamily = \"all\"\ncommand = [\"x\"]\n",
     ] {
-        assert!(err(&text).contains("\"all\" is reserved"), "{}", err(&text));
+        assert!(err(text).contains("\"all\" is reserved"), "{}", err(text));
     }
 }
 
