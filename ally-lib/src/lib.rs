@@ -215,8 +215,8 @@
 //! orphaned instance drains and exits instead of holding its sockets with
 //! nobody supervising it. (A channel the master closes while it lives on —
 //! it refused the hello — stops the instance too, but leaves its output to
-//! the master.) For `ready = "lib"` apps the crate also holds the read ends
-//! of the process's own output pipes (`ALLY_OUTPUT_FDS`), adopted with the
+//! the master.) The master gives every instance the read ends of its own
+//! output pipes; the crate holds them (`ALLY_OUTPUT_FDS`), adopted with the
 //! channel on first use, so a line written as the master dies finds a
 //! reader; a child forked before that first use, or forked without
 //! `exec`, inherits them and should close them, or its writes may block

@@ -16,12 +16,12 @@
 //! [`control`] (`ally-ctl`), [`listening`] (`Listen`), [`channels`]
 //! (instances' connections), [`reread`] and [`outbox`] (what is sent).
 
+use std::collections::BTreeSet;
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::time::{Duration, Instant};
 
-use ally_proto::Failure;
 use rustix::event::{PollFd, PollFlags, Timespec};
 use rustix::process::{Uid, WaitOptions};
 
@@ -31,10 +31,11 @@ use crate::config::Config;
 use crate::conn::{Broken, Peer};
 use crate::conns::Conns;
 use crate::control_socket::ControlSocket;
-use crate::helpers;
+use crate::fd_store::{Adopted, FdStore, Inherited};
+use crate::helpers::{self, Owner};
 use crate::instance::{Launch, Stream};
 use crate::limits::{FRAME_TIMEOUT, HELPER_EXIT_WAIT, READ_CHUNK, SINK_EXIT_GRACE};
-use crate::listeners::{Bound, Listeners};
+use crate::listeners::Listeners;
 use crate::log;
 use crate::logs::{self, AppLog};
 use crate::pending_listens::PendingListens;
@@ -50,6 +51,7 @@ mod outbox;
 mod requests;
 mod reread;
 mod resume;
+mod startup;
 mod upgrade;
 
 pub use upgrade::Exe;
@@ -111,6 +113,8 @@ pub struct Master {
     control_group: Option<u32>,
     /// systemd's `NOTIFY_SOCKET`, if the master runs under it.
     notifier: Notifier,
+    /// systemd's file descriptor store, where every socket bound is parked.
+    fd_store: FdStore,
     /// Where to write a newline once ready (`--ready-fd`), until it is.
     ready_fd: Option<OwnedFd>,
     /// Whether readiness was announced.
@@ -124,38 +128,56 @@ pub struct Master {
 }
 
 impl Master {
-    /// A master for `config`, serving its control socket on `control`.
+    /// A master for `config`, serving its control socket on `control`,
+    /// with the sockets systemd handed back (`inherited`) put back in
+    /// place before anything is bound.
     ///
     /// # Errors
     ///
-    /// If an app's log file cannot be opened.
+    /// If an app's log file cannot be opened, or one of its `listen`
+    /// sockets cannot be bound (one in use is tried again for a while: see
+    /// [`startup::bind_config_socket`]).
     pub fn new(
         config: Config,
         launch: Launch,
         control: UnixListener,
         signals: Signals,
         exe: Exe,
+        inherited: Inherited,
     ) -> Result<Master, String> {
         let log_dir = config
             .master
             .log_dir
             .clone()
             .unwrap_or_else(logs::default_dir);
-        let apps = config
+        let notifier = Notifier::from_env();
+        let fd_store = FdStore::new(&notifier);
+        let mut adopted = Adopted::new(inherited, &fd_store, &config);
+        let mut apps = Vec::with_capacity(config.apps.len());
+        for app in &config.apps {
+            let log = AppLog::open(&app.name, &app.log, &log_dir)?;
+            let owner = scope::owner_for_config_sockets(app).map_err(|f| f.message)?;
+            let mut sockets = Vec::with_capacity(app.listen.len());
+            for decl in &app.listen {
+                let bound = match adopted.take_config(&app.name, &decl.spec, owner) {
+                    Some(bound) => bound,
+                    None => startup::bind_config_socket(app, &decl.spec, owner, &fd_store)
+                        .map_err(|f| f.message)?,
+                };
+                sockets.push((decl.name.clone(), bound));
+            }
+            apps.push(App::new(app.clone(), log, sockets, launch.clone()));
+        }
+        let mut listeners = Listeners::default();
+        let owners: Vec<(String, Option<Owner>)> = config
             .apps
-            .into_iter()
-            .map(|app| {
-                let log = AppLog::open(&app.name, &app.log, &log_dir)?;
-                let owner = scope::owner_for_config_sockets(&app).map_err(|f| f.message)?;
-                let sockets = app
-                    .listen
-                    .iter()
-                    .map(|decl| Ok((decl.name.clone(), Bound::new(&decl.spec, owner)?)))
-                    .collect::<Result<_, Failure>>()
-                    .map_err(|f| f.message)?;
-                Ok(App::new(app, log, sockets, launch.clone()))
-            })
-            .collect::<Result<Vec<App>, String>>()?;
+            .iter()
+            .map(|a| (a.name.clone(), scope::owner(a).ok().flatten()))
+            .collect();
+        let owner_of = |app: &str| owners.iter().find(|(n, _)| n == app).and_then(|(_, o)| *o);
+        for (key, bound, mode) in adopted.into_library(owner_of) {
+            listeners.insert(key, bound, mode, BTreeSet::new());
+        }
         let uid = rustix::process::geteuid();
         Ok(Master {
             frame_timeout: config.master.frame_timeout.unwrap_or(FRAME_TIMEOUT),
@@ -165,7 +187,7 @@ impl Master {
             control: ControlSocket::new(control, uid),
             signals,
             apps: Apps::new(apps),
-            listeners: Listeners::default(),
+            listeners,
             pending: PendingListens::default(),
             conns: Conns::default(),
             scratch: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -173,7 +195,8 @@ impl Master {
             shutdown: Shutdown::Running,
             uid,
             control_group: None,
-            notifier: Notifier::from_env(),
+            notifier,
+            fd_store,
             ready_fd: None,
             announced: false,
             upgrade: Upgrade::Idle,
@@ -224,6 +247,9 @@ impl Master {
             self.apps.len(),
             self.launch.socket.display()
         );
+        if self.fd_store.is_on() {
+            log!("parking every listening socket in systemd's file descriptor store");
+        }
         let mut notices = Vec::new();
         self.apps.boot(&mut notices);
         self.deliver(notices);
@@ -481,6 +507,11 @@ impl Master {
         self.expire_listens(now);
         self.conns.expire(now);
         self.close_unfinished_frames(now);
+        if let Some((count, last)) = self.fd_store.take_trouble() {
+            self.note("fd store failures", || {
+                format!("systemd's fd store: {count} failure(s), the last: {last}")
+            });
+        }
         if let Some(line) = self.tally.report(now) {
             log!("{line}");
         }

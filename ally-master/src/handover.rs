@@ -12,7 +12,7 @@
 //!
 //! The format: 8 bytes of [`MAGIC`], the handover version as a `u32`
 //! little-endian, then the postcard encoding of [`snapshot::MasterSnap`],
-//! then (from version 3) that of [`snapshot::Families`]; at most
+//! then (from version 4) that of [`snapshot::Families`]; at most
 //! [`MAX_HANDOVER_BYTES`] in all. A state of [`FAMILYLESS_VERSION`] (the
 //! build before families) is read too, its apps without a family, so that
 //! an upgrade from that build keeps working.
@@ -35,7 +35,7 @@ use snapshot::{Families, MasterSnap};
 
 /// The handover version of the build before `family` existed: its state
 /// is [`snapshot::MasterSnap`] alone, and this build still reads it.
-pub const FAMILYLESS_VERSION: u32 = 2;
+pub const FAMILYLESS_VERSION: u32 = 3;
 
 /// The first bytes of every handover state.
 pub const MAGIC: [u8; 8] = *b"allyhov\0";
@@ -356,7 +356,7 @@ mod tests {
         with.apps = vec![(1, app(Some("payments"))), (2, app(None))];
         assert_eq!(decode(&encode(&with).unwrap()).unwrap(), with);
 
-        // What the build before families wrote: the same body, version 2,
+        // What the build before families wrote: the same body, version 3,
         // no families after it.
         let mut old = FAMILYLESS_VERSION.to_le_bytes().to_vec();
         old = [MAGIC.to_vec(), old, postcard::to_stdvec(&with).unwrap()].concat();
@@ -366,7 +366,7 @@ mod tests {
         }
         assert_eq!(decode(&old).unwrap(), without);
 
-        // A version 3 state whose families do not match its apps.
+        // A version 4 state whose families do not match its apps.
         let mut short = encode(&snap()).unwrap();
         short.truncate(short.len() - 1);
         short.extend(postcard::to_stdvec(&Families(vec![None])).unwrap());

@@ -14,7 +14,7 @@ use ally_proto::{Report, env};
 use rustix::pipe::PipeFlags;
 use rustix::process::{Pid, Rlimit, Signal};
 
-use crate::config::{self, AppConfig, CLEAN_ENV, ReadyMode};
+use crate::config::{self, AppConfig, CLEAN_ENV};
 use crate::handover::fds::{Export, Import};
 use crate::handover::snapshot::{InstanceSnap, NotifySnap, PipeSnap};
 use crate::handover::{self, HandoverError};
@@ -120,17 +120,18 @@ impl Instance {
         let (err_read, err_write) = rustix::pipe::pipe_with(PipeFlags::CLOEXEC)?;
         let mut fds: Vec<_> = sockets.iter().map(|(_, bound)| bound.fd.as_fd()).collect();
         fds.push(theirs.as_fd());
-        // An instance that links ally also holds the read ends of its own
-        // output pipes, never reading them while the master lives: so the
-        // master's death leaves them with a reader, and a line written in
-        // that instant cannot fail with EPIPE (and make `println!` panic)
-        // before the library has pointed stdout and stderr at /dev/null.
-        // Only for `ready = "lib"` apps: a program that does not link ally
-        // would block on a full pipe instead of ending.
-        let holds_output = app.ready == ReadyMode::Lib;
-        if holds_output {
-            fds.extend([out_read.as_fd(), err_read.as_fd()]);
-        }
+        // Every instance also holds the read ends of its own output pipes,
+        // never reading them while the master lives: so the master's death
+        // leaves them with a reader, and a line written after it cannot
+        // fail with EPIPE (killing a C program with SIGPIPE, making Rust's
+        // `println!` panic, Python raise) in the middle of its drain. One
+        // that links ally points stdout and stderr at /dev/null on the
+        // channel's end of file (`ALLY_OUTPUT_FDS` names them); one that
+        // does not writes into the pipe until it is full (64 KiB each by
+        // default: many lines of a drain), then blocks — until its exit,
+        // or systemd's stop timeout. A blocked writer drains nothing more,
+        // but a dead one fails every request it had in flight.
+        fds.extend([out_read.as_fd(), err_read.as_fd()]);
         let setup = spawn::Setup {
             fds,
             listen_pid: !sockets.is_empty(),
@@ -169,11 +170,10 @@ impl Instance {
             .env(env::INSTANCE, id.to_string())
             .env(env::STOP_SIGNAL, signal_name(app.stop_signal))
             .env("NOTIFY_SOCKET", notify.address());
-        if holds_output {
-            let first = channel_fd + 1;
-            cmd.env(env::OUTPUT_FDS, format!("{first},{}", first + 1));
-        }
-        for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"] {
+        let first = channel_fd + 1;
+        cmd.env(env::OUTPUT_FDS, format!("{first},{}", first + 1));
+        // The master's own from systemd, with `inherit_env`: the store is not theirs.
+        for var in ["LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "FDSTORE"] {
             cmd.env_remove(var);
         }
         if !sockets.is_empty() {

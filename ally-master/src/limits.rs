@@ -54,6 +54,21 @@ pub const REPORT_INTERVAL: Duration = Duration::from_secs(5);
 /// master's buffers, however it behaves.
 pub const MAX_INSTANCE_CONNECTIONS: usize = 20;
 
+/// Most descriptors taken from systemd's `LISTEN_FDS` at start (sockets
+/// handed back from the fd store); a larger count is taken as a malformed
+/// environment and nothing is adopted. Above the most the master parks:
+/// [`MAX_LISTENERS_PER_APP`] for each of many apps fits.
+pub const MAX_LISTEN_FDS: usize = 65_536;
+
+/// How often a master starting tries again to bind a `listen` address in
+/// use (see `event_loop/startup.rs`): an orphaned instance of a master
+/// that died may hold it while it drains.
+pub const BIND_RETRY_EVERY: Duration = Duration::from_millis(100);
+
+/// How long past the app's `stop_timeout` a master starting keeps trying
+/// to bind a `listen` address in use before it gives up (exit 1).
+pub const BIND_RETRY_GRACE: Duration = Duration::from_secs(2);
+
 /// Most listeners one app may hold (bound, or being bound) through its
 /// instances' `Listen` requests, counting those kept open while no
 /// instance holds them (see [`crate::listeners::Standing`]). Past this a

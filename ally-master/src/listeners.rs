@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use ally_proto::{ErrorCode, Failure, ListenAddr, ListenSpec, Network};
 use rustix::net::{AddressFamily, SocketAddrUnix, SocketFlags, SocketType};
 
+use crate::fd_store::{FdName, FdStore, Parked, Table};
 use crate::handover::HandoverError;
 use crate::handover::fds::{Export, Import};
 use crate::handover::snapshot::{BoundSnap, ListenerSnap, SocketFileSnap};
@@ -98,7 +99,9 @@ struct SocketFile {
 
 /// A socket the master bound: closed when dropped, and its unix socket
 /// file then removed (by a helper running as the user that bound it, and
-/// only if the file is still that socket).
+/// only if the file is still that socket). It is parked in systemd's fd
+/// store for as long as it lives ([`crate::fd_store`]): bound means
+/// parked, dropped means removed, whoever holds it.
 #[derive(Debug)]
 pub struct Bound {
     /// The socket.
@@ -108,6 +111,8 @@ pub struct Bound {
     file: Option<SocketFile>,
     /// What was asked for, when bound by [`Bound::new`].
     spec: Option<ListenSpec>,
+    /// Its place in the fd store; dropped after the socket is closed.
+    parked: Parked,
 }
 
 impl Drop for Bound {
@@ -125,8 +130,9 @@ impl Drop for Bound {
 }
 
 impl Bound {
-    /// Binds `spec` (non-blocking, close-on-exec; listening if a stream),
-    /// for an app whose instances run as `owner`.
+    /// Binds `spec`, a `listen` entry of `app` (non-blocking,
+    /// close-on-exec; listening if a stream), for an app whose instances
+    /// run as `owner`, and parks it in `store`.
     ///
     /// A unix path is bound by the path-socket helper as `owner`, and this
     /// waits for it (at most [`PATH_SOCKET_TIMEOUT`]): it is for the sockets
@@ -136,8 +142,13 @@ impl Bound {
     /// # Errors
     ///
     /// A bad address, or the bind failing, as a message naming the socket.
-    pub fn new(spec: &ListenSpec, owner: Option<Owner>) -> Result<Bound, Failure> {
-        let (key, mode) = Key::of("", spec)?;
+    pub fn new(
+        app: &str,
+        spec: &ListenSpec,
+        owner: Option<Owner>,
+        store: &FdStore,
+    ) -> Result<Bound, Failure> {
+        let (key, mode) = Key::of(app, spec)?;
         let mut bound = match &key.addr {
             ListenAddr::Path(path) => {
                 let fd = new_socket(&key).map_err(|e| cannot(&key, &e))?;
@@ -146,15 +157,15 @@ impl Bound {
                     mode,
                 };
                 match Helper::run(&job, Some(&fd), owner, PATH_SOCKET_TIMEOUT) {
-                    Outcome::Done(Some(id)) => Bound::from_helper(&key, fd, id, owner)?,
+                    Outcome::Done(Some(id)) => Bound::with_file(&key, fd, id, owner)?,
                     Outcome::Done(None) => return Err(cannot(&key, &"the helper gave no file")),
                     Outcome::Failed(why) => return Err(cannot(&key, &why)),
                 }
             }
-            _ => Bound::direct(&key)?,
+            _ => Bound::bind_here(&key)?,
         };
         bound.spec = Some(spec.clone());
-        Ok(bound)
+        Ok(bound.park(store, Table::Config, &key, mode))
     }
 
     /// What was asked for, if bound by [`Bound::new`].
@@ -162,8 +173,13 @@ impl Bound {
         self.spec.as_ref()
     }
 
-    /// Binds an IP or abstract address here (no file is involved).
-    pub fn direct(key: &Key) -> Result<Bound, Failure> {
+    /// Binds an IP or abstract address here (no file is involved) for the
+    /// listener table, and parks it in `store`.
+    pub fn direct(key: &Key, store: &FdStore) -> Result<Bound, Failure> {
+        Ok(Bound::bind_here(key)?.park(store, Table::Library, key, None))
+    }
+
+    fn bind_here(key: &Key) -> Result<Bound, Failure> {
         let fd = bind_direct(key).map_err(|e| cannot(key, &e))?;
         let local = local_address(&fd).map_err(internal)?;
         Ok(Bound {
@@ -171,12 +187,25 @@ impl Bound {
             local,
             file: None,
             spec: None,
+            parked: Parked::none(),
         })
     }
 
     /// The socket `fd` of `key`, which a helper running as `owner` bound to
-    /// file `id`: listening from now on if a stream.
+    /// file `id` with `mode`, for the listener table: listening from now
+    /// on if a stream, and parked in `store`.
     pub fn from_helper(
+        key: &Key,
+        fd: OwnedFd,
+        id: FileId,
+        owner: Option<Owner>,
+        mode: Option<u32>,
+        store: &FdStore,
+    ) -> Result<Bound, Failure> {
+        Ok(Bound::with_file(key, fd, id, owner)?.park(store, Table::Library, key, mode))
+    }
+
+    fn with_file(
         key: &Key,
         fd: OwnedFd,
         id: FileId,
@@ -194,12 +223,55 @@ impl Bound {
                 owner,
             }),
             spec: None,
+            parked: Parked::none(),
         };
         if key.kind() == SocketType::STREAM {
             rustix::net::listen(&bound.fd, LISTEN_BACKLOG).map_err(|e| cannot(key, &e))?;
         }
         bound.local = local_address(&bound.fd).map_err(internal)?;
         Ok(bound)
+    }
+
+    /// Parks it in `store` under the name of `key` in `table`.
+    fn park(mut self, store: &FdStore, table: Table, key: &Key, mode: Option<u32>) -> Bound {
+        let file = self.file.as_ref().map(|f| f.id);
+        self.parked = store.park(self.fd.as_fd(), FdName::new(table, key, mode, file));
+        self
+    }
+
+    /// A socket of `key` the master bound before and that the fd store
+    /// holds already (`parked`, adopted at start or carried across an
+    /// upgrade): nothing is sent to the store now. `file` is its unix
+    /// socket's file and who bound it; `spec` its `listen` entry, if it is
+    /// one.
+    ///
+    /// # Errors
+    ///
+    /// If its address cannot be read (it is closed, and removed from the
+    /// store, as `parked` is dropped).
+    pub fn adopt(
+        key: &Key,
+        fd: OwnedFd,
+        file: Option<(FileId, Option<Owner>)>,
+        spec: Option<ListenSpec>,
+        parked: Parked,
+    ) -> Result<Bound, Failure> {
+        let local = local_address(&fd).map_err(|e| cannot(key, &e))?;
+        let file = match (&key.addr, file) {
+            (ListenAddr::Path(path), Some((id, owner))) => Some(SocketFile {
+                path: path.clone(),
+                id,
+                owner,
+            }),
+            _ => None,
+        };
+        Ok(Bound {
+            fd,
+            local,
+            file,
+            spec,
+            parked,
+        })
     }
 }
 
@@ -216,16 +288,27 @@ impl Bound {
                 owner: f.owner.map(|o| (o.uid, o.gid)),
             }),
             spec: self.spec.clone(),
+            parked: self.parked.name().map(|name| name.as_str().to_owned()),
         }
     }
 
     /// The socket `snap` describes (its file removed when it is dropped,
-    /// as before the upgrade).
+    /// as before the upgrade), still parked in `store` if it was: nothing
+    /// is sent to the store, which holds it already.
     ///
     /// # Errors
     ///
     /// A missing descriptor.
-    pub fn restore(snap: BoundSnap, fds: &mut Import) -> Result<Bound, HandoverError> {
+    pub fn restore(
+        snap: BoundSnap,
+        fds: &mut Import,
+        store: &FdStore,
+    ) -> Result<Bound, HandoverError> {
+        let parked = snap
+            .parked
+            .as_deref()
+            .and_then(FdName::given)
+            .map_or_else(Parked::none, |name| store.keep(name));
         Ok(Bound {
             fd: fds.take(snap.fd)?,
             local: snap.local,
@@ -238,6 +321,7 @@ impl Bound {
                 owner: f.owner.map(|(uid, gid)| Owner { uid, gid }),
             }),
             spec: snap.spec,
+            parked,
         })
     }
 }
@@ -263,7 +347,11 @@ impl Listeners {
     /// # Errors
     ///
     /// A missing descriptor, or an address that no longer parses.
-    pub fn restore(snaps: Vec<ListenerSnap>, fds: &mut Import) -> Result<Listeners, HandoverError> {
+    pub fn restore(
+        snaps: Vec<ListenerSnap>,
+        fds: &mut Import,
+        store: &FdStore,
+    ) -> Result<Listeners, HandoverError> {
         let mut table = Listeners::default();
         for snap in snaps {
             let spec = ListenSpec {
@@ -273,7 +361,7 @@ impl Listeners {
             };
             let (key, _) =
                 Key::of(&snap.app, &spec).map_err(|f| HandoverError::Restore(f.message))?;
-            let bound = Bound::restore(snap.bound, fds)?;
+            let bound = Bound::restore(snap.bound, fds, store)?;
             table.insert(key, bound, snap.mode, snap.holders.into_iter().collect());
         }
         Ok(table)
@@ -450,6 +538,15 @@ pub fn cannot(key: &Key, why: &dyn std::fmt::Display) -> Failure {
     )
 }
 
+/// Whether `failure` (from binding) says another socket holds the address:
+/// `EADDRINUSE`, or a unix socket file something is bound to.
+pub fn is_in_use(failure: &Failure) -> bool {
+    let in_use = io::Error::from_raw_os_error(libc::EADDRINUSE).to_string();
+    failure.code == ErrorCode::ListenFailed
+        && (failure.message.ends_with(&in_use)
+            || failure.message.contains(crate::path_socket::FILE_IN_USE))
+}
+
 fn internal(e: io::Error) -> Failure {
     Failure::new(ErrorCode::Internal, format!("cannot duplicate socket: {e}"))
 }
@@ -537,7 +634,7 @@ mod tests {
         if let Some(shared) = table.share(&key, id, mode) {
             return shared;
         }
-        let bound = Bound::direct(&key)?;
+        let bound = Bound::direct(&key, &FdStore::default())?;
         let copy = bound.fd.try_clone().unwrap();
         let local = bound.local.clone();
         table.insert(key, bound, mode, BTreeSet::from([id]));

@@ -12,6 +12,7 @@ mod conn;
 mod conns;
 mod control_socket;
 mod event_loop;
+mod fd_store;
 mod handover;
 mod helpers;
 mod instance;
@@ -167,6 +168,9 @@ fn main() -> ExitCode {
         log::flush(std::time::Instant::now() + limits::SINK_EXIT_GRACE);
         return code;
     }
+    // Next, while this is the only thread: the sockets systemd handed back
+    // from its fd store, owned before anything can take their numbers.
+    let inherited = fd_store::Inherited::from_env();
     if args.version {
         println!("{}", version::line());
         return ExitCode::SUCCESS;
@@ -175,7 +179,7 @@ fn main() -> ExitCode {
         eprintln!("ally-master: --config FILE is required (see --help)");
         return ExitCode::from(Failure::Usage.exit_code());
     };
-    let code = match run(args, argv, &config) {
+    let code = match run(args, argv, &config, inherited) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
             match &failure {
@@ -191,8 +195,13 @@ fn main() -> ExitCode {
 }
 
 /// Runs the master of `args`, parsed from `argv` (kept to be the command
-/// line of its upgrades).
-fn run(args: Args, argv: Vec<String>, config_path: &std::path::Path) -> Result<(), Failure> {
+/// line of its upgrades), with the sockets systemd handed back.
+fn run(
+    args: Args,
+    argv: Vec<String>,
+    config_path: &std::path::Path,
+    inherited: fd_store::Inherited,
+) -> Result<(), Failure> {
     let config = config::load(config_path).map_err(|e| Failure::Config(e.to_string()))?;
     if args.check {
         let names: Vec<&str> = config.apps.iter().map(|a| a.name.as_str()).collect();
@@ -227,13 +236,18 @@ fn run(args: Args, argv: Vec<String>, config_path: &std::path::Path) -> Result<(
         socket,
         fd_limit: sys::raise_fd_limit(),
     };
+    if let Some(raw) = args.ready_fd.filter(|&raw| inherited.contains(raw)) {
+        return Err(Failure::Runtime(format!(
+            "--ready-fd {raw} is one of the sockets passed in LISTEN_FDS; give another descriptor"
+        )));
+    }
     let ready_fd = args
         .ready_fd
         .map(sys::adopt_fd)
         .transpose()
         .map_err(|e| Failure::Runtime(format!("--ready-fd: {e}")))?;
-    let mut master =
-        event_loop::Master::new(config, launch, control, signals, exe).map_err(Failure::Runtime)?;
+    let mut master = event_loop::Master::new(config, launch, control, signals, exe, inherited)
+        .map_err(Failure::Runtime)?;
     if let Some(fd) = ready_fd {
         master.announce_on(fd);
     }

@@ -46,6 +46,9 @@ pub const HELPER_ARG: &str = "--path-socket-helper";
 /// Where the master passes the socket to bind.
 const PASSED_SOCKET: i32 = sys::FIRST_PASSED_FD;
 
+/// How a refusal to replace a socket file something is bound to begins.
+pub const FILE_IN_USE: &str = "the socket file is in use";
+
 /// A socket file, by device and inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileId {
@@ -234,7 +237,7 @@ impl fmt::Display for PathError {
             }
             PathError::InUse { stream, datagram } => write!(
                 f,
-                "the socket file is in use (a stream connect {}, a datagram connect {}); only \
+                "{FILE_IN_USE} (a stream connect {}, a datagram connect {}); only \
                  a socket file nobody is bound to is replaced: stop what uses it or choose \
                  another path",
                 probe_result(stream),

@@ -12,59 +12,109 @@
 //! Without `NOTIFY_SOCKET` every call does nothing. Sends never block (the
 //! socket is non-blocking: `MSG_DONTWAIT` for every send); a failed or
 //! dropped one is logged once: systemd's absence or slowness must not stop
-//! the master.
+//! the master. The same socket parks listening sockets in systemd's file
+//! descriptor store ([`crate::fd_store`]).
 
-use std::os::linux::net::SocketAddrExt;
-use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::rc::Rc;
+
+use rustix::net::{
+    AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketAddrUnix,
+    SocketFlags, SocketType,
+};
 
 use crate::log;
 
-/// The socket notifications are sent from. It is the master's alone, so
-/// making it non-blocking changes nothing for anyone else: a send to a
-/// systemd too slow to read (its queue full) fails at once, as with
-/// `MSG_DONTWAIT`, instead of holding the loop.
-fn sender() -> std::io::Result<UnixDatagram> {
-    let socket = UnixDatagram::unbound()?;
-    socket.set_nonblocking(true)?;
-    Ok(socket)
+/// systemd's notification socket, and the socket the master sends from:
+/// the master's alone, non-blocking, so a send to a systemd too slow to
+/// read (its queue full) fails at once instead of holding the loop.
+#[derive(Debug)]
+pub struct Target {
+    socket: OwnedFd,
+    address: SocketAddrUnix,
+}
+
+impl Target {
+    /// The target `NOTIFY_SOCKET` names (a path, or `@name` for an
+    /// abstract socket), if it is set.
+    fn from_env() -> Option<Target> {
+        let value = std::env::var_os("NOTIFY_SOCKET")?;
+        let value = value.to_string_lossy().into_owned();
+        let address = match value.strip_prefix('@') {
+            Some(name) => SocketAddrUnix::new_abstract_name(name.as_bytes()),
+            None => SocketAddrUnix::new(value.as_str()),
+        };
+        let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+        let socket = rustix::net::socket_with(AddressFamily::UNIX, SocketType::DGRAM, flags, None);
+        match (address, socket) {
+            (Ok(address), Ok(socket)) => Some(Target { socket, address }),
+            (Err(e), _) | (_, Err(e)) => {
+                log!("NOTIFY_SOCKET={value} cannot be used: {e}");
+                None
+            }
+        }
+    }
+
+    /// Sends one datagram, with `fds` attached (`SCM_RIGHTS`) if any.
+    ///
+    /// # Errors
+    ///
+    /// The send's: `EAGAIN` when systemd's queue is full.
+    pub fn send(&self, message: &str, fds: &[BorrowedFd<'_>]) -> rustix::io::Result<()> {
+        let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !fds.is_empty() && !control.push(SendAncillaryMessage::ScmRights(fds)) {
+            return Err(rustix::io::Errno::NOBUFS);
+        }
+        let iov = [IoSlice::new(message.as_bytes())];
+        let flags = SendFlags::DONTWAIT | SendFlags::NOSIGNAL;
+        rustix::net::sendmsg_addr(&self.socket, &self.address, &iov, &mut control, flags)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Target {
+    /// A target at `path`, for tests.
+    pub fn to_path(path: &std::path::Path) -> Target {
+        let flags = SocketFlags::CLOEXEC | SocketFlags::NONBLOCK;
+        Target {
+            socket: rustix::net::socket_with(AddressFamily::UNIX, SocketType::DGRAM, flags, None)
+                .unwrap(),
+            address: SocketAddrUnix::new(path).unwrap(),
+        }
+    }
 }
 
 /// Where to send notifications, if systemd asked for them.
 #[derive(Debug)]
 pub struct Notifier {
-    target: Option<(UnixDatagram, SocketAddr)>,
+    target: Option<Rc<Target>>,
     failed: bool,
 }
 
 impl Notifier {
     /// Reads `NOTIFY_SOCKET` (a path, or `@name` for an abstract socket).
     pub fn from_env() -> Notifier {
-        let target = std::env::var_os("NOTIFY_SOCKET").and_then(|value| {
-            let value = value.to_string_lossy().into_owned();
-            let address = match value.strip_prefix('@') {
-                Some(name) => SocketAddr::from_abstract_name(name.as_bytes()),
-                None => SocketAddr::from_pathname(&value),
-            };
-            match (address, sender()) {
-                (Ok(address), Ok(socket)) => Some((socket, address)),
-                (Err(e), _) | (_, Err(e)) => {
-                    log!("NOTIFY_SOCKET={value} cannot be used: {e}");
-                    None
-                }
-            }
-        });
         Notifier {
-            target,
+            target: Target::from_env().map(Rc::new),
             failed: false,
         }
     }
 
+    /// The socket notifications go to, for the fd store to share.
+    pub fn target(&self) -> Option<Rc<Target>> {
+        self.target.clone()
+    }
+
     /// Sends one datagram of newline-separated assignments.
     pub fn send(&mut self, message: &str) {
-        let Some((socket, address)) = &self.target else {
+        let Some(target) = &self.target else {
             return;
         };
-        if let Err(e) = socket.send_to_addr(message.as_bytes(), address)
+        if let Err(e) = target.send(message, &[])
             && !self.failed
         {
             self.failed = true;
@@ -88,9 +138,9 @@ mod tests {
     fn a_systemd_that_does_not_read_costs_a_failed_send_not_a_wait() {
         let path = std::env::temp_dir().join(format!("ally-sd-notify-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let systemd = UnixDatagram::bind(&path).unwrap();
+        let systemd = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
         let mut notifier = Notifier {
-            target: Some((sender().unwrap(), SocketAddr::from_pathname(&path).unwrap())),
+            target: Some(Rc::new(Target::to_path(&path))),
             failed: false,
         };
         // Its queue holds a few datagrams; past them a blocking send would

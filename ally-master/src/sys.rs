@@ -230,6 +230,21 @@ pub fn adopt_fd(raw: i32) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(raw) })
 }
 
+/// Removes `LISTEN_PID`, `LISTEN_FDS` and `LISTEN_FDNAMES` from the
+/// environment once the master has taken the sockets they describe, so
+/// that no child, and not this binary executed again in place, takes
+/// them for its own.
+///
+/// Call it from `main` while no other thread exists.
+pub fn forget_listen_env() {
+    for var in ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"] {
+        // SAFETY: called from main before any other thread is started (the
+        // stderr writer starts with the first log line, which comes later),
+        // so nothing reads the environment concurrently.
+        unsafe { std::env::remove_var(var) };
+    }
+}
+
 /// `fcntl(F_SETFD)` — makes `fd` inherited across exec (`inherit`) or
 /// close-on-exec again: an upgrade clears `FD_CLOEXEC` on exactly the
 /// descriptors it hands over, right before the exec, and sets it back if

@@ -22,8 +22,8 @@ pub const STOP_SIGNAL: &str = "ALLY_STOP_SIGNAL";
 pub const REQUEST_TIMEOUT_MS: &str = "ALLY_REQUEST_TIMEOUT_MS";
 /// Descriptors (`OUT,ERR`) of read ends of the instance's own stdout and
 /// stderr pipes, which the library holds (without reading them) so that
-/// the master's death leaves its output a reader; set for `ready = "lib"`
-/// apps.
+/// the master's death leaves its output a reader; set for every instance
+/// (a program that does not link ally holds them without knowing).
 pub const OUTPUT_FDS: &str = "ALLY_OUTPUT_FDS";
 /// Names every variable above, for clearing them from a child's environment.
 pub const ALL: [&str; 7] = [

@@ -116,3 +116,16 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
         .port()
 }
+
+/// App `name` running the Python server of `tests/fixtures`, which knows
+/// only systemd's protocols: its socket `http=tcp://127.0.0.1:PORT` comes
+/// as `LISTEN_FDS`, its readiness as `READY=1` on `NOTIFY_SOCKET`.
+pub fn socket_activated_app(name: &str, port: u16) -> AppConfig {
+    let server = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/socket_activated_server.py");
+    AppConfig::new(name, &server)
+        .ready_timeout(DEFAULT_TIMEOUT)
+        .stop_timeout(DEFAULT_TIMEOUT)
+        .line(&format!("listen = [\"http=tcp://127.0.0.1:{port}\"]"))
+        .line("ready = \"notify\"")
+}

@@ -9,6 +9,8 @@
 //! - [`harness`] gives each test its own directory and a [`harness::Master`]
 //!   guard that stops the master and kills every process the test caused,
 //!   failure or not;
+//! - [`fd_store`] is the protocol half of `fake-systemd`, the stand-in for
+//!   systemd's notify socket and file descriptor store;
 //! - [`fixture`] is the usual set-up: the demo as app `web`;
 //! - [`service`] writes the app's wrapper script and swaps it to "upgrade
 //!   the binary on disk";
@@ -29,6 +31,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod control;
+pub mod fd_store;
 pub mod fixture;
 pub mod harness;
 pub mod load;

@@ -6,6 +6,7 @@ use std::time::Instant;
 use super::App;
 use super::machine::{Machine, Settings};
 use crate::config::AppConfig;
+use crate::fd_store::FdStore;
 use crate::handover::HandoverError;
 use crate::handover::fds::{Export, Import};
 use crate::handover::snapshot::AppSnap;
@@ -39,7 +40,8 @@ impl App {
         }
     }
 
-    /// The app `snap` describes, its instances started with `launch`.
+    /// The app `snap` describes, its instances started with `launch`, its
+    /// sockets still parked in `store` as they were.
     ///
     /// # Errors
     ///
@@ -50,6 +52,7 @@ impl App {
         fds: &mut Import,
         now: Instant,
         launch: Launch,
+        store: &FdStore,
     ) -> Result<App, HandoverError> {
         let config = AppConfig::restore(snap.config)?;
         let instances = snap
@@ -71,7 +74,7 @@ impl App {
         let sockets = snap
             .sockets
             .into_iter()
-            .map(|(name, b)| Ok((name, Bound::restore(b, fds)?)))
+            .map(|(name, b)| Ok((name, Bound::restore(b, fds, store)?)))
             .collect::<Result<Vec<_>, HandoverError>>()?;
         Ok(App {
             config,

@@ -74,7 +74,7 @@ impl Master {
         }
         let owner = self.in_scope(app_index, &key)?;
         let ListenAddr::Path(path) = &key.addr else {
-            let bound = Bound::direct(&key)?;
+            let bound = Bound::direct(&key, &self.fd_store)?;
             let copy = bound.fd.try_clone().map_err(|e| cannot(&key, &e))?;
             let local = bound.local.clone();
             self.listeners
@@ -172,7 +172,9 @@ impl Master {
             .collect();
         let uid = owner.map_or(self.uid.as_raw(), |o| o.uid);
         let bound = match outcome {
-            Outcome::Done(Some(file)) => Bound::from_helper(&key, socket, file, owner),
+            Outcome::Done(Some(file)) => {
+                Bound::from_helper(&key, socket, file, owner, mode, &self.fd_store)
+            }
             Outcome::Done(None) => Err(cannot(&key, &"the helper reported no file")),
             Outcome::Failed(why) => Err(cannot(&key, &format!("{why} (checked as uid {uid})"))),
         };

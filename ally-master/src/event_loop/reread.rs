@@ -63,7 +63,7 @@ impl Master {
                         Some(owner) => owner,
                         None => *owner.insert(scope::owner_for_config_sockets(app)?),
                     };
-                    fresh.push(Bound::new(&decl.spec, owner)?);
+                    fresh.push(Bound::new(&app.name, &decl.spec, owner, &self.fd_store)?);
                 }
             }
             staged.push(fresh);

@@ -16,6 +16,7 @@ use crate::apps::Apps;
 use crate::conn::Conn;
 use crate::conns::Conns;
 use crate::control_socket::ControlSocket;
+use crate::fd_store::FdStore;
 use crate::handover::HandoverError;
 use crate::handover::fds::Import;
 use crate::handover::snapshot::MasterSnap;
@@ -60,12 +61,16 @@ impl Master {
         };
         let control = ControlSocket::new(UnixListener::from(fds.take(snap.control)?), uid);
         let ready_fd = snap.ready_fd.map(|i| fds.take(i)).transpose()?;
+        // The sockets are in systemd's store already (if it has one):
+        // they are kept there as they are, nothing is sent again.
+        let notifier = Notifier::from_env();
+        let fd_store = FdStore::new(&notifier);
         let apps = snap
             .apps
             .into_iter()
-            .map(|(id, app)| Ok((id, App::restore(app, fds, now, launch.clone())?)))
+            .map(|(id, app)| Ok((id, App::restore(app, fds, now, launch.clone(), &fd_store)?)))
             .collect::<Result<Vec<_>, HandoverError>>()?;
-        let listeners = Listeners::restore(snap.listeners, fds)?;
+        let listeners = Listeners::restore(snap.listeners, fds, &fd_store)?;
         let mut conns = Vec::with_capacity(snap.conns.len());
         for (id, conn) in snap.conns {
             let accepted = if conn.accepted {
@@ -96,7 +101,8 @@ impl Master {
             shutdown: Shutdown::Running,
             uid,
             control_group: snap.control_group,
-            notifier: Notifier::from_env(),
+            notifier,
+            fd_store,
             ready_fd,
             announced: snap.announced,
             upgrade: Upgrade::Idle,
@@ -138,8 +144,8 @@ impl Master {
                 }
             }
             Some(why) => {
-                let message = format!("upgrade failed: {why}; ally-master {VERSION} serves on");
-                log!("{message}");
+                let message = format!("{why}; ally-master {VERSION} serves on");
+                log!("upgrade failed: {message}");
                 ControlResponse::Error(Failure::new(ErrorCode::ReloadFailed, message))
             }
         };

@@ -352,10 +352,11 @@ impl Master {
     /// systemd hears the master is ready again.
     fn upgrade_failed(&mut self, waiter: Option<u64>, why: String) {
         self.upgrade_signal_joined = false;
-        let message = format!("upgrade failed: {why}; ally-master {VERSION} serves on");
-        log!("{message}");
+        let message = format!("{why}; ally-master {VERSION} serves on");
+        log!("upgrade failed: {message}");
         self.notifier.send("READY=1");
         if let Some(conn) = waiter {
+            // ally-ctl says "upgrade failed: " before it.
             let failure = Failure::new(ErrorCode::ReloadFailed, message);
             self.send(conn, &ControlResponse::Error(failure), Vec::new());
         }

@@ -131,8 +131,8 @@ pub struct AppConfigSnap {
 }
 
 /// Each app's `family`, in the order of [`MasterSnap::apps`]: appended
-/// after the state from handover version 3, so that the state before it
-/// keeps the layout version 2 had and still decodes.
+/// after the state from handover version 4, so that the state before it
+/// keeps the layout version 3 had and still decodes.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Families(pub Vec<Option<String>>);
 
@@ -316,6 +316,9 @@ pub struct BoundSnap {
     /// A unix socket's file, removed when the socket closes.
     pub file: Option<SocketFileSnap>,
     pub spec: Option<ListenSpec>,
+    /// Its `FDNAME` in systemd's fd store, if it is parked there (it
+    /// stays there across the upgrade: nothing is sent again).
+    pub parked: Option<String>,
 }
 
 /// A unix socket's file: path, device, inode and who removes it.

@@ -2,11 +2,11 @@
 //! (LISTEN_FDS) and readiness (NOTIFY_SOCKET) — gets zero-downtime reloads.
 
 use std::net::{SocketAddr, TcpListener};
-use std::path::Path;
 use std::time::Duration;
 
 use ally_tests::bins::bins;
-use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
+use ally_tests::fixture::socket_activated_app;
+use ally_tests::harness::{Master, TestDir, config_toml};
 use ally_tests::reloading::assert_reloads_lose_nothing;
 
 const APP: &str = "activated";
@@ -21,13 +21,8 @@ fn free_port() -> u16 {
 #[test]
 fn socket_activated_server_is_reloaded_under_load_without_a_failed_connect() {
     let dir = TestDir::new("socket_activated");
-    let server = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/socket_activated_server.py");
     let port = free_port();
-    let app = AppConfig::new(APP, &server)
-        .ready_timeout("10s")
-        .stop_timeout("10s")
-        .line(&format!("listen = [\"http=tcp://127.0.0.1:{port}\"]"))
-        .line("ready = \"notify\"");
+    let app = socket_activated_app(APP, port);
     let master = Master::start_with(bins(), &dir, &config_toml(&[app]));
     let first = master.wait_main(APP, Some(1), Duration::from_secs(20));
     // It saw the socket-activation variables as systemd sets them.

@@ -209,9 +209,12 @@ fn a_kept_socket_is_closed_when_a_reread_removes_the_app() {
     let dir = TestDir::new("kept_reread");
     let service = Service::new(dir.path(), "service", &bins().demo, &ANY_PORT);
     let idle = write_script(dir.path(), "idle", "exec sleep 600\n");
+    // A back-off longer than the test: no instance restarts to hold the
+    // socket (and drain with it) when the reread comes, on a slow machine.
     let web = AppConfig::new(APP, service.path())
         .ready_timeout("10s")
-        .stop_timeout("10s");
+        .stop_timeout("10s")
+        .line("restart = { min_delay = \"1m\", max_delay = \"1m\" }");
     let spare = AppConfig::new("spare", &idle).line("autostart = false");
     let master = Master::start_with(bins(), &dir, &config_toml(&[web, spare.clone()]));
     let first = master.wait_main(APP, Some(1), T);

@@ -247,6 +247,11 @@ fn an_upgrade_that_cannot_take_over_leaves_the_old_master_serving_with_its_state
                 .contains(&format!("ally-master {version} serves on")),
             &format!("{what}: who serves on"),
         );
+        master.assert_output(
+            &out,
+            out.stderr.matches("upgrade failed").count() == 1,
+            &format!("{what}: said once that the upgrade failed"),
+        );
         assert_eq!(setup.running_version(), version, "after {what}");
         assert!(alive(master.pid()));
         assert_eq!(setup.pids(), before, "instances changed after {what}");

@@ -67,7 +67,9 @@ fn an_upgrade_notifies_systemd_reloading_then_ready_from_the_same_pid() {
     rustix::net::sockopt::set_socket_passcred(&socket, true).unwrap();
     socket.set_read_timeout(Some(WAIT)).unwrap();
     let env = format!("NOTIFY_SOCKET={}", socket_path.display());
-    let setup = Setup::start_wrapped("upgrade_systemd", &["env", &env], |dir| {
+    // A unit without a file descriptor store (FDSTORE=0): no socket is
+    // parked, so the state messages are all there is.
+    let setup = Setup::start_wrapped("upgrade_systemd", &["env", &env, "FDSTORE=0"], |dir| {
         let web = Service::new(dir.path(), "web", &bins().demo, &ANY_PORT);
         let app = AppConfig::new("web", web.path()).ready_timeout("10s");
         drop(web);
