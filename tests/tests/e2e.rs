@@ -24,6 +24,8 @@ mod ctl;
 mod ctl_output;
 #[path = "e2e/drain.rs"]
 mod drain;
+#[path = "e2e/families.rs"]
+mod families;
 #[path = "e2e/fd_store.rs"]
 mod fd_store;
 #[path = "e2e/flood.rs"]
