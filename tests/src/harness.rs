@@ -233,7 +233,7 @@ impl Master {
         };
         cmd.arg("--config")
             .arg(&config_path)
-            .env(ally_proto::paths::RUNTIME_DIR_VAR, &run_dir)
+            .env(ally_proto::paths::RUNTIME_DIR_VAR, run_dir)
             .env("LC_ALLY_E2E_DIR", dir.env_marker())
             .stdin(Stdio::null())
             .stdout(log_writer.try_clone().expect("dup log pipe"))
