@@ -5,11 +5,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use argh::{EarlyExit, FromArgs};
+use argh::{ArgsInfo, EarlyExit, FromArgs};
 
 use crate::failure::{EXIT_OK, EXIT_USAGE, Failure};
 use crate::{
-    kill, list, logs, reload, reopen, reread, restart, start, status, stop, upgrade, version,
+    completions, kill, list, logs, reload, reopen, reread, restart, start, status, stop, upgrade,
+    version,
 };
 
 /// The program name shown in help and usage messages.
@@ -17,36 +18,43 @@ pub const PROGRAM: &str = "ally-ctl";
 
 /// control a running ally-master: reload apps without downtime, start, stop
 /// and inspect them, follow their logs
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     example = "ally-ctl reload web --wait\nally-ctl list\nally-ctl status web\nally-ctl logs web -f\n\
                ally-ctl --socket /run/ally/web.sock list",
-    note = "without --socket, ally-ctl connects to the one master whose *.sock is in\n\
-            the runtime directory: $ALLY_RUNTIME_DIR, else /run/ally for root, else\n\
-            $XDG_RUNTIME_DIR/ally. --socket goes before the command.\n\
+    note = "without --socket, ally-ctl asks every master whose *.sock is in the\n\
+            runtime directory: $ALLY_RUNTIME_DIR, else /run/ally for root, else\n\
+            $XDG_RUNTIME_DIR/ally. list shows all their apps; a command on apps\n\
+            finds the master of each by name; reread, reopen, upgrade and version\n\
+            need the one master, or --socket. --socket goes before the command.\n\
+            Apps are named one or several at a time, by --family NAME, or all.\n\
+            A command on several apps prints one line per app and a summary and\n\
+            exits with the code of the first app that failed (0 if none did).\n\
             Exit status 0 means success.",
     error_code(
         1,
-        "the operation failed (a reload rolled back, an app did not start; the message says why)"
+        "the operation failed (a reload rolled back, an app did not start; the message says \
+         why); with several apps, the first failure's code is the command's"
     ),
     error_code(2, "usage error"),
     error_code(
         3,
-        "cannot reach a master (none running, connection lost, several and no --socket, or \
-         the socket is served by a uid other than root or yours); for logs -f, the master \
+        "cannot reach a master (none running, connection lost, several and no --socket for \
+         a command not about apps, the socket is served by a uid other than root or yours, \
+         or a master that did not answer may run the app named); for logs -f, the master \
          went away"
     ),
     error_code(
         4,
         "the master refused the request (unknown app, not permitted, version mismatch, bad \
-         request, shutting down, limit exceeded)"
+         request, shutting down, limit exceeded), or no master or several run the app named"
     ),
     error_code(5, "--timeout elapsed; the operation may still complete"),
     error_code(6, "protocol error: malformed or unexpected reply")
 )]
 pub struct Cli {
     /// path of the master's control socket, relative to the current
-    /// directory (default: the only *.sock in the runtime directory)
+    /// directory (default: every *.sock in the runtime directory)
     #[argh(option)]
     pub socket: Option<PathBuf>,
     /// what to do
@@ -55,7 +63,7 @@ pub struct Cli {
 }
 
 /// The subcommands.
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand)]
 pub enum Command {
     /// `list`.
@@ -82,6 +90,8 @@ pub enum Command {
     Version(version::VersionArgs),
     /// `upgrade`.
     Upgrade(upgrade::UpgradeArgs),
+    /// `completions`.
+    Completions(completions::CompletionsArgs),
 }
 
 /// A parse that ends the program before any command runs.
@@ -142,6 +152,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Reopen(args) => reopen::run(&args, socket),
         Command::Version(args) => version::run(&args, socket),
         Command::Upgrade(args) => upgrade::run(&args, socket),
+        Command::Completions(args) => completions::run(&args),
     }
 }
 
@@ -248,6 +259,8 @@ mod tests {
                 apps: Vec::new(),
                 family: None,
                 json: true,
+                names: false,
+                families: false,
                 timeout: None
             })
         );
@@ -258,6 +271,8 @@ mod tests {
                 apps: names(&["web"]),
                 family: Some("f".into()),
                 json: false,
+                names: false,
+                families: false,
                 timeout: None
             })
         );
@@ -413,8 +428,19 @@ mod tests {
     fn help_lists_every_command() {
         let help = parse(&["--help"]).unwrap_err().output;
         for command in [
-            "list", "status", "reload", "start", "stop", "restart", "kill", "logs", "reread",
-            "reopen", "version", "upgrade",
+            "list",
+            "status",
+            "reload",
+            "start",
+            "stop",
+            "restart",
+            "kill",
+            "logs",
+            "reread",
+            "reopen",
+            "version",
+            "upgrade",
+            "completions",
         ] {
             assert!(
                 help.contains(&format!("\n  {command} ")),

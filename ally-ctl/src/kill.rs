@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::ControlRequest;
 use rustix::process::Signal;
@@ -14,7 +14,7 @@ use crate::failure::Failure;
 use crate::select::Selection;
 
 /// send a signal to every live instance of an app
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "kill",

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 use serde::Serialize;
 
 use ally_proto::{AppState, InstanceStatus};
@@ -17,7 +17,7 @@ use crate::style;
 use crate::table::{self, Listed};
 
 /// show every app of every master and its instances
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "list",
@@ -52,6 +52,14 @@ pub struct ListArgs {
     /// print JSON for scripts instead of a table
     #[argh(switch)]
     pub json: bool,
+    /// print only the app names, one a line, each once, sorted (for
+    /// scripts and shell completion)
+    #[argh(switch)]
+    pub names: bool,
+    /// print only the families the apps are in, one a line, each once,
+    /// sorted
+    #[argh(switch)]
+    pub families: bool,
     /// give up after this many seconds (decimals allowed) and exit 5
     /// (default: no limit)
     #[argh(option, from_str_fn(crate::cli::parse_seconds))]
@@ -111,7 +119,23 @@ pub fn run(args: &ListArgs, socket: Option<&Path>) -> Result<(), Failure> {
             )));
         }
     }
-    if args.json {
+    if args.names || args.families {
+        let mut words: Vec<&str> = listed
+            .iter()
+            .filter_map(|l| {
+                if args.names {
+                    Some(l.app.name.as_str())
+                } else {
+                    l.app.family.as_deref()
+                }
+            })
+            .collect();
+        words.sort_unstable();
+        words.dedup();
+        if !words.is_empty() {
+            say(&words.join("\n"))?;
+        }
+    } else if args.json {
         say(&json(&listed))?;
     } else {
         say(table::render(&listed, now_unix_ms(), style::enabled()).trim_end())?;

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::{ControlRequest, ControlResponse};
 
@@ -18,7 +18,7 @@ use crate::select::Selection;
 pub const DEFAULT_LINES: u32 = 20;
 
 /// show the last lines of an app's log; with -f, keep showing new ones
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "logs",

@@ -11,6 +11,7 @@ mod ask;
 mod bulk;
 mod cli;
 mod client;
+mod completions;
 mod failure;
 mod kill;
 mod list;

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::{ControlRequest, ControlResponse};
 
@@ -18,7 +18,7 @@ use crate::select::Selection;
 
 /// start a new instance of an app; the old one drains once the new one is
 /// ready
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "reload",

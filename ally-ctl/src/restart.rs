@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::ControlRequest;
 
@@ -13,7 +13,7 @@ use crate::failure::Failure;
 use crate::select::Selection;
 
 /// stop an app, then start it: not zero-downtime; use reload for that
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "restart",

@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::ControlRequest;
 
@@ -13,7 +13,7 @@ use crate::failure::Failure;
 use crate::select::Selection;
 
 /// start a stopped or failed app and wait until an instance of it is main
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "start",

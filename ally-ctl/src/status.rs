@@ -31,7 +31,7 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::{AppState, AppStatus, ControlRequest, ControlResponse, InstanceStatus};
 
@@ -51,7 +51,7 @@ const KEY: usize = 12;
 
 /// show one app in detail: its state, restarts, last error, and each
 /// instance with what it reports
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "status",

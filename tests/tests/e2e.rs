@@ -16,6 +16,8 @@ mod axum;
 mod channel;
 #[path = "e2e/chaos.rs"]
 mod chaos;
+#[path = "e2e/completions.rs"]
+mod completions;
 #[path = "e2e/control_limits.rs"]
 mod control_limits;
 #[path = "e2e/ctl.rs"]
