@@ -7,7 +7,8 @@
 //! cannot drift from it. App names (positional `apps`) and families
 //! (`--family`) are completed at completion time by asking the masters:
 //! `ally-ctl list --names` and `--families` (with the line's `--socket`
-//! in bash).
+//! in bash). The packages ship the scripts from `packaging/completions/`,
+//! which a test keeps equal to what this module generates.
 
 use argh::{ArgsInfo, FlagInfoKind, FromArgs};
 
@@ -413,6 +414,23 @@ mod tests {
         );
         let this = commands.iter().find(|c| c.name == "completions").unwrap();
         assert_eq!(this.positional, Some(Words::Shells));
+    }
+
+    #[test]
+    fn the_packaged_scripts_are_what_the_commands_generate() {
+        // `make completions` writes them again after a change to the
+        // commands; the packages and `make install` ship these files.
+        for (shell, file) in [
+            ("bash", include_str!("../../packaging/completions/ally-ctl.bash")),
+            ("zsh", include_str!("../../packaging/completions/_ally-ctl")),
+            ("fish", include_str!("../../packaging/completions/ally-ctl.fish")),
+        ] {
+            assert_eq!(
+                file.trim_end(),
+                script(shell, &model()).trim_end(),
+                "packaging/completions for {shell} is stale: run `make completions`"
+            );
+        }
     }
 
     #[test]
