@@ -421,9 +421,15 @@ mod tests {
         // `make completions` writes them again after a change to the
         // commands; the packages and `make install` ship these files.
         for (shell, file) in [
-            ("bash", include_str!("../../packaging/completions/ally-ctl.bash")),
+            (
+                "bash",
+                include_str!("../../packaging/completions/ally-ctl.bash"),
+            ),
             ("zsh", include_str!("../../packaging/completions/_ally-ctl")),
-            ("fish", include_str!("../../packaging/completions/ally-ctl.fish")),
+            (
+                "fish",
+                include_str!("../../packaging/completions/ally-ctl.fish"),
+            ),
         ] {
             assert_eq!(
                 file.trim_end(),

@@ -336,3 +336,43 @@ fn one_view_across_masters_finds_each_app_and_refuses_to_guess() {
         "{out}"
     );
 }
+
+#[test]
+fn families_survive_an_upgrade_and_an_older_ctl_is_refused_by_version() {
+    use ally_proto::{ErrorCode, Hello, HelloReply, MAGIC, PROTOCOL_VERSION, Role, frame};
+    use ally_tests::upgrading::setup::Setup;
+
+    let setup = Setup::start("fam_upgrade", |dir| {
+        let mut web = dup(dir.path());
+        web.name = "web".into();
+        vec![web.line("family = \"payments\"")]
+    });
+    let family = |setup: &Setup| setup.master.app("web")["family"].clone();
+    assert_eq!(family(&setup), "payments");
+    let out = setup.upgrade();
+    setup.master.assert_exit(&out, 0);
+    assert_eq!(family(&setup), "payments", "the upgrade lost the family");
+
+    // What an ally-ctl of the protocol before `family` sends first.
+    let stream = std::os::unix::net::UnixStream::connect(setup.master.socket()).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let old = Hello {
+        magic: MAGIC,
+        version: PROTOCOL_VERSION - 1,
+        role: Role::Control,
+    };
+    frame::write_to(&stream, &old).unwrap();
+    match frame::read_from::<_, HelloReply>(&stream).unwrap() {
+        HelloReply::Refused(f) => {
+            assert_eq!(f.code, ErrorCode::VersionMismatch, "{f:?}");
+            let both = format!(
+                "speaks protocol {PROTOCOL_VERSION}, the client speaks {}",
+                PROTOCOL_VERSION - 1
+            );
+            assert!(f.message.contains(&both), "{f:?}");
+        }
+        other => panic!("an older client was welcomed: {other:?}"),
+    }
+}
