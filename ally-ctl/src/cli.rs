@@ -21,6 +21,7 @@ pub const PROGRAM: &str = "ally-ctl";
 #[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     example = "ally-ctl reload web --wait\nally-ctl list\nally-ctl status web\nally-ctl logs web -f\n\
+               ally-ctl reload --family payments --keep-going\n\
                ally-ctl --socket /run/ally/web.sock list",
     note = "without --socket, ally-ctl asks every master whose *.sock is in the\n\
             runtime directory: $ALLY_RUNTIME_DIR, else /run/ally for root, else\n\
