@@ -335,6 +335,27 @@ fn one_view_across_masters_finds_each_app_and_refuses_to_guess() {
         out.stdout.contains(" web#1 ") && out.stdout.contains(" api#1 "),
         "{out}"
     );
+
+    // Followed: the new instances' lines of both come on one stream. Once
+    // the past lines are out, both logs are followed: what the reloads
+    // write can only come as it is written.
+    let follow = Follow::start(
+        host.run_dir.path(),
+        &["logs", "-f", "-n", "1000", "web", "api"],
+    );
+    assert!(
+        follow.wait_for(" api#1 ", Duration::from_secs(20)),
+        "no past lines from logs -f:\n{}",
+        follow.seen()
+    );
+    host.expect(&["reload", "web", "api"], 0);
+    for want in [" web#2 ", " api#2 "] {
+        assert!(
+            follow.wait_for(want, Duration::from_secs(20)),
+            "no line with {want:?} from logs -f:\n{}",
+            follow.seen()
+        );
+    }
 }
 
 #[test]
@@ -374,5 +395,55 @@ fn families_survive_an_upgrade_and_an_older_ctl_is_refused_by_version() {
             assert!(f.message.contains(&both), "{f:?}");
         }
         other => panic!("an older client was welcomed: {other:?}"),
+    }
+}
+
+/// A running `ally-ctl ARGS...` whose output lines are collected; killed
+/// on drop.
+struct Follow {
+    child: std::process::Child,
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Follow {
+    fn start(run_dir: &Path, args: &[&str]) -> Follow {
+        use std::io::BufRead;
+
+        let mut child = Command::new(&bins().ctl)
+            .args(args)
+            .env(ally_proto::paths::RUNTIME_DIR_VAR, run_dir)
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Follow { child, lines }
+    }
+
+    fn wait_for(&self, text: &str, timeout: Duration) -> bool {
+        ally_tests::proc::wait_until(timeout, || {
+            self.lines.lock().unwrap().iter().any(|l| l.contains(text))
+        })
+    }
+
+    fn seen(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Follow {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
