@@ -26,8 +26,9 @@ use crate::table::{self, Listed};
     note = "without --socket, every master in the runtime directory is asked. FAMILY\n\
             shows when an app has one, MASTER (its socket's name, the config's)\n\
             when several masters answered. A stale socket is reported on stderr\n\
-            and skipped (exit 0); a master that is there but does not answer is\n\
-            reported, the others shown, and the exit code is that failure's.\n\
+            and skipped (exit 0); a master that is there but does not answer (in\n\
+            5 s without --timeout) is reported, the others shown, and the exit\n\
+            code is that failure's.\n\
             STATE is the app's (running, starting, backoff, failed, stopping, stopped);\n\
             INSTANCE is an instance's id, * if it is main, and its state (starting,\n\
             main, draining, killed) with the time left before it is killed if it is\n\

@@ -3,12 +3,13 @@
 //!
 //! A stale socket (a file left by a master that exited) is reported once
 //! on stderr and skipped. A master that is there but does not answer
-//! (refuses us, another protocol, untrusted) is reported once too; `list`
+//! (refuses us, another protocol, untrusted, or silent for
+//! [`ANSWER_TIMEOUT`] without `--timeout`) is reported once too; `list`
 //! shows the others and exits with that failure's code, and a command on
 //! apps refuses to guess where the app it cannot find might run.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use ally_proto::{AppStatus, ControlRequest, ControlResponse};
 
@@ -16,6 +17,11 @@ use crate::ask::unexpected;
 use crate::client::{self, Client};
 use crate::failure::Failure;
 use crate::select::Selection;
+
+/// How long each of several masters has to answer for its list when no
+/// `--timeout` is given: a master that is stuck is reported and skipped
+/// rather than hang the whole view.
+pub const ANSWER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// One master's apps.
 #[derive(Debug)]
@@ -120,7 +126,8 @@ fn ask_each(sockets: Vec<PathBuf>, failed: Option<Failure>, deadline: Option<Ins
         failed,
     };
     for socket in sockets {
-        match list_of(&socket, deadline) {
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + ANSWER_TIMEOUT);
+        match list_of(&socket, Some(deadline)) {
             Ok(apps) => survey.listings.push(listing(socket, apps)),
             Err(failure) => {
                 warn(&failure.to_string());

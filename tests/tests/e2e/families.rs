@@ -329,6 +329,18 @@ fn one_view_across_masters_finds_each_app_and_refuses_to_guess() {
     );
     all(&host.expect(&["list", "--json"], 0));
 
+    // A socket that accepts and never answers, as a stuck master: reported
+    // once after its time, the others shown, exit 5 (timed out).
+    let stuck =
+        std::os::unix::net::UnixListener::bind(host.run_dir.path().join("stuck.sock")).unwrap();
+    let out = host.expect(&["list", "--json"], 5);
+    assert_eq!(out.stderr.matches("stuck.sock").count(), 1, "{out}");
+    assert_eq!(listed(&out).len(), 5, "{out}");
+    // A command on an app another master runs still finds it.
+    host.expect(&["status", "web"], 0);
+    drop(stuck);
+    std::fs::remove_file(host.run_dir.path().join("stuck.sock")).unwrap();
+
     // The logs of apps of two masters, merged, each line naming its app.
     let out = host.expect(&["logs", "web", "api", "-n", "5"], 0);
     assert!(
