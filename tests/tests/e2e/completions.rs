@@ -193,3 +193,38 @@ fn bash_completes_app_names_and_families_from_a_running_master() {
         ["--keep-going"]
     );
 }
+
+#[test]
+fn the_packages_and_make_install_ship_the_three_scripts() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let manifest = std::fs::read_to_string(root.join("ally-master/Cargo.toml")).unwrap();
+    let makefile = std::fs::read_to_string(root.join("Makefile")).unwrap();
+    for (file, shell) in [
+        ("ally-ctl.bash", "bash"),
+        ("_ally-ctl", "zsh"),
+        ("ally-ctl.fish", "fish"),
+    ] {
+        let source = format!("packaging/completions/{file}");
+        // The shipped file is what the command generates.
+        let shipped = std::fs::read_to_string(root.join(&source)).unwrap();
+        assert_eq!(
+            shipped.trim_end(),
+            ctl(&["completions", shell]).stdout.trim_end(),
+            "{source} is stale: run `make completions`"
+        );
+        // In the .deb (paths relative to ally-master/), the .rpm (relative
+        // to the workspace) and `make install`.
+        assert!(
+            manifest.contains(&format!("[\"../{source}\", ")),
+            "deb lacks {source}"
+        );
+        assert!(
+            manifest.contains(&format!("{{ source = \"{source}\", ")),
+            "rpm lacks {source}"
+        );
+        assert!(
+            makefile.contains(&format!("install -m 644 {source} ")),
+            "make install lacks {source}"
+        );
+    }
+}
