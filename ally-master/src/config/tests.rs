@@ -173,7 +173,7 @@ fn rejects_bad_duration() {
 fn rejects_unknown_keys() {
     assert_eq!(
         err(&app_with("restarts = true")),
-        "4:1: unknown field `restarts`, expected one of `name`, `command`, `cwd`, `env`, \
+        "4:1: unknown field `restarts`, expected one of `name`, `command`, `family`, `cwd`, `env`, \
          `ready_timeout`, `stop_timeout`, `request_timeout`, `stop_signal`, `max_cache_entries`, `max_cache_bytes`, \
          `max_atomics`, `max_locks`, `autostart`, `restart`, `max_draining`, `listen`, `ready`, `inherit_env`, \
          `user`, `group`, `log`, `privileged_ports`"
