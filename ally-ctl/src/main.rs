@@ -8,17 +8,21 @@
 #![forbid(unsafe_code)]
 
 mod ask;
+mod bulk;
 mod cli;
 mod client;
+mod completions;
 mod detail;
 mod failure;
 mod kill;
 mod list;
 mod logs;
+mod masters;
 mod reload;
 mod reopen;
 mod reread;
 mod restart;
+mod select;
 mod start;
 mod status;
 mod stop;

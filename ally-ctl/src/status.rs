@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! app         web
+//! family      payments
 //! state       running
 //! restarts    2
 //! main        instance 3
@@ -33,7 +34,7 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::{AppDetail, AppState, ControlRequest, ControlResponse, InstanceStatus};
 use serde::Serialize;
@@ -44,8 +45,10 @@ use crate::client::Client;
 use crate::detail;
 use crate::failure::Failure;
 use crate::list::now_unix_ms;
+use crate::masters;
+use crate::select::Selection;
 use crate::style;
-use crate::table::{reload_note, time_left};
+use crate::table::{Listed, reload_note, time_left};
 use crate::units::{cpu, duration, size};
 
 /// Width of the field names, so that the values line up.
@@ -53,7 +56,7 @@ const KEY: usize = 12;
 
 /// show one app in detail: its state, restarts, last error, drift,
 /// listeners, each instance with what it reports, and its settings
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "status",
@@ -70,13 +73,16 @@ const KEY: usize = 12;
             \"drift\" ([{{\"setting\", \"running\", \"configured\"}}], null when not\n\
             known), \"listeners\" ([{{\"network\", \"address\", \"origin\" (library or\n\
             config), \"name\", \"holders\"}}]) and \"settings\" (key: value as the\n\
-            config writes it) added."
+            config writes it) added, one line per app."
 )]
 pub struct StatusArgs {
-    /// the app to show, as named in the master's config
+    /// the apps to show, as named in their masters' configs, or all
     #[argh(positional)]
-    pub app: String,
-    /// print JSON for scripts instead of fields
+    pub apps: Vec<String>,
+    /// every app of this family (--family all: every app)
+    #[argh(option)]
+    pub family: Option<String>,
+    /// print JSON for scripts instead of fields (a line per app)
     #[argh(switch)]
     pub json: bool,
     /// give up after this many seconds (decimals allowed) and exit 5
@@ -85,42 +91,84 @@ pub struct StatusArgs {
     pub timeout: Option<Duration>,
 }
 
-/// Asks the master for the app and prints it.
+/// Asks the masters for the apps and prints each, a blank line between
+/// two (one JSON line each with `--json`); an app that cannot be shown is
+/// reported on stderr and the others are still shown.
+///
+/// # Errors
+///
+/// The first app's failure: the connection's, or the master's refusal.
+pub fn run(args: &StatusArgs, socket: Option<&Path>) -> Result<(), Failure> {
+    let selection = Selection::parse(&args.apps, args.family.as_deref())?;
+    let deadline = args.timeout.map(|t| Instant::now() + t);
+    let targets = masters::resolve(&selection, socket, deadline)?;
+    let show = |app: &str, socket: &Path| {
+        let detail = detail_of(app, socket, args.timeout)?;
+        Ok::<_, Failure>(if args.json {
+            json(&detail, &masters::name_of(socket))
+        } else {
+            render(&detail, now_unix_ms(), style::enabled())
+                .trim_end()
+                .to_owned()
+        })
+    };
+    if let [one] = targets.as_slice() {
+        return say(&show(&one.app, &one.socket)?);
+    }
+    let mut first = None;
+    let mut shown = 0;
+    for target in &targets {
+        match show(&target.app, &target.socket) {
+            Ok(text) => {
+                say(&if shown == 0 || args.json {
+                    text
+                } else {
+                    format!("\n{text}")
+                })?;
+                shown += 1;
+            }
+            Err(failure) => {
+                eprintln!("{}: {failure}", crate::cli::PROGRAM);
+                first.get_or_insert(failure);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// The detail of `app` from the master at `socket`.
 ///
 /// # Errors
 ///
 /// The connection's failures, or the master's refusal.
-pub fn run(args: &StatusArgs, socket: Option<&Path>) -> Result<(), Failure> {
-    let app = &args.app;
-    let deadline = args.timeout.map(|t| Instant::now() + t);
+fn detail_of(
+    app: &str,
+    socket: &Path,
+    timeout: Option<Duration>,
+) -> Result<Box<AppDetail>, Failure> {
+    let deadline = timeout.map(|t| Instant::now() + t);
     let in_time = |failure| match failure {
         Failure::TimedOut(_) => Failure::TimedOut(format!(
             "timed out after {:?} waiting for the status of {app}",
-            args.timeout.unwrap_or_default()
+            timeout.unwrap_or_default()
         )),
         other => other,
     };
-    let mut client = Client::connect(socket, deadline).map_err(in_time)?;
+    let mut client = Client::connect(Some(socket), deadline).map_err(in_time)?;
     client
-        .send(&ControlRequest::Detail { app: app.clone() })
+        .send(&ControlRequest::Detail {
+            app: app.to_owned(),
+        })
         .map_err(in_time)?;
-    let detail = match client.recv().map_err(in_time)? {
-        ControlResponse::Detail(detail) if detail.status.name == *app => detail,
-        ControlResponse::Detail(detail) => {
-            return Err(Failure::Protocol(format!(
-                "asked the master for {app}, got the status of {}",
-                detail.status.name
-            )));
-        }
-        ControlResponse::Error(f) => {
-            return Err(Failure::from_master(&format!("cannot show {app}"), &f));
-        }
-        other => return Err(unexpected(&other, "Detail")),
-    };
-    if args.json {
-        return say(&json(&detail));
+    match client.recv().map_err(in_time)? {
+        ControlResponse::Detail(detail) if detail.status.name == app => Ok(detail),
+        ControlResponse::Detail(detail) => Err(Failure::Protocol(format!(
+            "asked the master for {app}, got the status of {}",
+            detail.status.name
+        ))),
+        ControlResponse::Error(f) => Err(Failure::from_master(&format!("cannot show {app}"), &f)),
+        other => Err(unexpected(&other, "Detail")),
     }
-    say(render(&detail, now_unix_ms(), style::enabled()).trim_end())
 }
 
 /// `status --json`: list's object for the app, and the detail's fields.
@@ -132,10 +180,13 @@ struct Json<'a> {
     detail: detail::Json<'a>,
 }
 
-/// `detail` as one line of JSON.
-fn json(detail: &AppDetail) -> String {
+/// `detail`, of the master named `master`, as one line of JSON.
+fn json(detail: &AppDetail, master: &str) -> String {
     let doc = Json {
-        app: crate::list::app_json(&detail.status),
+        app: crate::list::app_json(Listed {
+            master,
+            app: &detail.status,
+        }),
         detail: detail::json(detail),
     };
     // Plain structs of strings and integers: serializing cannot fail.
@@ -157,6 +208,7 @@ pub fn render(detail: &AppDetail, now_ms: u64, colour: bool) -> String {
     }
     let state = style::paint(&state, style::of_app(app.state), colour);
     field(&mut out, "app", &app.name);
+    field(&mut out, "family", or_dash(app.family.as_deref()));
     field(&mut out, "state", &state);
     field(&mut out, "restarts", &app.restarts.to_string());
     let main = app.main.map(|id| format!("instance {id}"));
@@ -302,6 +354,7 @@ mod tests {
             reloading: Some(4),
             queued_reloads: 1,
             dropped_lines: 1234,
+            family: None,
             last_error: Some("instance 1 exited with status 1\nstderr: boom\n".into()),
             instances: vec![
                 InstanceStatus {
@@ -337,6 +390,7 @@ mod tests {
         };
         let expected = "\
 app         web
+family      -
 state       running
 restarts    2
 main        instance 3
@@ -394,6 +448,7 @@ deadline    30s left
             reloading: None,
             queued_reloads: 0,
             dropped_lines: 0,
+            family: None,
             last_error: None,
             instances: vec![],
         };

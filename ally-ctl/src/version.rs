@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::{BuildInfo, ControlRequest, ControlResponse, PROTOCOL_VERSION};
 
@@ -18,7 +18,7 @@ const MASTER_WAIT: Duration = Duration::from_secs(5);
 
 /// print the version and build of ally-ctl and of the protocol it speaks,
 /// and those of the running master
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "version",
@@ -101,7 +101,7 @@ mod tests {
         let (first, second) = lines.split_once('\n').unwrap();
         assert_eq!(
             first,
-            format!("ally-ctl {} (protocol 3)", env!("CARGO_PKG_VERSION"))
+            format!("ally-ctl {} (protocol 4)", env!("CARGO_PKG_VERSION"))
         );
         assert!(second.starts_with("commit "), "{second}");
         assert!(second.contains(", built "), "{second}");

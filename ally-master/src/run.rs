@@ -35,6 +35,9 @@ pub struct RunArgs {
     /// the app's name (default: the command's file name)
     #[argh(option)]
     pub name: Option<String>,
+    /// the app's family, for ally-ctl's --family
+    #[argh(option)]
+    pub family: Option<String>,
     /// a socket to bind and hand over as LISTEN_FDS, as in `listen`:
     /// [NAME=]SCHEME://ADDRESS[?mode=OCTAL] (repeatable)
     #[argh(option)]
@@ -126,6 +129,7 @@ impl RunArgs {
                 lines.push((flag, format!("{key} = {}", quote(v))));
             }
         };
+        key("--family", "family", &self.family);
         key("--ready", "ready", &self.ready);
         key("--ready-timeout", "ready_timeout", &self.ready_timeout);
         key("--stop-timeout", "stop_timeout", &self.stop_timeout);

@@ -17,12 +17,14 @@ pub const VERSION: &str = match option_env!("ALLY_VERSION_OVERRIDE") {
 /// The version of the handover format ([`crate::handover::snapshot`]) and
 /// of the exec's command line ([`crate::handover::exec`]); see the
 /// versioning rule there. 2: the original command line comes first; 3:
-/// each socket names its place in systemd's fd store; 4: each instance's
-/// start config follows the body (version 3 is still read, see
-/// [`crate::handover::since4`]).
+/// each socket names its place in systemd's fd store; 4: each app's
+/// `family` follows the state (a version 3 state is still read:
+/// [`FAMILYLESS_VERSION`](crate::handover::FAMILYLESS_VERSION)); 5: each
+/// instance's start config follows that (a version 4 state is still read:
+/// [`crate::handover::started`]).
 pub const HANDOVER_VERSION: u32 = match option_env!("ALLY_HANDOVER_VERSION_OVERRIDE") {
     Some(v) => parse_u32(v),
-    None => 4,
+    None => 5,
 };
 
 /// Whether this build fails every restore on purpose (a test build).

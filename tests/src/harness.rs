@@ -211,6 +211,22 @@ impl Master {
         Master::spawn_gated(bins, dir, Launch::Config(config), wrapper, None)
     }
 
+    /// Writes `<dir>/<name>.toml` with `config` and starts a master on it
+    /// whose runtime directory is `run_dir`, which other masters may share:
+    /// its socket is `<run_dir>/<name>.sock`. Returns once it answers.
+    pub fn start_in(
+        bins: &Bins,
+        dir: &TestDir,
+        name: &str,
+        run_dir: &Path,
+        config: &str,
+    ) -> Master {
+        let launch = Launch::Config(config);
+        let mut master = Master::spawn_full(bins, dir, name, run_dir, launch, &[], None);
+        master.wait_answering();
+        master
+    }
+
     fn spawn_gated(
         bins: &Bins,
         dir: &TestDir,
@@ -219,6 +235,22 @@ impl Master {
         gate: Option<std::sync::mpsc::Receiver<()>>,
     ) -> Master {
         let run_dir = dir.path().join("run");
+        let name = match launch {
+            Launch::Config(_) => "ally",
+            Launch::Run { name, .. } => name,
+        };
+        Master::spawn_full(bins, dir, name, &run_dir, launch, wrapper, gate)
+    }
+
+    fn spawn_full(
+        bins: &Bins,
+        dir: &TestDir,
+        name: &str,
+        run_dir: &Path,
+        launch: Launch<'_>,
+        wrapper: &[&str],
+        gate: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> Master {
         let log = dir.path().join("master.log");
         let log_file = std::fs::File::create(&log).expect("create master.log");
         let (log_reader, log_writer) = std::io::pipe().expect("pipe for the master's log");
@@ -232,17 +264,17 @@ impl Master {
         };
         let socket = match launch {
             Launch::Config(config) => {
-                let config_path = dir.path().join("ally.toml");
-                std::fs::write(&config_path, config).expect("write ally.toml");
+                let config_path = dir.path().join(format!("{name}.toml"));
+                std::fs::write(&config_path, config).expect("write the config");
                 cmd.arg("--config").arg(&config_path);
-                ally_proto::paths::control_socket(&run_dir, &config_path)
+                ally_proto::paths::control_socket(run_dir, &config_path)
             }
-            Launch::Run { name, args } => {
+            Launch::Run { args, .. } => {
                 cmd.arg("run").args(args);
                 run_dir.join(format!("{name}.sock"))
             }
         };
-        cmd.env(ally_proto::paths::RUNTIME_DIR_VAR, &run_dir)
+        cmd.env(ally_proto::paths::RUNTIME_DIR_VAR, run_dir)
             .env("LC_ALLY_E2E_DIR", dir.env_marker())
             .stdin(Stdio::null())
             .stdout(log_writer.try_clone().expect("dup log pipe"))
@@ -480,7 +512,7 @@ impl Master {
 /// How a master is started.
 #[derive(Debug, Clone, Copy)]
 enum Launch<'a> {
-    /// `--config <dir>/ally.toml`, written with this text.
+    /// `--config <dir>/<name>.toml`, written with this text.
     Config(&'a str),
     /// `run ARGS`, its app named `name`.
     Run {

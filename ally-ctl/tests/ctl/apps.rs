@@ -53,6 +53,7 @@ fn status_prints_the_detail() {
         stdout,
         "\
 app         web
+family      -
 state       running
 restarts    1
 main        instance 3
@@ -132,7 +133,7 @@ fn status_of_a_stopped_app() {
     let master = FakeMaster::start(vec![Step::Reply(detail(idle))]);
     let (stdout, _) = expect_code(&ctl(master.dir(), &["status", "idle"]), 0);
     assert!(
-        stdout.starts_with("app         idle\nstate       stopped\n"),
+        stdout.starts_with("app         idle\nfamily      -\nstate       stopped\n"),
         "{stdout}"
     );
     assert!(

@@ -17,6 +17,7 @@ fn web(service: &Service, port: u16, stop_timeout: &str) -> AppConfig {
     AppConfig::new("web", service.path())
         .ready_timeout("10s")
         .stop_timeout(stop_timeout)
+        .line("family = \"payments\"")
         .line(&format!("listen = [\"http=tcp://127.0.0.1:{port}\"]"))
 }
 
@@ -67,6 +68,7 @@ fn status_shows_listeners_and_holders_and_the_drift_a_reread_makes_until_a_reloa
     );
     assert_eq!(doc["settings"]["stop_timeout"], "\"10s\"", "{doc}");
     assert_eq!(doc["crashes"], 0, "{doc}");
+    assert_eq!(doc["family"], "payments", "{doc}");
 
     // The text form says the same, without colour when not on a terminal.
     let text = master.ctl_expect(&["status", "web"], 0);
@@ -76,6 +78,7 @@ fn status_shows_listeners_and_holders_and_the_drift_a_reread_makes_until_a_reloa
             .contains(&format!("\nlisteners   tcp 127.0.0.1:{port}"))
             && text.stdout.contains(&format!("tcp {addr}"))
             && text.stdout.contains("\ndrift       none\n")
+            && text.stdout.contains("\nfamily      payments\n")
             && !text.stdout.contains('\x1b'),
         "status lists both listeners and no drift, in plain text",
     );

@@ -207,7 +207,7 @@ fn an_upgrade_that_cannot_take_over_leaves_the_old_master_serving_with_its_state
 
     let exits = "#!/bin/sh\nexit 0\n";
     let refused_cause = format!(
-        "handover state version {} is not this master's (999, which reads 3 too)",
+        "handover state version {} is not this master's (999, which reads 3 and 4 too)",
         handover_version_of(&setup.original)
     );
     let cases: [Case<'_>; 4] = [
