@@ -109,6 +109,26 @@ pub fn listening_addr(master: &Master, id: u64) -> SocketAddr {
     addr.unwrap_or_else(|| panic!("no address in the demo's start line {line:?}"))
 }
 
+/// Like [`listening_addr`], for instance `id` of `app` only (its line as
+/// the master logs an `inherit` app's output, `[APP#ID] demo: ...`): with
+/// several demo apps, the first `demo: instance 1` line may be another's.
+///
+/// # Panics
+///
+/// When the line does not appear within 10 s or holds no address.
+pub fn listening_addr_of(master: &Master, app: &str, id: u64) -> SocketAddr {
+    let line = master.wait_for_log(
+        &format!("[{app}#{id}] demo: instance {id} pid "),
+        Duration::from_secs(10),
+    );
+    let addr = line
+        .split("listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok());
+    addr.unwrap_or_else(|| panic!("no address in {app}'s start line {line:?}"))
+}
+
 /// Asks the kernel for a free loopback port (bound, then released).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

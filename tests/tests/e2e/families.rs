@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use ally_tests::bins::bins;
 use ally_tests::cmd::{CmdOutput, run};
-use ally_tests::fixture::{ANY_PORT, DEFAULT_TIMEOUT, START_TIMEOUT, listening_addr};
+use ally_tests::fixture::{ANY_PORT, DEFAULT_TIMEOUT, START_TIMEOUT, listening_addr_of};
 use ally_tests::harness::{AppConfig, CTL_TIMEOUT, MainInstance, Master, TestDir, config_toml};
 use ally_tests::load::Load;
 use ally_tests::service::Service;
@@ -131,8 +131,9 @@ impl Host {
 #[test]
 fn reload_family_reloads_exactly_that_family_one_by_one_under_load() {
     let host = Host::start("fam_reload");
-    let web_addr = listening_addr(&host.alpha, 1);
-    let api_addr = listening_addr(&host.beta, 1);
+    // By app: worker's first instance says `instance 1` too.
+    let web_addr = listening_addr_of(&host.alpha, "web", 1);
+    let api_addr = listening_addr_of(&host.beta, "api", 1);
     let worker_before = host.main(&host.alpha, "worker");
     let web_load = Load::start(web_addr, 8, true);
     let api_load = Load::start(api_addr, 8, true);
