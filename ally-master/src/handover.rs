@@ -19,6 +19,7 @@ pub mod fds;
 pub mod probe;
 pub mod resume;
 pub mod snapshot;
+pub mod trust;
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};

@@ -2,7 +2,9 @@
 //! disk in place, with a probe first and a way back.
 //!
 //! 1. The binary at the path the master was started from is opened (so
-//!    what is probed is what is executed) and probed: run as a child with
+//!    what is probed is what is executed), refused if a user other than
+//!    root and the master's could have put it there ([`handover::trust`]),
+//!    and probed: run as a child with
 //!    `--check-handover` on a snapshot of the state, it must say it can
 //!    take that version of the state, within [`PROBE_TIMEOUT`]. The loop
 //!    serves on meanwhile.
@@ -177,6 +179,8 @@ impl Master {
                     path.display()
                 ))
             })?;
+        handover::trust::check(new_exe.as_fd(), &path, self.uid)
+            .map_err(|why| failed(format!("will not execute {}: {why}", path.display())))?;
         let probe = (|| {
             let (snap, _fds) = self.snapshot(waiter)?;
             let memfd = handover::write_memfd(&handover::encode(&snap)?)?;

@@ -111,3 +111,52 @@ fn a_master_started_through_a_symlink_follows_it_to_another_build() {
         setup.assert_same_process_resumed();
     }
 }
+
+/// The master executes, as its own user, whatever is at its path when an
+/// upgrade is asked, and members of `[master] group` may ask: so it
+/// refuses a binary that a user other than root and its own could have
+/// put there (the file, or a directory on its way, writable by others),
+/// and serves on; the same binary made safe again is taken.
+#[test]
+fn an_upgrade_refuses_a_binary_that_another_user_could_have_replaced() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let setup = Setup::start("upgrade_untrusted", |dir| {
+        let web = Service::new(dir.path(), "web", &bins().demo, &ANY_PORT);
+        let app = AppConfig::new("web", web.path()).ready_timeout("10s");
+        drop(web);
+        vec![app]
+    });
+    let master = &setup.master;
+    master.wait_main("web", Some(1), WAIT);
+    let pids = setup.pids();
+    let bin_dir = setup
+        .binary
+        .parent()
+        .expect("the binary's directory")
+        .to_owned();
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+    };
+    let cases: [(&str, &std::path::Path, u32); 3] = [
+        ("a world-writable binary", &setup.binary, 0o757),
+        ("a group-writable binary", &setup.binary, 0o775),
+        ("a world-writable directory", &bin_dir, 0o777),
+    ];
+    for (what, path, mode) in cases {
+        chmod(path, mode);
+        let out = setup.upgrade();
+        master.assert_exit(&out, 1);
+        master.assert_output(
+            &out,
+            out.stderr.contains("writable by users other than") && out.stderr.contains("serves on"),
+            &format!("{what}: the cause"),
+        );
+        chmod(path, 0o755);
+    }
+    assert_eq!(setup.pids(), pids);
+    let out = setup.upgrade();
+    master.assert_exit(&out, 0);
+    setup.assert_same_process_resumed();
+}
