@@ -245,8 +245,10 @@ impl Master {
         let upgrade = std::mem::replace(&mut self.upgrade, Upgrade::Idle);
         self.upgrade = match upgrade {
             Upgrade::Idle => Upgrade::Idle,
-            Upgrade::Probing { .. } if self.shutdown != Shutdown::Running => {
-                self.upgrade_failed(None, "the master is shutting down".into());
+            Upgrade::Probing { waiter, .. } | Upgrade::Quiescing { waiter, .. }
+                if self.shutdown != Shutdown::Running =>
+            {
+                self.upgrade_abandoned(waiter);
                 Upgrade::Idle
             }
             Upgrade::Probing {
@@ -277,10 +279,6 @@ impl Master {
                     self.quiesce(new_exe, to, waiter, deadline, now)
                 }
             },
-            Upgrade::Quiescing { waiter, .. } if self.shutdown != Shutdown::Running => {
-                self.upgrade_failed(waiter, "the master is shutting down".into());
-                Upgrade::Idle
-            }
             Upgrade::Quiescing {
                 new_exe,
                 to,
@@ -354,6 +352,19 @@ impl Master {
 
     /// Answers a failed upgrade: the waiter hears why, the log says so, and
     /// systemd hears the master is ready again.
+    /// A shutdown began while the upgrade was under way: it ends there
+    /// (the probe, if any, is killed), and its waiter hears so. No
+    /// `READY=1`: systemd was told the master is stopping.
+    fn upgrade_abandoned(&mut self, waiter: Option<u64>) {
+        self.upgrade_signal_joined = false;
+        let message = "the master is shutting down: the upgrade was abandoned";
+        log!("{message}");
+        if let Some(conn) = waiter {
+            let failure = Failure::new(ErrorCode::ShuttingDown, message);
+            self.send(conn, &ControlResponse::Error(failure), Vec::new());
+        }
+    }
+
     fn upgrade_failed(&mut self, waiter: Option<u64>, why: String) {
         self.upgrade_signal_joined = false;
         let message = format!("{why}; ally-master {VERSION} serves on");
