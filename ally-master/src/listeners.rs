@@ -408,6 +408,15 @@ impl Standing {
     pub fn keeps(self, held: bool) -> bool {
         held || self == Standing::Awaiting
     }
+
+    /// Why an unheld socket of an app standing so is closed, for the log.
+    fn why_closed(self) -> &'static str {
+        match self {
+            Standing::Awaiting => "the app awaits an instance",
+            Standing::Serving => "the main instance serves without it",
+            Standing::Down => "the app is stopped, removed or shutting down",
+        }
+    }
 }
 
 /// One socket of the table.
@@ -493,10 +502,31 @@ impl Listeners {
     /// `standing` says where an app stands, asked only for apps with a
     /// socket no live instance holds. Cheap when every socket is held (a
     /// pass over the table), so the loop calls it after every change.
+    /// Each one closed is logged, with why: a socket gone from under
+    /// clients is something an operator must be able to find.
     pub fn settle(&mut self, standing: impl Fn(&str) -> Standing) {
         self.entries.retain(|key, entry| {
             let held = !entry.holders.is_empty();
-            held || standing(&key.app).keeps(held)
+            if held {
+                return true;
+            }
+            let standing = standing(&key.app);
+            if standing.keeps(held) {
+                return true;
+            }
+            let (asked, local) = (key.addr.to_string(), entry.bound.local.to_string());
+            let at = if asked == local {
+                asked
+            } else {
+                format!("{asked} (bound at {local})")
+            };
+            log!(
+                "{}: closed {} {at}: no instance holds it, and {}",
+                key.app,
+                key.network,
+                standing.why_closed()
+            );
+            false
         });
     }
 

@@ -189,6 +189,10 @@ fn a_kept_socket_is_closed_by_stop() {
     assert_eq!(master.instances(APP), Vec::<serde_json::Value>::new());
     master.ctl_expect(&["stop", APP], 0);
     assert_closed(master, demo.addr, "once `stop` returned");
+    master.wait_for_log(
+        &format!("{APP}: closed tcp 127.0.0.1:0 (bound at {}): no instance holds it, and the app is stopped", demo.addr),
+        T,
+    );
 }
 
 #[test]
@@ -249,6 +253,14 @@ fn a_kept_socket_a_new_version_does_not_ask_for_is_closed_once_it_is_ready() {
     // a socket nothing accepts on.
     assert_closed(master, demo.addr, "once a version not using it is main");
     assert_eq!(get_once(new_addr, T), Ok(main.id));
+    // And the log says so, naming it and why.
+    master.wait_for_log(
+        &format!(
+            "(bound at {}): no instance holds it, and the main instance serves without it",
+            demo.addr
+        ),
+        T,
+    );
 }
 
 /// The `listen-probe` binary, built with the others.
