@@ -508,7 +508,7 @@ impl Master {
         self.apps.on_timer(now, &mut notices);
         self.deliver(notices);
         self.expire_listens(now);
-        self.conns.expire(now);
+        self.conns.expire(now, &mut self.tally);
         self.close_unfinished_frames(now);
         if let Some((count, last)) = self.fd_store.take_trouble() {
             self.note("fd store failures", || {
