@@ -1,14 +1,17 @@
 //! One request answered by one `Done`: what `start`, `stop`, `restart`,
-//! `kill`, `reread` and `reopen` share.
+//! `kill`, `reread` and `reopen` share; and the first four on several apps.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ally_proto::{ControlRequest, ControlResponse};
 
+use crate::bulk::{self, Plan};
 use crate::cli::say;
 use crate::client::Client;
 use crate::failure::Failure;
+use crate::masters;
+use crate::select::Selection;
 
 /// A request and the words to report on it.
 #[derive(Debug)]
@@ -35,6 +38,49 @@ pub struct Ask<'a> {
 pub fn run(ask: &Ask<'_>, socket: Option<&Path>) -> Result<(), Failure> {
     let message = done(ask, socket)?;
     say(message.trim_end())
+}
+
+/// A lifecycle request for each app of a selection: the words for it.
+#[derive(Debug, Clone, Copy)]
+pub struct Each<'a> {
+    /// What the request does, for messages: `start` (`cannot start web`,
+    /// `web to start`).
+    pub doing: &'a str,
+    /// What a success is called in the summary: `started`.
+    pub verb: &'a str,
+    /// The limit for each app, from `--timeout`.
+    pub timeout: Option<Duration>,
+    /// How to go through the apps.
+    pub plan: Plan,
+}
+
+/// Sends `request(app)` to the master of each selected app, as
+/// [`bulk::run`] goes.
+///
+/// # Errors
+///
+/// As [`bulk::run`], and the failures of finding the apps.
+pub fn each(
+    selection: &Selection,
+    socket: Option<&Path>,
+    words: Each<'_>,
+    request: impl Fn(String) -> ControlRequest + Sync,
+) -> Result<(), Failure> {
+    let deadline = words.timeout.map(|t| Instant::now() + t);
+    let targets = masters::resolve(selection, socket, deadline)?;
+    bulk::run(&targets, words.plan, words.verb, |target| {
+        let app = &target.app;
+        done(
+            &Ask {
+                request: request(app.clone()),
+                timeout: words.timeout,
+                failed: &format!("cannot {} {app}", words.doing),
+                awaited: &format!("{app} to {}", words.doing),
+                check: &format!("ally-ctl status {app}"),
+            },
+            Some(&target.socket),
+        )
+    })
 }
 
 /// Sends `ask.request` and returns the master's `Done` message.

@@ -5,11 +5,12 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use argh::{EarlyExit, FromArgs};
+use argh::{ArgsInfo, EarlyExit, FromArgs};
 
 use crate::failure::{EXIT_OK, EXIT_USAGE, Failure};
 use crate::{
-    kill, list, logs, reload, reopen, reread, restart, start, status, stop, upgrade, version,
+    completions, kill, list, logs, reload, reopen, reread, restart, start, status, stop, upgrade,
+    version,
 };
 
 /// The program name shown in help and usage messages.
@@ -17,36 +18,44 @@ pub const PROGRAM: &str = "ally-ctl";
 
 /// control a running ally-master: reload apps without downtime, start, stop
 /// and inspect them, follow their logs
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     example = "ally-ctl reload web --wait\nally-ctl list\nally-ctl status web\nally-ctl logs web -f\n\
+               ally-ctl reload --family payments --keep-going\n\
                ally-ctl --socket /run/ally/web.sock list",
-    note = "without --socket, ally-ctl connects to the one master whose *.sock is in\n\
-            the runtime directory: $ALLY_RUNTIME_DIR, else /run/ally for root, else\n\
-            $XDG_RUNTIME_DIR/ally. --socket goes before the command.\n\
+    note = "without --socket, ally-ctl asks every master whose *.sock is in the\n\
+            runtime directory: $ALLY_RUNTIME_DIR, else /run/ally for root, else\n\
+            $XDG_RUNTIME_DIR/ally. list shows all their apps; a command on apps\n\
+            finds the master of each by name; reread, reopen, upgrade and version\n\
+            need the one master, or --socket. --socket goes before the command.\n\
+            Apps are named one or several at a time, by --family NAME, or all.\n\
+            A command on several apps prints one line per app and a summary and\n\
+            exits with the code of the first app that failed (0 if none did).\n\
             Exit status 0 means success.",
     error_code(
         1,
-        "the operation failed (a reload rolled back, an app did not start; the message says why)"
+        "the operation failed (a reload rolled back, an app did not start; the message says \
+         why); with several apps, the first failure's code is the command's"
     ),
     error_code(2, "usage error"),
     error_code(
         3,
-        "cannot reach a master (none running, connection lost, several and no --socket, or \
-         the socket is served by a uid other than root or yours); for logs -f, the master \
+        "cannot reach a master (none running, connection lost, several and no --socket for \
+         a command not about apps, the socket is served by a uid other than root or yours, \
+         or a master that did not answer may run the app named); for logs -f, the master \
          went away"
     ),
     error_code(
         4,
         "the master refused the request (unknown app, not permitted, version mismatch, bad \
-         request, shutting down, limit exceeded)"
+         request, shutting down, limit exceeded), or no master or several run the app named"
     ),
     error_code(5, "--timeout elapsed; the operation may still complete"),
     error_code(6, "protocol error: malformed or unexpected reply")
 )]
 pub struct Cli {
     /// path of the master's control socket, relative to the current
-    /// directory (default: the only *.sock in the runtime directory)
+    /// directory (default: every *.sock in the runtime directory)
     #[argh(option)]
     pub socket: Option<PathBuf>,
     /// what to do
@@ -55,7 +64,7 @@ pub struct Cli {
 }
 
 /// The subcommands.
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(subcommand)]
 pub enum Command {
     /// `list`.
@@ -82,6 +91,8 @@ pub enum Command {
     Version(version::VersionArgs),
     /// `upgrade`.
     Upgrade(upgrade::UpgradeArgs),
+    /// `completions`.
+    Completions(completions::CompletionsArgs),
 }
 
 /// A parse that ends the program before any command runs.
@@ -142,6 +153,7 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Reopen(args) => reopen::run(&args, socket),
         Command::Version(args) => version::run(&args, socket),
         Command::Upgrade(args) => upgrade::run(&args, socket),
+        Command::Completions(args) => completions::run(&args),
     }
 }
 
@@ -185,6 +197,10 @@ mod tests {
         EXIT_FAILED, EXIT_PROTOCOL, EXIT_REFUSED, EXIT_TIMEOUT, EXIT_UNREACHABLE,
     };
 
+    fn names(apps: &[&str]) -> Vec<String> {
+        apps.iter().map(|a| (*a).to_owned()).collect()
+    }
+
     #[test]
     fn parses_reload() {
         let cli = parse(&[
@@ -201,16 +217,34 @@ mod tests {
         assert_eq!(
             cli.command,
             Command::Reload(reload::ReloadArgs {
-                app: "web".into(),
+                apps: names(&["web"]),
+                family: None,
+                parallel: 1,
+                keep_going: false,
                 wait: true,
                 timeout: Some(Duration::from_millis(2500)),
             })
         );
-        let cli = parse(&["reload", "web"]).unwrap();
+        let cli = parse(&["reload", "web", "api", "--parallel", "2", "--keep-going"]).unwrap();
         assert_eq!(
             cli.command,
             Command::Reload(reload::ReloadArgs {
-                app: "web".into(),
+                apps: names(&["web", "api"]),
+                family: None,
+                parallel: 2,
+                keep_going: true,
+                wait: false,
+                timeout: None,
+            })
+        );
+        let cli = parse(&["reload", "--family", "payments"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::Reload(reload::ReloadArgs {
+                apps: Vec::new(),
+                family: Some("payments".into()),
+                parallel: 1,
+                keep_going: false,
                 wait: false,
                 timeout: None,
             })
@@ -223,7 +257,23 @@ mod tests {
         assert_eq!(
             cli.command,
             Command::List(list::ListArgs {
+                apps: Vec::new(),
+                family: None,
                 json: true,
+                names: false,
+                families: false,
+                timeout: None
+            })
+        );
+        let cli = parse(&["list", "web", "--family", "f"]).unwrap();
+        assert_eq!(
+            cli.command,
+            Command::List(list::ListArgs {
+                apps: names(&["web"]),
+                family: Some("f".into()),
+                json: false,
+                names: false,
+                families: false,
                 timeout: None
             })
         );
@@ -236,67 +286,86 @@ mod tests {
         let secs = |s| Some(Duration::from_secs(s));
         let cases = [
             (
-                &["status", "web"][..],
+                &["status", "web", "api"][..],
                 Command::Status(status::StatusArgs {
-                    app: "web".into(),
+                    apps: names(&["web", "api"]),
+                    family: None,
                     timeout: None,
                 }),
             ),
             (
                 &["start", "web", "--timeout", "3"],
                 Command::Start(start::StartArgs {
-                    app: "web".into(),
+                    apps: names(&["web"]),
+                    family: None,
+                    parallel: 1,
+                    keep_going: false,
                     timeout: secs(3),
                 }),
             ),
             (
-                &["stop", "web"],
+                &["stop", "--family", "all", "--keep-going"],
                 Command::Stop(stop::StopArgs {
-                    app: "web".into(),
+                    apps: Vec::new(),
+                    family: Some("all".into()),
+                    parallel: 1,
+                    keep_going: true,
                     timeout: None,
                 }),
             ),
             (
-                &["restart", "web", "--timeout", "4"],
+                &["restart", "web", "--timeout", "4", "--parallel", "3"],
                 Command::Restart(restart::RestartArgs {
-                    app: "web".into(),
+                    apps: names(&["web"]),
+                    family: None,
+                    parallel: 3,
+                    keep_going: false,
                     timeout: secs(4),
                 }),
             ),
             (
-                &["kill", "web"],
+                &["kill", "all"],
                 Command::Kill(kill::KillArgs {
-                    app: "web".into(),
+                    apps: names(&["all"]),
+                    family: None,
+                    parallel: 1,
+                    keep_going: false,
                     signal: rustix::process::Signal::TERM.as_raw(),
                 }),
             ),
             (
                 &["kill", "web", "--signal", "SIGUSR1"],
                 Command::Kill(kill::KillArgs {
-                    app: "web".into(),
+                    apps: names(&["web"]),
+                    family: None,
+                    parallel: 1,
+                    keep_going: false,
                     signal: rustix::process::Signal::USR1.as_raw(),
                 }),
             ),
             (
                 &["logs", "web"],
                 Command::Logs(logs::LogsArgs {
-                    app: "web".into(),
+                    apps: names(&["web"]),
+                    family: None,
                     follow: false,
                     lines: logs::DEFAULT_LINES,
                 }),
             ),
             (
-                &["logs", "web", "-f", "-n", "5"],
+                &["logs", "web", "api", "-f", "-n", "5"],
                 Command::Logs(logs::LogsArgs {
-                    app: "web".into(),
+                    apps: names(&["web", "api"]),
+                    family: None,
                     follow: true,
                     lines: 5,
                 }),
             ),
             (
-                &["logs", "--follow", "web"],
+                &["logs", "--follow", "--family", "pay"],
                 Command::Logs(logs::LogsArgs {
-                    app: "web".into(),
+                    apps: Vec::new(),
+                    family: Some("pay".into()),
                     follow: true,
                     lines: 20,
                 }),
@@ -316,14 +385,12 @@ mod tests {
     fn usage_errors_exit_2() {
         for args in [
             &[][..],
-            &["reload"],
-            &["reload", "web", "extra"],
             &["reload", "web", "--timeout", "0"],
+            &["reload", "web", "--parallel", "0"],
+            &["reload", "web", "--parallel", "17"],
+            &["reload", "--family"],
             &["reload", "web", "--timeout", "soon"],
             &["list", "--jsn"],
-            &["status"],
-            &["status", "web", "api"],
-            &["start"],
             &["stop", "web", "--timeout", "-1"],
             &["restart", "web", "--wait"],
             &["kill", "web", "--signal", "TERMINATE"],
@@ -362,8 +429,19 @@ mod tests {
     fn help_lists_every_command() {
         let help = parse(&["--help"]).unwrap_err().output;
         for command in [
-            "list", "status", "reload", "start", "stop", "restart", "kill", "logs", "reread",
-            "reopen", "version", "upgrade",
+            "list",
+            "status",
+            "reload",
+            "start",
+            "stop",
+            "restart",
+            "kill",
+            "logs",
+            "reread",
+            "reopen",
+            "version",
+            "upgrade",
+            "completions",
         ] {
             assert!(
                 help.contains(&format!("\n  {command} ")),

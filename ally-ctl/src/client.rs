@@ -39,19 +39,8 @@ impl Client {
     /// [`Failure::Protocol`] for a malformed reply.
     pub fn connect(socket: Option<&Path>, deadline: Option<Instant>) -> Result<Client, Failure> {
         let (path, stream) = match socket {
-            Some(path) => match UnixStream::connect(path) {
-                Ok(stream) => {
-                    trusted(path, &stream)?;
-                    (path.to_owned(), stream)
-                }
-                Err(e) => {
-                    return Err(Failure::Unreachable(format!(
-                        "cannot connect to {}: {e}; is ally-master running?",
-                        path.display()
-                    )));
-                }
-            },
-            None => discover(&runtime_dir()?)?,
+            Some(path) => (path.to_owned(), connect_trusted(path)?),
+            None => discover()?,
         };
         let mut client = Client {
             stream,
@@ -71,6 +60,21 @@ impl Client {
                 client.path.display()
             ))),
         }
+    }
+
+    /// A second handle on the connection, whose `shutdown` ends a
+    /// `recv` blocked in another thread.
+    ///
+    /// # Errors
+    ///
+    /// [`Failure::Unreachable`] if the descriptor cannot be duplicated.
+    pub fn closer(&self) -> Result<UnixStream, Failure> {
+        self.stream.try_clone().map_err(|e| {
+            Failure::Unreachable(format!(
+                "cannot follow the master at {}: {e}",
+                self.path.display()
+            ))
+        })
     }
 
     /// Sends one request.
@@ -187,51 +191,99 @@ fn trusted(path: &Path, stream: &UnixStream) -> Result<(), Failure> {
     )))
 }
 
-/// Connects to the one master whose socket is in `dir`.
+/// What a look at the runtime directory found.
+#[derive(Debug, Default)]
+pub struct Probe {
+    /// Sockets that accept a connection from a process trusted as a
+    /// master, sorted.
+    pub live: Vec<PathBuf>,
+    /// Stale sockets (left by a master that died) and why: `PATH: error`.
+    pub dead: Vec<String>,
+    /// Sockets served by someone not trusted, each refused.
+    pub untrusted: Vec<Failure>,
+}
+
+/// Tries every `*.sock` in `dir`: a stale file left by a master that died
+/// refuses the connection, a socket served by anyone but root or us is
+/// not trusted. The probing connections close before their hello.
 ///
-/// Every `*.sock` there is tried: a stale file left by a master that died
-/// refuses the connection and is skipped, as is a socket served by anyone
-/// but root or us. Exactly one must accept and be trusted.
-fn discover(dir: &Path) -> Result<(PathBuf, UnixStream), Failure> {
-    let mut live = Vec::new();
-    let mut dead = Vec::new();
-    let mut untrusted = None;
+/// # Errors
+///
+/// [`Failure::Unreachable`] if `dir` cannot be read.
+pub fn probe(dir: &Path) -> Result<Probe, Failure> {
+    let mut found = Probe::default();
     for path in sockets_in(dir)? {
         match UnixStream::connect(&path) {
             Ok(stream) => match trusted(&path, &stream) {
-                Ok(()) => live.push((path, stream)),
-                Err(refusal) => {
-                    untrusted.get_or_insert(refusal);
-                }
+                Ok(()) => found.live.push(path),
+                Err(refusal) => found.untrusted.push(refusal),
             },
-            Err(e) => dead.push(format!("{}: {e}", path.display())),
+            Err(e) => found.dead.push(format!("{}: {e}", path.display())),
         }
     }
-    if live.len() > 1 {
-        let names: Vec<String> = live.iter().map(|(p, _)| p.display().to_string()).collect();
-        return Err(Failure::Unreachable(format!(
-            "several ally-masters are running ({}); pass --socket to choose one",
-            names.join(", ")
-        )));
-    }
-    if let Some(found) = live.pop() {
+    Ok(found)
+}
+
+/// The runtime directory and what is in it; `Err` if no master there is
+/// live and trusted.
+///
+/// # Errors
+///
+/// [`Failure::Unreachable`]: no live socket (naming the stale ones), or
+/// the first untrusted one's refusal.
+pub fn probe_runtime_dir() -> Result<Probe, Failure> {
+    let dir = runtime_dir()?;
+    let mut found = probe(&dir)?;
+    if !found.live.is_empty() {
         return Ok(found);
     }
-    if let Some(refusal) = untrusted {
-        return Err(refusal);
+    if !found.untrusted.is_empty() {
+        return Err(found.untrusted.swap_remove(0));
     }
     let mut message = format!(
         "no ally-master is running (looked for *.sock in {}); start one with \
          `ally-master --config FILE` or pass --socket",
         dir.display()
     );
-    if !dead.is_empty() {
+    if !found.dead.is_empty() {
         message.push_str(&format!(
             " (found, but cannot connect: {})",
-            dead.join("; ")
+            found.dead.join("; ")
         ));
     }
     Err(Failure::Unreachable(message))
+}
+
+/// Connects to the one master whose socket is in the runtime directory.
+///
+/// # Errors
+///
+/// As [`probe_runtime_dir`], and [`Failure::Unreachable`] when several
+/// masters run there (commands that are not about apps cannot tell which
+/// one is meant).
+fn discover() -> Result<(PathBuf, UnixStream), Failure> {
+    let mut found = probe_runtime_dir()?;
+    if found.live.len() > 1 {
+        let names: Vec<String> = found.live.iter().map(|p| p.display().to_string()).collect();
+        return Err(Failure::Unreachable(format!(
+            "several ally-masters are running ({}); pass --socket to choose one",
+            names.join(", ")
+        )));
+    }
+    let path = found.live.swap_remove(0);
+    connect_trusted(&path).map(|stream| (path, stream))
+}
+
+/// Connects to `path` and checks who serves it.
+fn connect_trusted(path: &Path) -> Result<UnixStream, Failure> {
+    let stream = UnixStream::connect(path).map_err(|e| {
+        Failure::Unreachable(format!(
+            "cannot connect to {}: {e}; is ally-master running?",
+            path.display()
+        ))
+    })?;
+    trusted(path, &stream)?;
+    Ok(stream)
 }
 
 /// The `*.sock` paths in `dir`, sorted; none if `dir` does not exist.
@@ -268,42 +320,31 @@ mod tests {
     }
 
     #[test]
-    fn discovery_skips_stale_sockets_and_refuses_to_guess() {
-        let dir = temp_dir("discover");
-        let none = discover(&dir).unwrap_err();
-        assert!(
-            none.to_string().starts_with("no ally-master is running"),
-            "{none}"
-        );
+    fn the_probe_skips_stale_sockets_and_finds_every_live_one() {
+        let dir = temp_dir("probe");
+        assert!(probe(&dir).unwrap().live.is_empty());
 
         // A socket file nobody listens on any more, and a non-socket name.
         drop(std::os::unix::net::UnixListener::bind(dir.join("stale.sock")).unwrap());
         std::fs::write(dir.join("notes.txt"), "").unwrap();
-        let stale = discover(&dir).unwrap_err();
-        assert!(stale.to_string().contains("stale.sock: "), "{stale}");
-
-        let _a = std::os::unix::net::UnixListener::bind(dir.join("a.sock")).unwrap();
-        let (path, _stream) = discover(&dir).unwrap();
-        assert_eq!(path, dir.join("a.sock"));
+        let stale = probe(&dir).unwrap();
+        assert!(stale.live.is_empty());
+        assert_eq!(stale.dead.len(), 1);
+        assert!(stale.dead[0].contains("stale.sock: "), "{:?}", stale.dead);
 
         let _b = std::os::unix::net::UnixListener::bind(dir.join("b.sock")).unwrap();
-        let several = discover(&dir).unwrap_err();
+        let _a = std::os::unix::net::UnixListener::bind(dir.join("a.sock")).unwrap();
+        let found = probe(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(several.exit_code(), crate::failure::EXIT_UNREACHABLE);
-        assert!(
-            several
-                .to_string()
-                .starts_with("several ally-masters are running"),
-            "{several}"
-        );
-        assert!(several.to_string().contains("pass --socket"), "{several}");
+        assert_eq!(found.live, [dir.join("a.sock"), dir.join("b.sock")]);
+        assert_eq!(found.dead.len(), 1);
     }
 
     #[test]
     fn missing_runtime_dir_is_no_master() {
         let dir = temp_dir("missing");
-        let e = discover(&dir.join("nope")).unwrap_err();
+        let found = probe(&dir.join("nope")).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(e.exit_code(), crate::failure::EXIT_UNREACHABLE);
+        assert!(found.live.is_empty() && found.dead.is_empty());
     }
 }

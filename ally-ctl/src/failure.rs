@@ -12,18 +12,21 @@ pub const EXIT_OK: u8 = 0;
 /// The operation was tried and failed, e.g. a reload rolled back (the new
 /// instance exited or was not ready in time, and the old one keeps
 /// serving), an app did not start, or a config reread found the file
-/// invalid.
+/// invalid. A command on several apps exits with the code of the first
+/// app that failed, whatever it is.
 pub const EXIT_FAILED: u8 = 1;
 /// The command line is malformed.
 pub const EXIT_USAGE: u8 = 2;
 /// No master could be reached: no socket found, connection refused or lost
 /// (also when the master goes away during `logs -f`), several masters
-/// running and no `--socket` to choose one, or the socket is served by a
-/// process running as neither root nor ally-ctl's user (not trusted to be
-/// a master).
+/// running and no `--socket` for a command that is not about apps, the
+/// socket is served by a process running as neither root nor ally-ctl's
+/// user (not trusted to be a master), or a master that did not answer may
+/// run the app asked for.
 pub const EXIT_UNREACHABLE: u8 = 3;
 /// The master refused the request: unknown app, not permitted, protocol
-/// version mismatch, bad request, shutting down, limit exceeded.
+/// version mismatch, bad request, shutting down, limit exceeded; or no
+/// master runs the app named, or several do (pass `--socket`).
 pub const EXIT_REFUSED: u8 = 4;
 /// `--timeout` elapsed before the answer came; the operation may still
 /// complete.
@@ -58,6 +61,19 @@ impl Failure {
             Failure::Refused(_) => EXIT_REFUSED,
             Failure::TimedOut(_) => EXIT_TIMEOUT,
             Failure::Protocol(_) => EXIT_PROTOCOL,
+        }
+    }
+
+    /// The same kind of failure (the same exit code) with another message.
+    #[must_use]
+    pub fn with_message(&self, message: String) -> Failure {
+        match self {
+            Failure::Failed(_) => Failure::Failed(message),
+            Failure::Usage(_) => Failure::Usage(message),
+            Failure::Unreachable(_) => Failure::Unreachable(message),
+            Failure::Refused(_) => Failure::Refused(message),
+            Failure::TimedOut(_) => Failure::TimedOut(message),
+            Failure::Protocol(_) => Failure::Protocol(message),
         }
     }
 

@@ -3,16 +3,18 @@
 
 use std::path::Path;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::ControlRequest;
 use rustix::process::Signal;
 
-use crate::ask::{self, Ask};
+use crate::ask::{self, Each};
+use crate::bulk::Plan;
 use crate::failure::Failure;
+use crate::select::Selection;
 
 /// send a signal to every live instance of an app
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "kill",
@@ -22,9 +24,19 @@ use crate::failure::Failure;
             (exit 2) that lists the names."
 )]
 pub struct KillArgs {
-    /// the app whose instances get the signal
+    /// the apps whose instances get the signal, or all
     #[argh(positional)]
-    pub app: String,
+    pub apps: Vec<String>,
+    /// every app of this family (--family all: every app)
+    #[argh(option)]
+    pub family: Option<String>,
+    /// with several apps: how many to work on at once (default 1, at
+    /// most 16)
+    #[argh(option, from_str_fn(crate::bulk::parse_parallel), default = "1")]
+    pub parallel: usize,
+    /// with several apps: go on past a failure instead of stopping there
+    #[argh(switch)]
+    pub keep_going: bool,
     /// the signal to send (default: TERM)
     #[argh(
         option,
@@ -39,21 +51,22 @@ pub struct KillArgs {
 ///
 /// # Errors
 ///
-/// As [`ask::run`].
+/// As [`ask::each`].
 pub fn run(args: &KillArgs, socket: Option<&Path>) -> Result<(), Failure> {
-    let app = &args.app;
-    ask::run(
-        &Ask {
-            request: ControlRequest::Kill {
-                app: app.clone(),
-                signal: args.signal,
-            },
-            timeout: None,
-            failed: &format!("cannot signal {app}"),
-            awaited: "the master",
-            check: &format!("ally-ctl status {app}"),
-        },
+    let signal = args.signal;
+    ask::each(
+        &Selection::parse(&args.apps, args.family.as_deref())?,
         socket,
+        Each {
+            doing: "signal",
+            verb: "signalled",
+            timeout: None,
+            plan: Plan {
+                parallel: args.parallel,
+                keep_going: args.keep_going,
+            },
+        },
+        |app| ControlRequest::Kill { app, signal },
     )
 }
 

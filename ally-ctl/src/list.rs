@@ -4,30 +4,39 @@
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 use serde::Serialize;
 
-use ally_proto::{AppState, AppStatus, ControlRequest, ControlResponse, InstanceStatus};
+use ally_proto::{AppState, InstanceStatus};
 
 use crate::cli::say;
-use crate::client::Client;
 use crate::failure::Failure;
-use crate::{style, table};
+use crate::masters;
+use crate::select::Selection;
+use crate::style;
+use crate::table::{self, Listed};
 
-/// show every app of the master and its instances
-#[derive(FromArgs, Debug, PartialEq)]
+/// show every app of every master and its instances
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "list",
-    example = "ally-ctl list\nally-ctl list --json | jq '.apps[] | {{name, main}}'",
-    note = "STATE is the app's (running, starting, backoff, failed, stopping, stopped);\n\
+    example = "ally-ctl list\nally-ctl list web api\nally-ctl list --family payments\n\
+               ally-ctl list --json | jq '.apps[] | {{name, master, main}}'",
+    note = "without --socket, every master in the runtime directory is asked. FAMILY\n\
+            shows when an app has one, MASTER (its socket's name, the config's)\n\
+            when several masters answered. A stale socket is reported on stderr\n\
+            and skipped (exit 0); a master that is there but does not answer (in\n\
+            5 s without --timeout) is reported, the others shown, and the exit\n\
+            code is that failure's.\n\
+            STATE is the app's (running, starting, backoff, failed, stopping, stopped);\n\
             INSTANCE is an instance's id, * if it is main, and its state (starting,\n\
             main, draining, killed) with the time left before it is killed if it is\n\
             starting or draining. TASKS, VERSION and COMMIT are what it reports.\n\
             An app's last error, its next start after a crash, a reload in\n\
             progress and output lines dropped by a slow log sink show on the lines\n\
             below it. --json prints one object:\n\
-            {{\"apps\":[{{\"name\", \"state\", \"backoff_until_unix_ms\" (backoff only),\n\
+            {{\"apps\":[{{\"name\", \"master\", \"family\", \"state\", \"backoff_until_unix_ms\" (backoff only),\n\
             \"restarts\", \"main\", \"reloading\", \"queued_reloads\", \"last_error\",\n\
             \"dropped_lines\", \"instances\":[{{\"id\", \"pid\", \"state\", \"started_unix_ms\",\n\
             \"deadline_unix_ms\", \"listeners\", \"tasks\", \"version\", \"commit\",\n\
@@ -35,21 +44,43 @@ use crate::{style, table};
             with times in milliseconds since the Unix epoch and absent values as null."
 )]
 pub struct ListArgs {
+    /// only these apps (default: every app)
+    #[argh(positional)]
+    pub apps: Vec<String>,
+    /// only the apps of this family
+    #[argh(option)]
+    pub family: Option<String>,
     /// print JSON for scripts instead of a table
     #[argh(switch)]
     pub json: bool,
+    /// print only the app names, one a line, each once, sorted (for
+    /// scripts and shell completion)
+    #[argh(switch)]
+    pub names: bool,
+    /// print only the families the apps are in, one a line, each once,
+    /// sorted
+    #[argh(switch)]
+    pub families: bool,
     /// give up after this many seconds (decimals allowed) and exit 5
     /// (default: no limit)
     #[argh(option, from_str_fn(crate::cli::parse_seconds))]
     pub timeout: Option<Duration>,
 }
 
-/// Asks the master for its apps and prints them.
+/// Asks every master (or the one at `socket`) for its apps and prints
+/// those selected.
 ///
 /// # Errors
 ///
-/// The connection's failures, or the master's refusal.
+/// A name no master runs; the failure of a master that did not answer
+/// (after the others are shown); the connection's failures, or the
+/// master's refusal, when none answered.
 pub fn run(args: &ListArgs, socket: Option<&Path>) -> Result<(), Failure> {
+    let selection = if args.apps.is_empty() && args.family.is_none() {
+        Selection::All
+    } else {
+        Selection::parse(&args.apps, args.family.as_deref())?
+    };
     let deadline = args.timeout.map(|t| Instant::now() + t);
     let in_time = |failure| match failure {
         Failure::TimedOut(_) => Failure::TimedOut(format!(
@@ -58,21 +89,59 @@ pub fn run(args: &ListArgs, socket: Option<&Path>) -> Result<(), Failure> {
         )),
         other => other,
     };
-    let mut client = Client::connect(socket, deadline).map_err(in_time)?;
-    client.send(&ControlRequest::List).map_err(in_time)?;
-    let apps = match client.recv().map_err(in_time)? {
-        ControlResponse::Apps(apps) => apps,
-        ControlResponse::Error(f) => return Err(Failure::from_master("cannot list apps", &f)),
-        other => {
-            return Err(Failure::Protocol(format!(
-                "unexpected reply from the master: expected Apps, got {other:?}"
+    let survey = masters::survey(socket, deadline).map_err(in_time)?;
+    if survey.listings.is_empty() {
+        return Err(survey.failed.map_or_else(
+            || Failure::Unreachable("no master answered".into()),
+            in_time,
+        ));
+    }
+    let listed: Vec<Listed<'_>> = survey
+        .listings
+        .iter()
+        .flat_map(|l| {
+            l.apps.iter().map(|app| Listed {
+                master: &l.master,
+                app,
+            })
+        })
+        .filter(|l| selection.matches(l.app))
+        .collect();
+    if let Selection::Apps(names) = &selection {
+        let unknown: Vec<&str> = names
+            .iter()
+            .filter(|n| !listed.iter().any(|l| l.app.name == **n))
+            .map(String::as_str)
+            .collect();
+        if !unknown.is_empty() && survey.failed.is_none() {
+            return Err(Failure::Refused(format!(
+                "no master runs an app named {}; `ally-ctl list` shows them all",
+                unknown.join(", ")
             )));
         }
-    };
-    if args.json {
-        return say(&json(&apps));
     }
-    say(table::render(&apps, now_unix_ms(), style::enabled()).trim_end())
+    if args.names || args.families {
+        let mut words: Vec<&str> = listed
+            .iter()
+            .filter_map(|l| {
+                if args.names {
+                    Some(l.app.name.as_str())
+                } else {
+                    l.app.family.as_deref()
+                }
+            })
+            .collect();
+        words.sort_unstable();
+        words.dedup();
+        if !words.is_empty() {
+            say(&words.join("\n"))?;
+        }
+    } else if args.json {
+        say(&json(&listed))?;
+    } else {
+        say(table::render(&listed, now_unix_ms(), style::enabled()).trim_end())?;
+    }
+    survey.failed.map_or(Ok(()), |f| Err(in_time(f)))
 }
 
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
@@ -92,6 +161,8 @@ struct Listing<'a> {
 #[derive(Serialize)]
 struct App<'a> {
     name: &'a str,
+    master: &'a str,
+    family: Option<&'a str>,
     state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     backoff_until_unix_ms: Option<u64>,
@@ -122,7 +193,7 @@ struct Instance<'a> {
 }
 
 /// `apps` as one line of JSON.
-fn json(apps: &[AppStatus]) -> String {
+fn json(apps: &[Listed<'_>]) -> String {
     fn instance(i: &InstanceStatus) -> Instance<'_> {
         Instance {
             id: i.id,
@@ -143,8 +214,10 @@ fn json(apps: &[AppStatus]) -> String {
     let listing = Listing {
         apps: apps
             .iter()
-            .map(|a| App {
+            .map(|&Listed { master, app: a }| App {
                 name: &a.name,
+                master,
+                family: a.family.as_deref(),
                 state: a.state.name(),
                 backoff_until_unix_ms: match a.state {
                     AppState::Backoff { until_unix_ms } => Some(until_unix_ms),
@@ -166,7 +239,7 @@ fn json(apps: &[AppStatus]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use ally_proto::{InstanceState, Report};
+    use ally_proto::{AppStatus, InstanceState, Report};
 
     use super::*;
 
@@ -181,6 +254,7 @@ mod tests {
                 reloading: None,
                 queued_reloads: 0,
                 dropped_lines: 7,
+                family: Some("pay".into()),
                 last_error: Some("boom \"x\"".into()),
                 instances: vec![InstanceStatus {
                     id: 3,
@@ -210,13 +284,24 @@ mod tests {
                 reloading: None,
                 queued_reloads: 0,
                 dropped_lines: 0,
+                family: None,
                 last_error: None,
                 instances: vec![],
             },
         ];
+        let listed = [
+            Listed {
+                master: "one",
+                app: &apps[0],
+            },
+            Listed {
+                master: "two",
+                app: &apps[1],
+            },
+        ];
         assert_eq!(
-            json(&apps),
-            r#"{"apps":[{"name":"web","state":"running","restarts":2,"main":3,"reloading":null,"queued_reloads":0,"last_error":"boom \"x\"","dropped_lines":7,"instances":[{"id":3,"pid":42,"state":"main","started_unix_ms":1000,"deadline_unix_ms":null,"listeners":2,"tasks":17,"version":"1.4.2","commit":"0123abcd4567","text":null,"cpu_ms":1234,"rss_bytes":12900000,"uid":1000}]},{"name":"idle","state":"backoff","backoff_until_unix_ms":5000,"restarts":0,"main":null,"reloading":null,"queued_reloads":0,"last_error":null,"dropped_lines":0,"instances":[]}]}"#
+            json(&listed),
+            r#"{"apps":[{"name":"web","master":"one","family":"pay","state":"running","restarts":2,"main":3,"reloading":null,"queued_reloads":0,"last_error":"boom \"x\"","dropped_lines":7,"instances":[{"id":3,"pid":42,"state":"main","started_unix_ms":1000,"deadline_unix_ms":null,"listeners":2,"tasks":17,"version":"1.4.2","commit":"0123abcd4567","text":null,"cpu_ms":1234,"rss_bytes":12900000,"uid":1000}]},{"name":"idle","master":"two","family":null,"state":"backoff","backoff_until_unix_ms":5000,"restarts":0,"main":null,"reloading":null,"queued_reloads":0,"last_error":null,"dropped_lines":0,"instances":[]}]}"#
         );
     }
 }

@@ -8,16 +8,20 @@
 #![forbid(unsafe_code)]
 
 mod ask;
+mod bulk;
 mod cli;
 mod client;
+mod completions;
 mod failure;
 mod kill;
 mod list;
 mod logs;
+mod masters;
 mod reload;
 mod reopen;
 mod reread;
 mod restart;
+mod select;
 mod start;
 mod status;
 mod stop;

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::ControlRequest;
 
@@ -10,7 +10,7 @@ use crate::ask::{self, Ask};
 use crate::failure::Failure;
 
 /// reopen every log file of the master, e.g. after logrotate moved them
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "reopen",

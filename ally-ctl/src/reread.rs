@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::ControlRequest;
 
@@ -11,7 +11,7 @@ use crate::ask::{self, Ask};
 use crate::failure::Failure;
 
 /// read the master's config file again and apply it
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "reread",

@@ -3,15 +3,17 @@
 use std::path::Path;
 use std::time::Duration;
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::ControlRequest;
 
-use crate::ask::{self, Ask};
+use crate::ask::{self, Each};
+use crate::bulk::Plan;
 use crate::failure::Failure;
+use crate::select::Selection;
 
 /// stop an app, then start it: not zero-downtime; use reload for that
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "restart",
@@ -22,9 +24,19 @@ use crate::failure::Failure;
             Exits 0 once the new instance is main, 1 if it could not start."
 )]
 pub struct RestartArgs {
-    /// the app to restart, as named in the master's config
+    /// the apps to restart, as named in their masters' configs, or all
     #[argh(positional)]
-    pub app: String,
+    pub apps: Vec<String>,
+    /// every app of this family (--family all: every app)
+    #[argh(option)]
+    pub family: Option<String>,
+    /// with several apps: how many to work on at once (default 1, at
+    /// most 16)
+    #[argh(option, from_str_fn(crate::bulk::parse_parallel), default = "1")]
+    pub parallel: usize,
+    /// with several apps: go on past a failure instead of stopping there
+    #[argh(switch)]
+    pub keep_going: bool,
     /// give up after this many seconds (decimals allowed) and exit 5; the
     /// restart may still complete (default: no limit)
     #[argh(option, from_str_fn(crate::cli::parse_seconds))]
@@ -35,17 +47,20 @@ pub struct RestartArgs {
 ///
 /// # Errors
 ///
-/// As [`ask::run`].
+/// As [`ask::each`].
 pub fn run(args: &RestartArgs, socket: Option<&Path>) -> Result<(), Failure> {
-    let app = &args.app;
-    ask::run(
-        &Ask {
-            request: ControlRequest::Restart { app: app.clone() },
-            timeout: args.timeout,
-            failed: &format!("cannot restart {app}"),
-            awaited: &format!("{app} to restart"),
-            check: &format!("ally-ctl status {app}"),
-        },
+    ask::each(
+        &Selection::parse(&args.apps, args.family.as_deref())?,
         socket,
+        Each {
+            doing: "restart",
+            verb: "restarted",
+            timeout: args.timeout,
+            plan: Plan {
+                parallel: args.parallel,
+                keep_going: args.keep_going,
+            },
+        },
+        |app| ControlRequest::Restart { app },
     )
 }

@@ -31,7 +31,7 @@ use std::fmt::Write;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::{AppState, AppStatus, ControlRequest, ControlResponse, InstanceStatus};
 
@@ -40,6 +40,8 @@ use crate::cli::say;
 use crate::client::Client;
 use crate::failure::Failure;
 use crate::list::now_unix_ms;
+use crate::masters;
+use crate::select::Selection;
 use crate::style;
 use crate::table::{reload_note, time_left};
 use crate::units::{cpu, duration, size};
@@ -49,7 +51,7 @@ const KEY: usize = 12;
 
 /// show one app in detail: its state, restarts, last error, and each
 /// instance with what it reports
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "status",
@@ -61,37 +63,76 @@ const KEY: usize = 12;
             reported; - marks a field with no value."
 )]
 pub struct StatusArgs {
-    /// the app to show, as named in the master's config
+    /// the apps to show, as named in their masters' configs, or all
     #[argh(positional)]
-    pub app: String,
+    pub apps: Vec<String>,
+    /// every app of this family (--family all: every app)
+    #[argh(option)]
+    pub family: Option<String>,
     /// give up after this many seconds (decimals allowed) and exit 5
     /// (default: no limit)
     #[argh(option, from_str_fn(crate::cli::parse_seconds))]
     pub timeout: Option<Duration>,
 }
 
-/// Asks the master for the app and prints it.
+/// Asks the masters for the apps and prints each, a blank line between
+/// two; an app that cannot be shown is reported on stderr and the others
+/// are still shown.
+///
+/// # Errors
+///
+/// The first app's failure: the connection's, or the master's refusal.
+pub fn run(args: &StatusArgs, socket: Option<&Path>) -> Result<(), Failure> {
+    let selection = Selection::parse(&args.apps, args.family.as_deref())?;
+    let deadline = args.timeout.map(|t| Instant::now() + t);
+    let targets = masters::resolve(&selection, socket, deadline)?;
+    if let [one] = targets.as_slice() {
+        return say(&show(&one.app, &one.socket, args.timeout)?);
+    }
+    let mut first = None;
+    let mut shown = 0;
+    for target in &targets {
+        match show(&target.app, &target.socket, args.timeout) {
+            Ok(text) => {
+                say(&if shown == 0 {
+                    text
+                } else {
+                    format!("\n{text}")
+                })?;
+                shown += 1;
+            }
+            Err(failure) => {
+                eprintln!("{}: {failure}", crate::cli::PROGRAM);
+                first.get_or_insert(failure);
+            }
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// The status of `app` from the master at `socket`, rendered.
 ///
 /// # Errors
 ///
 /// The connection's failures, or the master's refusal.
-pub fn run(args: &StatusArgs, socket: Option<&Path>) -> Result<(), Failure> {
-    let app = &args.app;
-    let deadline = args.timeout.map(|t| Instant::now() + t);
+fn show(app: &str, socket: &Path, timeout: Option<Duration>) -> Result<String, Failure> {
+    let deadline = timeout.map(|t| Instant::now() + t);
     let in_time = |failure| match failure {
         Failure::TimedOut(_) => Failure::TimedOut(format!(
             "timed out after {:?} waiting for the status of {app}",
-            args.timeout.unwrap_or_default()
+            timeout.unwrap_or_default()
         )),
         other => other,
     };
-    let mut client = Client::connect(socket, deadline).map_err(in_time)?;
+    let mut client = Client::connect(Some(socket), deadline).map_err(in_time)?;
     client
-        .send(&ControlRequest::Status { app: app.clone() })
+        .send(&ControlRequest::Status {
+            app: app.to_owned(),
+        })
         .map_err(in_time)?;
     let status = match client.recv().map_err(in_time)? {
         ControlResponse::Apps(apps) => match <[AppStatus; 1]>::try_from(apps) {
-            Ok([status]) if status.name == *app => status,
+            Ok([status]) if status.name == app => status,
             Ok([status]) => {
                 return Err(Failure::Protocol(format!(
                     "asked the master for {app}, got the status of {}",
@@ -110,7 +151,9 @@ pub fn run(args: &StatusArgs, socket: Option<&Path>) -> Result<(), Failure> {
         }
         other => return Err(unexpected(&other, "Apps")),
     };
-    say(render(&status, now_unix_ms(), style::enabled()).trim_end())
+    Ok(render(&status, now_unix_ms(), style::enabled())
+        .trim_end()
+        .to_owned())
 }
 
 /// Renders `app` as of `now_ms` (milliseconds since the Unix epoch), its
@@ -227,6 +270,7 @@ mod tests {
             reloading: Some(4),
             queued_reloads: 1,
             dropped_lines: 1234,
+            family: None,
             last_error: Some("instance 1 exited with status 1\nstderr: boom\n".into()),
             instances: vec![
                 InstanceStatus {
@@ -315,6 +359,7 @@ deadline    30s left
             reloading: None,
             queued_reloads: 0,
             dropped_lines: 0,
+            family: None,
             last_error: None,
             instances: vec![],
         };

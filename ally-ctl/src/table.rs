@@ -11,8 +11,10 @@
 //!
 //! STATE is the app's; INSTANCE is an instance's id, `*` if it is main, and
 //! its state, with the time left before it is killed when it is starting or
-//! draining. Colour, when asked for, is added after padding so that columns
-//! stay aligned.
+//! draining. FAMILY follows APP when an app has a family, then MASTER when
+//! the apps come from more than one master, so that the common table still
+//! fits 100 columns. Colour, when asked for, is added after padding so that
+//! columns stay aligned.
 
 use std::fmt::Write;
 
@@ -42,26 +44,64 @@ const VERSION_CHARS: usize = 10;
 /// One line of the table: a row of cells with the colours of the two state
 /// cells, or a note under an app.
 enum Line {
-    Row(Box<[String; COLUMNS]>, [&'static str; 2]),
+    Row(Vec<String>, [&'static str; 2]),
     Note(String, &'static str),
+}
+
+/// An app and the name of the master that runs it.
+#[derive(Debug, Clone, Copy)]
+pub struct Listed<'a> {
+    /// The master's name.
+    pub master: &'a str,
+    /// The app.
+    pub app: &'a AppStatus,
 }
 
 /// Renders `apps` as of `now_ms` (milliseconds since the Unix epoch), with
 /// ANSI colours if `colour`.
-pub fn render(apps: &[AppStatus], now_ms: u64, colour: bool) -> String {
+pub fn render(apps: &[Listed<'_>], now_ms: u64, colour: bool) -> String {
+    let families = apps.iter().any(|l| l.app.family.is_some());
+    let masters = apps.iter().any(|l| l.master != apps[0].master);
+    let mut header: Vec<&str> = HEADER.to_vec();
+    let mut extra = Vec::new();
+    if families {
+        extra.push("FAMILY");
+    }
+    if masters {
+        extra.push("MASTER");
+    }
+    header.splice(1..1, extra.iter().copied());
+    let shift = extra.len();
+    // The cells after APP that only some tables have.
+    let more = |l: &Listed<'_>| {
+        let mut cells = Vec::with_capacity(shift);
+        if families {
+            cells.push(l.app.family.clone().unwrap_or_else(|| "-".to_owned()));
+        }
+        if masters {
+            cells.push(l.master.to_owned());
+        }
+        cells
+    };
+    let row = |l: &Listed<'_>, cells: [String; COLUMNS]| {
+        let mut cells = cells.to_vec();
+        cells.splice(1..1, more(l));
+        cells
+    };
     let mut lines = Vec::new();
-    for app in apps {
+    for listed in apps {
+        let app = listed.app;
         let app_colour = style::of_app(app.state);
         if app.instances.is_empty() {
             let mut cells = [(); COLUMNS].map(|()| "-".to_owned());
             cells[0].clone_from(&app.name);
             cells[APP_STATE] = app.state.name().to_owned();
-            lines.push(Line::Row(Box::new(cells), [app_colour, ""]));
+            lines.push(Line::Row(row(listed, cells), [app_colour, ""]));
         }
         for i in &app.instances {
             let cells = instance_row(app, i, now_ms);
             lines.push(Line::Row(
-                Box::new(cells),
+                row(listed, cells),
                 [app_colour, style::of_instance(i.state)],
             ));
         }
@@ -86,7 +126,7 @@ pub fn render(apps: &[AppStatus], now_ms: u64, colour: bool) -> String {
         }
     }
 
-    let mut widths = HEADER.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for line in &lines {
         if let Line::Row(cells, _) = line {
             for (w, cell) in widths.iter_mut().zip(cells.iter()) {
@@ -96,7 +136,11 @@ pub fn render(apps: &[AppStatus], now_ms: u64, colour: bool) -> String {
     }
 
     let mut out = String::new();
-    let header: Vec<String> = HEADER.iter().zip(widths).map(|(h, w)| pad(h, w)).collect();
+    let header: Vec<String> = header
+        .iter()
+        .zip(&widths)
+        .map(|(h, w)| pad(h, *w))
+        .collect();
     out.push_str(&style::paint(header.join(GAP).trim_end(), BOLD, colour));
     out.push('\n');
     for line in &lines {
@@ -104,12 +148,12 @@ pub fn render(apps: &[AppStatus], now_ms: u64, colour: bool) -> String {
             Line::Row(cells, colours) => {
                 let padded: Vec<String> = cells
                     .iter()
-                    .zip(widths)
+                    .zip(&widths)
                     .enumerate()
-                    .map(|(k, (cell, w))| {
-                        let code = match k {
-                            APP_STATE => colours[0],
-                            INSTANCE => colours[1],
+                    .map(|(k, (cell, &w))| {
+                        let code = match k.checked_sub(shift) {
+                            Some(APP_STATE) => colours[0],
+                            Some(INSTANCE) => colours[1],
                             _ => "",
                         };
                         // Colour the states only, so the table stays easy
@@ -233,9 +277,48 @@ mod tests {
             reloading: None,
             queued_reloads: 0,
             dropped_lines: 0,
+            family: None,
             last_error: None,
             instances,
         }
+    }
+
+    /// `apps` as one master's.
+    fn render(apps: &[AppStatus], now: u64, colour: bool) -> String {
+        let listed: Vec<Listed<'_>> = apps.iter().map(|app| Listed { master: "m", app }).collect();
+        super::render(&listed, now, colour)
+    }
+
+    #[test]
+    fn family_and_master_columns_show_when_they_say_something() {
+        let mut web = app("web", AppState::Stopped, vec![]);
+        web.family = Some("pay".into());
+        let api = app("api", AppState::Stopped, vec![]);
+        let listed = [
+            Listed {
+                master: "one",
+                app: &web,
+            },
+            Listed {
+                master: "two",
+                app: &api,
+            },
+        ];
+        let out = super::render(&listed, 0, false);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(lines[0].starts_with("APP  FAMILY  MASTER  STATE "), "{out}");
+        assert!(
+            lines[1].starts_with("web  pay     one     stopped"),
+            "{out}"
+        );
+        assert!(
+            lines[2].starts_with("api  -       two     stopped"),
+            "{out}"
+        );
+        let out = super::render(&listed[..1], 0, false);
+        assert!(out.starts_with("APP  FAMILY  STATE "), "{out}");
+        let out = super::render(&listed[1..], 0, false);
+        assert!(out.starts_with("APP  STATE "), "{out}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::{ControlRequest, ControlResponse};
 
@@ -15,7 +15,7 @@ use crate::failure::Failure;
 
 /// upgrade the master in place: re-execute its binary from disk with the
 /// same pid, every socket, instance and all of its state
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "upgrade",

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use argh::FromArgs;
+use argh::{ArgsInfo, FromArgs};
 
 use ally_proto::{ControlRequest, ControlResponse, PROTOCOL_VERSION};
 
@@ -18,7 +18,7 @@ const MASTER_WAIT: Duration = Duration::from_secs(5);
 
 /// print the version of ally-ctl and of the protocol it speaks, and that
 /// of the running master
-#[derive(FromArgs, Debug, PartialEq)]
+#[derive(FromArgs, ArgsInfo, Debug, PartialEq)]
 #[argh(
     subcommand,
     name = "version",
@@ -71,7 +71,7 @@ mod tests {
     fn names_the_protocol() {
         assert_eq!(
             super::line(),
-            format!("ally-ctl {} (protocol 3)", env!("CARGO_PKG_VERSION"))
+            format!("ally-ctl {} (protocol 4)", env!("CARGO_PKG_VERSION"))
         );
     }
 }

@@ -146,6 +146,14 @@ pub struct AppConfig {
     /// letters, digits, `_`, `.` or `-` (not `.` or `..`), unique over the
     /// main file and every included one.
     pub name: String,
+    /// `family` — a group name for acting on several apps at once
+    /// (`ally-ctl reload --family payments`), checked like `name`. One
+    /// name per app, not a set of tags: every app is in at most one
+    /// family, so `--family F` is a partition of the host that `list`
+    /// can show in one column, and a bulk command never reaches an app
+    /// twice. Takes effect at `reread` at once (it is only a label).
+    /// Default: none.
+    pub family: Option<String>,
     /// `command` (required) — the program and its arguments, as an array of
     /// strings: `["./server", "--port", "8080"]`. No shell is involved. The
     /// program is looked up in `PATH` unless it contains a `/`; a relative

@@ -11,8 +11,11 @@
 //! binary again with the same state and why ([`exec::way_back`]).
 //!
 //! The format: 8 bytes of [`MAGIC`], the handover version as a `u32`
-//! little-endian, then the postcard encoding of [`snapshot::MasterSnap`];
-//! at most [`MAX_HANDOVER_BYTES`] in all.
+//! little-endian, then the postcard encoding of [`snapshot::MasterSnap`],
+//! then (from version 4) that of [`snapshot::Families`]; at most
+//! [`MAX_HANDOVER_BYTES`] in all. A state of [`FAMILYLESS_VERSION`] (the
+//! build before families) is read too, its apps without a family, so that
+//! an upgrade from that build keeps working.
 
 pub mod exec;
 pub mod fds;
@@ -29,7 +32,11 @@ use rustix::fs::{MemfdFlags, SealFlags};
 
 use crate::limits::MAX_HANDOVER_BYTES;
 use crate::version::HANDOVER_VERSION;
-use snapshot::MasterSnap;
+use snapshot::{Families, MasterSnap};
+
+/// The handover version of the build before `family` existed: its state
+/// is [`snapshot::MasterSnap`] alone, and this build still reads it.
+pub const FAMILYLESS_VERSION: u32 = 3;
 
 /// The first bytes of every handover state.
 pub const MAGIC: [u8; 8] = *b"allyhov\0";
@@ -103,14 +110,16 @@ pub fn encode(snap: &MasterSnap) -> Result<Vec<u8>, HandoverError> {
     bytes.extend_from_slice(&HANDOVER_VERSION.to_le_bytes());
     let bytes =
         postcard::to_extend(snap, bytes).map_err(|e| HandoverError::Decode(e.to_string()))?;
+    let bytes = postcard::to_extend(&Families::of(snap), bytes)
+        .map_err(|e| HandoverError::Decode(e.to_string()))?;
     if bytes.len() > MAX_HANDOVER_BYTES {
         return Err(HandoverError::TooLarge(bytes.len()));
     }
     Ok(bytes)
 }
 
-/// The state in `bytes`, if it is of this build's version and decodes
-/// whole.
+/// The state in `bytes`, if it is of this build's version (or of
+/// [`FAMILYLESS_VERSION`]) and decodes whole.
 ///
 /// # Errors
 ///
@@ -126,11 +135,18 @@ pub fn decode(bytes: &[u8]) -> Result<MasterSnap, HandoverError> {
     }
     let (version, body) = rest.split_at_checked(4).ok_or(HandoverError::Magic)?;
     let found = u32::from_le_bytes(version.try_into().unwrap_or_default());
-    if found != HANDOVER_VERSION {
+    if found != HANDOVER_VERSION && found != FAMILYLESS_VERSION {
         return Err(HandoverError::Version { found });
     }
-    let (snap, left) = postcard::take_from_bytes::<MasterSnap>(body)
-        .map_err(|e| HandoverError::Decode(e.to_string()))?;
+    let bad = |e: postcard::Error| HandoverError::Decode(e.to_string());
+    let (mut snap, mut left) = postcard::take_from_bytes::<MasterSnap>(body).map_err(bad)?;
+    if found != FAMILYLESS_VERSION {
+        let (families, rest) = postcard::take_from_bytes::<Families>(left).map_err(bad)?;
+        families
+            .apply(&mut snap)
+            .map_err(|why| HandoverError::Decode(why.to_owned()))?;
+        left = rest;
+    }
     if !left.is_empty() {
         return Err(HandoverError::Decode(format!(
             "{} bytes left over after the state",
@@ -278,6 +294,84 @@ mod tests {
         // Sealed: it can be neither written nor grown any more.
         assert!(rustix::io::write(&fd, b"x").is_err());
         assert_eq!(decode(&read_memfd(&fd).unwrap()).unwrap(), snap());
+    }
+
+    #[test]
+    fn families_travel_and_a_familyless_state_still_decodes() {
+        let mut with = snap();
+        let app = |family: Option<&str>| AppSnap {
+            config: AppConfigSnap {
+                name: "web".into(),
+                family: family.map(str::to_owned),
+                command: vec!["./server".into()],
+                cwd: "/srv".into(),
+                env: Default::default(),
+                ready_timeout_ms: 1,
+                stop_timeout_ms: 2,
+                request_timeout_ms: 3,
+                stop_signal: 15,
+                max_cache_entries: 4,
+                max_cache_bytes: 5,
+                max_name_len: 6,
+                max_ttl_ms: 7,
+                max_atomics: 8,
+                max_locks: 9,
+                autostart: true,
+                restart: RestartSnap {
+                    enabled: true,
+                    min_delay_ms: 1,
+                    max_delay_ms: 2,
+                    factor: 2,
+                    stable_after_ms: 3,
+                    max_failures: 4,
+                },
+                max_draining: 1,
+                inherit_env: false,
+                user: None,
+                group: None,
+                listen: Vec::new(),
+                ready: ReadySnap::Lib,
+                privileged_ports: Vec::new(),
+                log: LogTargetSnap::Default,
+            },
+            instances: Vec::new(),
+            store: Default::default(),
+            waits: Vec::new(),
+            log: LogSnap {
+                file: None,
+                recent: Vec::new(),
+                dropped: 0,
+            },
+            followers: Vec::new(),
+            unsent: Vec::new(),
+            sockets: Vec::new(),
+            machine: MachineSnap {
+                instances: Vec::new(),
+                next_id: 1,
+                life: LifeSnap::Failed,
+                crashes: 0,
+                restarts: 0,
+                last_error: None,
+            },
+        };
+        with.apps = vec![(1, app(Some("payments"))), (2, app(None))];
+        assert_eq!(decode(&encode(&with).unwrap()).unwrap(), with);
+
+        // What the build before families wrote: the same body, version 3,
+        // no families after it.
+        let mut old = FAMILYLESS_VERSION.to_le_bytes().to_vec();
+        old = [MAGIC.to_vec(), old, postcard::to_stdvec(&with).unwrap()].concat();
+        let mut without = with.clone();
+        for (_, a) in &mut without.apps {
+            a.config.family = None;
+        }
+        assert_eq!(decode(&old).unwrap(), without);
+
+        // A version 4 state whose families do not match its apps.
+        let mut short = encode(&snap()).unwrap();
+        short.truncate(short.len() - 1);
+        short.extend(postcard::to_stdvec(&Families(vec![None])).unwrap());
+        assert!(matches!(decode(&short), Err(HandoverError::Decode(_))));
     }
 
     #[test]

@@ -17,10 +17,12 @@ pub const VERSION: &str = match option_env!("ALLY_VERSION_OVERRIDE") {
 /// The version of the handover format ([`crate::handover::snapshot`]) and
 /// of the exec's command line ([`crate::handover::exec`]); see the
 /// versioning rule there. 2: the original command line comes first; 3:
-/// each socket names its place in systemd's fd store.
+/// each socket names its place in systemd's fd store; 4: each app's
+/// `family` follows the state (a version 3 state is still read:
+/// [`FAMILYLESS_VERSION`](crate::handover::FAMILYLESS_VERSION)).
 pub const HANDOVER_VERSION: u32 = match option_env!("ALLY_HANDOVER_VERSION_OVERRIDE") {
     Some(v) => parse_u32(v),
-    None => 3,
+    None => 4,
 };
 
 /// Whether this build fails every restore on purpose (a test build).

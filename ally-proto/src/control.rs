@@ -208,6 +208,9 @@ pub struct AppStatus {
     /// Lines of its output dropped since the master started because their
     /// log sink (its file, or the master's stderr) could not keep up.
     pub dropped_lines: u64,
+    /// Its `family` in the config, if it has one: a group name for
+    /// commands on several apps at once (`ally-ctl reload --family F`).
+    pub family: Option<String>,
 }
 
 /// The master's answer to a [`ControlRequest`].

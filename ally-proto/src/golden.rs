@@ -20,8 +20,8 @@ where
 
 #[test]
 fn hello() {
-    check(Hello::new(Role::Instance), b"ally\x03\x00");
-    check(Hello::new(Role::Control), b"ally\x03\x01");
+    check(Hello::new(Role::Instance), b"ally\x04\x00");
+    check(Hello::new(Role::Control), b"ally\x04\x01");
 }
 
 #[test]
@@ -134,10 +134,11 @@ fn control() {
                 uid: Some(65534),
             }],
             dropped_lines: 300,
+            family: Some("f".into()),
         }]),
         &[
             0, 1, 1, b'a', 0, 0, 1, 1, 0, 0, 0, 1, 1, 9, 1, 1, 1, 0, 1, 2, 0, 0, 0, 3, 4, 1, 0xfe,
-            0xff, 0x03, 0xac, 0x02,
+            0xff, 0x03, 0xac, 0x02, 1, 1, b'f',
         ],
     );
     check(

@@ -10,7 +10,7 @@ pub const MAGIC: [u8; 4] = *b"ally";
 
 /// The version of this protocol. A peer with another version is refused
 /// with [`ErrorCode::VersionMismatch`](crate::ErrorCode::VersionMismatch).
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// Who is connecting.
 ///

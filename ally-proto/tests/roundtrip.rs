@@ -228,14 +228,14 @@ fn app_status() -> impl Strategy<Value = AppStatus> {
         (text(), state, any::<u32>(), option::of(any::<u64>())),
         (option::of(any::<u64>()), any::<u32>(), option::of(text())),
         vec(instance_status(), 0..3),
-        any::<u64>(),
+        (any::<u64>(), option::of(text())),
     )
         .prop_map(
             |(
                 (name, state, restarts, main),
                 (reloading, queued_reloads, last_error),
                 instances,
-                dropped_lines,
+                (dropped_lines, family),
             )| {
                 AppStatus {
                     name,
@@ -247,6 +247,7 @@ fn app_status() -> impl Strategy<Value = AppStatus> {
                     last_error,
                     instances,
                     dropped_lines,
+                    family,
                 }
             },
         )

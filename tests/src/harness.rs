@@ -183,6 +183,21 @@ impl Master {
         Master::spawn_gated(bins, dir, config, wrapper, None)
     }
 
+    /// Writes `<dir>/<name>.toml` with `config` and starts a master on it
+    /// whose runtime directory is `run_dir`, which other masters may share:
+    /// its socket is `<run_dir>/<name>.sock`. Returns once it answers.
+    pub fn start_in(
+        bins: &Bins,
+        dir: &TestDir,
+        name: &str,
+        run_dir: &Path,
+        config: &str,
+    ) -> Master {
+        let mut master = Master::spawn_full(bins, dir, name, run_dir, config, &[], None);
+        master.wait_answering();
+        master
+    }
+
     fn spawn_gated(
         bins: &Bins,
         dir: &TestDir,
@@ -190,9 +205,21 @@ impl Master {
         wrapper: &[&str],
         gate: Option<std::sync::mpsc::Receiver<()>>,
     ) -> Master {
-        let config_path = dir.path().join("ally.toml");
-        std::fs::write(&config_path, config).expect("write ally.toml");
         let run_dir = dir.path().join("run");
+        Master::spawn_full(bins, dir, "ally", &run_dir, config, wrapper, gate)
+    }
+
+    fn spawn_full(
+        bins: &Bins,
+        dir: &TestDir,
+        name: &str,
+        run_dir: &Path,
+        config: &str,
+        wrapper: &[&str],
+        gate: Option<std::sync::mpsc::Receiver<()>>,
+    ) -> Master {
+        let config_path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&config_path, config).expect("write the config");
         let log = dir.path().join("master.log");
         let log_file = std::fs::File::create(&log).expect("create master.log");
         let (log_reader, log_writer) = std::io::pipe().expect("pipe for the master's log");
@@ -206,7 +233,7 @@ impl Master {
         };
         cmd.arg("--config")
             .arg(&config_path)
-            .env(ally_proto::paths::RUNTIME_DIR_VAR, &run_dir)
+            .env(ally_proto::paths::RUNTIME_DIR_VAR, run_dir)
             .env("LC_ALLY_E2E_DIR", dir.env_marker())
             .stdin(Stdio::null())
             .stdout(log_writer.try_clone().expect("dup log pipe"))
@@ -228,7 +255,7 @@ impl Master {
             child: Some(child),
             dir: dir.path().to_path_buf(),
             marker: dir.env_marker(),
-            socket: ally_proto::paths::control_socket(&run_dir, &config_path),
+            socket: ally_proto::paths::control_socket(run_dir, &config_path),
             log,
             ctl: bins.ctl.clone(),
             ctl_wrapper: Vec::new(),

@@ -16,6 +16,8 @@ mod axum;
 mod channel;
 #[path = "e2e/chaos.rs"]
 mod chaos;
+#[path = "e2e/completions.rs"]
+mod completions;
 #[path = "e2e/control_limits.rs"]
 mod control_limits;
 #[path = "e2e/ctl.rs"]
@@ -24,6 +26,8 @@ mod ctl;
 mod ctl_output;
 #[path = "e2e/drain.rs"]
 mod drain;
+#[path = "e2e/families.rs"]
+mod families;
 #[path = "e2e/fd_store.rs"]
 mod fd_store;
 #[path = "e2e/flood.rs"]

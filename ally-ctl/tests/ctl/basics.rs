@@ -33,6 +33,7 @@ fn list_json_is_pinned() {
         reloading: None,
         queued_reloads: 0,
         dropped_lines: 0,
+        family: None,
         last_error: None,
         instances: vec![],
     });
@@ -40,7 +41,7 @@ fn list_json_is_pinned() {
     let (stdout, _) = expect_code(&ctl(master.dir(), &["list", "--json"]), 0);
     assert_eq!(
         stdout,
-        r#"{"apps":[{"name":"web","state":"running","restarts":1,"main":3,"reloading":4,"queued_reloads":0,"last_error":null,"dropped_lines":0,"instances":[{"id":2,"pid":4100,"state":"draining","started_unix_ms":992620000,"deadline_unix_ms":1000020000,"listeners":1,"tasks":0,"version":"1.4.1","commit":"89abcdef0123","text":null,"cpu_ms":61000,"rss_bytes":8500000,"uid":4000000000},{"id":3,"pid":4242,"state":"main","started_unix_ms":999688000,"deadline_unix_ms":null,"listeners":2,"tasks":17,"version":"1.4.2","commit":"0123abcd4567","text":"warm","cpu_ms":1234,"rss_bytes":12900000,"uid":4000000000}]},{"name":"idle","state":"failed","restarts":5,"main":null,"reloading":null,"queued_reloads":0,"last_error":"instance 1 exited with status 1","dropped_lines":0,"instances":[]},{"name":"cron","state":"backoff","backoff_until_unix_ms":1000003000,"restarts":2,"main":null,"reloading":null,"queued_reloads":0,"last_error":null,"dropped_lines":0,"instances":[]}]}
+        r#"{"apps":[{"name":"web","master":"fake","family":null,"state":"running","restarts":1,"main":3,"reloading":4,"queued_reloads":0,"last_error":null,"dropped_lines":0,"instances":[{"id":2,"pid":4100,"state":"draining","started_unix_ms":992620000,"deadline_unix_ms":1000020000,"listeners":1,"tasks":0,"version":"1.4.1","commit":"89abcdef0123","text":null,"cpu_ms":61000,"rss_bytes":8500000,"uid":4000000000},{"id":3,"pid":4242,"state":"main","started_unix_ms":999688000,"deadline_unix_ms":null,"listeners":2,"tasks":17,"version":"1.4.2","commit":"0123abcd4567","text":"warm","cpu_ms":1234,"rss_bytes":12900000,"uid":4000000000}]},{"name":"idle","master":"fake","family":null,"state":"failed","restarts":5,"main":null,"reloading":null,"queued_reloads":0,"last_error":"instance 1 exited with status 1","dropped_lines":0,"instances":[]},{"name":"cron","master":"fake","family":null,"state":"backoff","backoff_until_unix_ms":1000003000,"restarts":2,"main":null,"reloading":null,"queued_reloads":0,"last_error":null,"dropped_lines":0,"instances":[]}]}
 "#
     );
 }
@@ -168,7 +169,7 @@ fn version_needs_no_master() {
     let (stdout, _) = expect_code(&ctl(empty.path(), &["version"]), 0);
     assert_eq!(
         stdout,
-        format!("ally-ctl {} (protocol 3)\n", env!("CARGO_PKG_VERSION"))
+        format!("ally-ctl {} (protocol 4)\n", env!("CARGO_PKG_VERSION"))
     );
 }
 

@@ -87,6 +87,7 @@ fn apps(now: u64) -> Vec<AppStatus> {
             reloading: Some(4),
             queued_reloads: 0,
             dropped_lines: 0,
+            family: None,
             last_error: None,
             instances: vec![
                 InstanceStatus {
@@ -133,6 +134,7 @@ fn apps(now: u64) -> Vec<AppStatus> {
             reloading: None,
             queued_reloads: 0,
             dropped_lines: 0,
+            family: None,
             last_error: Some("instance 1 exited with status 1".into()),
             instances: vec![],
         },

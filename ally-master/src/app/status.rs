@@ -22,6 +22,7 @@ impl App {
             reloading: self.machine.reloading(),
             queued_reloads: u32::try_from(self.machine.queued()).unwrap_or(u32::MAX),
             dropped_lines: self.log.dropped(),
+            family: self.config.family.clone(),
             last_error: self.machine.last_error().map(str::to_owned),
             instances: self
                 .instances

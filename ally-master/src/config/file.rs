@@ -182,6 +182,7 @@ fn app_config(
     };
     Ok(AppConfig {
         name,
+        family: app.family.map(|f| f.0),
         command: command.0,
         cwd: app
             .cwd

@@ -31,6 +31,7 @@ impl AppConfig {
         let r = &self.restart;
         AppConfigSnap {
             name: self.name.clone(),
+            family: self.family.clone(),
             command: self.command.clone(),
             cwd: self.cwd.clone(),
             env: self.env.clone(),
@@ -90,6 +91,7 @@ impl AppConfig {
         let r = snap.restart;
         Ok(AppConfig {
             name: snap.name,
+            family: snap.family,
             command: snap.command,
             cwd: snap.cwd,
             env: snap.env,

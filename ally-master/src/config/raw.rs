@@ -10,8 +10,8 @@ use toml::Spanned;
 
 use super::interop::{ListenValue, ReadyValue};
 use super::value::{
-    AppName, Command, Count, EnvName, EnvValue, Factor, IncludePattern, LogValue, PathValue, Port,
-    Positive, Principal, StopSignal, Timeout,
+    AppName, Command, Count, EnvName, EnvValue, Factor, FamilyName, IncludePattern, LogValue,
+    PathValue, Port, Positive, Principal, StopSignal, Timeout,
 };
 
 /// How to declare an app, shown when none is.
@@ -52,6 +52,8 @@ pub struct RawApp {
     pub name: Option<Spanned<AppName>>,
     /// `command`; required.
     pub command: Option<Command>,
+    /// `family`.
+    pub family: Option<FamilyName>,
     /// `cwd`.
     pub cwd: Option<PathValue>,
     /// `env`.

@@ -90,6 +90,7 @@ fn defaults() {
         config.apps,
         [AppConfig {
             name: "web".into(),
+            family: None,
             command: vec!["server".into()],
             cwd: PathBuf::from("/etc/ally"),
             env: BTreeMap::new(),
@@ -172,7 +173,7 @@ fn rejects_bad_duration() {
 fn rejects_unknown_keys() {
     assert_eq!(
         err(&app_with("restarts = true")),
-        "4:1: unknown field `restarts`, expected one of `name`, `command`, `cwd`, `env`, \
+        "4:1: unknown field `restarts`, expected one of `name`, `command`, `family`, `cwd`, `env`, \
          `ready_timeout`, `stop_timeout`, `request_timeout`, `stop_signal`, `max_cache_entries`, `max_cache_bytes`, \
          `max_atomics`, `max_locks`, `autostart`, `restart`, `max_draining`, `listen`, `ready`, `inherit_env`, \
          `user`, `group`, `log`, `privileged_ports`"
@@ -259,6 +260,30 @@ fn rejects_bad_names() {
         "[[app]]\nname = {:?}\ncommand = [\"x\"]\n",
         "x".repeat(64)
     ));
+}
+
+#[test]
+fn families_are_named_like_apps_and_all_is_reserved() {
+    let config = ok("[[app]]\nname = \"web\"\nfamily = \"payments\"\ncommand = [\"x\"]\n");
+    assert_eq!(config.apps[0].family.as_deref(), Some("payments"));
+    let expected = r#"use 1 to 64 letters, digits, '_', '.' or '-' (and not "." or "..")"#;
+    for bad in ["", "a b", "..", "é"] {
+        let text = format!("[[app]]\nname = \"web\"\nfamily = {bad:?}\ncommand = [\"x\"]\n");
+        assert_eq!(
+            err(&text),
+            format!("3:10: invalid family name {bad:?}: {expected}")
+        );
+    }
+    assert_eq!(
+        err("[[app]]\nname = \"web\"\nfamily = [\"a\", \"b\"]\ncommand = [\"x\"]\n"),
+        "3:10: invalid type: sequence, expected a family name such as \"payments\""
+    );
+    for text in [
+        "[[app]]\nname = \"all\"\ncommand = [\"x\"]\n",
+        "[[app]]\nname = \"web\"\nfamily = \"all\"\ncommand = [\"x\"]\n",
+    ] {
+        assert!(err(text).contains("\"all\" is reserved"), "{}", err(text));
+    }
 }
 
 #[test]

@@ -63,24 +63,52 @@ where
     d.deserialize_str(StrVisitor { expecting, parse })
 }
 
-/// An app name: 1 to [`MAX_NAME_LEN`] ASCII letters, digits, `_`, `.` or
-/// `-`, and neither `.` nor `..` (names become file names).
+/// The word `ally-ctl` reads as "every app" (`ally-ctl reload all`,
+/// `--family all`): neither an app nor a family may be called that.
+pub const ALL: &str = "all";
+
+/// Checks an app or family name (`what`): 1 to [`MAX_NAME_LEN`] ASCII
+/// letters, digits, `_`, `.` or `-`, neither `.` nor `..` (names become
+/// file names), and not [`ALL`].
+fn check_name(what: &str, s: &str) -> Result<String, String> {
+    let charset = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    if s.is_empty() || s.len() > MAX_NAME_LEN || !charset || s == "." || s == ".." {
+        return Err(format!(
+            "invalid {what} name {s:?}: use 1 to {MAX_NAME_LEN} letters, digits, '_', '.' \
+             or '-' (and not \".\" or \"..\")"
+        ));
+    }
+    if s == ALL {
+        return Err(format!(
+            "invalid {what} name {s:?}: \"{ALL}\" is reserved, `ally-ctl reload {ALL}` means \
+             every app; choose another name"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// An app name, as [`check_name`] allows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppName(pub String);
 
 impl<'de> Deserialize<'de> for AppName {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         from_str(d, "an app name such as \"web\"", |s| {
-            let charset = s
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
-            if s.is_empty() || s.len() > MAX_NAME_LEN || !charset || s == "." || s == ".." {
-                return Err(format!(
-                    "invalid app name {s:?}: use 1 to {MAX_NAME_LEN} letters, digits, '_', '.' \
-                     or '-' (and not \".\" or \"..\")"
-                ));
-            }
-            Ok(AppName(s.to_owned()))
+            check_name("app", s).map(AppName)
+        })
+    }
+}
+
+/// A `family` name, checked like an app name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FamilyName(pub String);
+
+impl<'de> Deserialize<'de> for FamilyName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_str(d, "a family name such as \"payments\"", |s| {
+            check_name("family", s).map(FamilyName)
         })
     }
 }

@@ -100,6 +100,11 @@ pub struct AppSnap {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct AppConfigSnap {
     pub name: String,
+    /// Not in this struct's encoding (whose layout is that of
+    /// [`FAMILYLESS_VERSION`](crate::handover::FAMILYLESS_VERSION)): it
+    /// travels in [`Families`], after the whole state.
+    #[serde(skip)]
+    pub family: Option<String>,
     pub command: Vec<String>,
     pub cwd: PathBuf,
     pub env: BTreeMap<String, String>,
@@ -123,6 +128,39 @@ pub struct AppConfigSnap {
     pub ready: ReadySnap,
     pub privileged_ports: Vec<u16>,
     pub log: LogTargetSnap,
+}
+
+/// Each app's `family`, in the order of [`MasterSnap::apps`]: appended
+/// after the state from handover version 4, so that the state before it
+/// keeps the layout version 3 had and still decodes.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Families(pub Vec<Option<String>>);
+
+impl Families {
+    /// The families of `snap`'s apps.
+    pub fn of(snap: &MasterSnap) -> Families {
+        Families(
+            snap.apps
+                .iter()
+                .map(|(_, app)| app.config.family.clone())
+                .collect(),
+        )
+    }
+
+    /// Gives `snap`'s apps their families.
+    ///
+    /// # Errors
+    ///
+    /// If there are not exactly as many families as apps.
+    pub fn apply(self, snap: &mut MasterSnap) -> Result<(), &'static str> {
+        if self.0.len() != snap.apps.len() {
+            return Err("the state lists another number of families than of apps");
+        }
+        for ((_, app), family) in snap.apps.iter_mut().zip(self.0) {
+            app.config.family = family;
+        }
+        Ok(())
+    }
 }
 
 /// `[app.restart]`.

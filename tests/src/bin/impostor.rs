@@ -90,6 +90,7 @@ fn serve(stream: UnixStream) {
             dropped_lines: 0,
             last_error: None,
             instances: Vec::new(),
+            family: None,
         }]);
         if frame::write_to(&stream, &apps).is_err() {
             return;

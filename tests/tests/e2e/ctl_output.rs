@@ -121,8 +121,10 @@ fn assert_keys(object: &Value, keys: &[&str]) {
     assert_eq!(got, want, "keys of {object}");
 }
 
-const APP_KEYS: [&str; 9] = [
+const APP_KEYS: [&str; 11] = [
     "name",
+    "master",
+    "family",
     "state",
     "restarts",
     "main",
@@ -207,6 +209,8 @@ fn list_json_has_the_documented_shape() {
             "{app}"
         );
         assert!(is_str_or_null(&app["last_error"]), "{app}");
+        assert!(app["master"].is_string(), "{app}");
+        assert!(is_str_or_null(&app["family"]), "{app}");
         assert!(app["instances"].is_array(), "{app}");
     }
     let [web_app, idle, cron] = [&apps[0], &apps[1], &apps[2]];
