@@ -386,13 +386,14 @@ impl Listeners {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
     /// Meant to serve, and no main instance ready: starting, waiting out a
-    /// crash's back-off, `failed` (until `ally-ctl start`), or stopping only
-    /// to start again (`restart`). The next instance gets the same sockets.
+    /// crash's back-off, or stopping only to start again (`restart`). The
+    /// next instance gets the same sockets.
     Awaiting,
     /// A ready main instance serves: a socket no live instance holds is
     /// one this version does not use.
     Serving,
-    /// Stopped, removed from the config, shutting down, or not known.
+    /// Stopped, `failed` (no instance is coming until `ally-ctl start`),
+    /// removed from the config, shutting down, or not known.
     Down,
 }
 
@@ -414,7 +415,7 @@ impl Standing {
         match self {
             Standing::Awaiting => "the app awaits an instance",
             Standing::Serving => "the main instance serves without it",
-            Standing::Down => "the app is stopped, removed or shutting down",
+            Standing::Down => "the app is stopped, failed, removed or shutting down",
         }
     }
 }

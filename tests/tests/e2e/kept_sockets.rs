@@ -312,3 +312,30 @@ fn a_kept_unix_socket_keeps_its_file_until_stop_removes_it() {
         master.log_tail()
     );
 }
+
+#[test]
+fn a_failed_app_closes_its_kept_socket_and_start_binds_it_again() {
+    let demo = Demo::start_with("kept_failed", &["--addr", "127.0.0.1:0"], |app| {
+        app.line("restart = { enabled = false }")
+    });
+    let master = &demo.master;
+    signal(demo.first.pid, Signal::KILL).expect("SIGKILL the main instance");
+    let mut app = serde_json::Value::Null;
+    let failed = wait_until(T, || {
+        app = master.app(APP);
+        app["state"] == "failed"
+    });
+    assert!(failed, "not failed: {app}\n{}", master.log_tail());
+    // No instance is coming: a client is refused, not left in a queue.
+    assert_closed(master, demo.addr, "once the app failed");
+    master.wait_for_log(
+        &format!(
+            "(bound at {}): no instance holds it, and the app is stopped, failed",
+            demo.addr
+        ),
+        T,
+    );
+    master.ctl_expect(&["start", APP, "--timeout", "30"], 0);
+    let main = master.wait_main(APP, Some(demo.first.id + 1), T);
+    assert_eq!(get_once(listening_addr(master, main.id), T), Ok(main.id));
+}
