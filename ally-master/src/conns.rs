@@ -164,14 +164,21 @@ impl Conns {
     }
 
     /// Closes the connections whose hello or closing linger ran out by
-    /// `now`.
-    pub fn expire(&mut self, now: Instant) {
+    /// `now`; those without a hello are logged through `tally` (they can
+    /// come by the thousand).
+    pub fn expire(&mut self, now: Instant, tally: &mut Tally) {
         self.map.retain(|_, c| match c.peer {
             Peer::Unknown { deadline } if deadline <= now => {
-                log!(
-                    "closed connection from pid {}: no hello within {HELLO_TIMEOUT:?}",
-                    c.cred.pid_text()
-                );
+                let line = || {
+                    format!(
+                        "closed connection from pid {} uid {}: no hello within {HELLO_TIMEOUT:?}",
+                        c.cred.pid_text(),
+                        c.cred.uid
+                    )
+                };
+                if let Some(line) = tally.note(now, "closed with no hello in time", line) {
+                    log!("{line}");
+                }
                 false
             }
             Peer::Closing { deadline } => deadline > now,
@@ -364,7 +371,7 @@ mod tests {
         });
         let (late, early) = (conns.add(late), conns.add(early));
         assert_eq!(conns.next_deadline(Duration::from_secs(1)), Some(now));
-        conns.expire(now);
+        conns.expire(now, &mut Tally::default());
         assert!(!conns.contains(late));
         assert!(conns.contains(early));
     }

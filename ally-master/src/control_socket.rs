@@ -69,8 +69,16 @@ impl ControlSocket {
                 Err(e) => {
                     // EMFILE and the like: the connection stays queued, so
                     // stop polling for it a while rather than spin.
-                    log!("cannot accept a connection: {e}; pausing accepts for {ACCEPT_PAUSE:?}");
-                    self.paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+                    let now = Instant::now();
+                    let line = || {
+                        format!(
+                            "cannot accept a connection: {e}; pausing accepts for {ACCEPT_PAUSE:?}"
+                        )
+                    };
+                    if let Some(line) = tally.note(now, "accepts paused (cannot accept)", line) {
+                        log!("{line}");
+                    }
+                    self.paused_until = Some(now + ACCEPT_PAUSE);
                     break;
                 }
             };

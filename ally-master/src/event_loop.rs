@@ -54,6 +54,7 @@ mod resume;
 mod startup;
 mod upgrade;
 
+pub use startup::StartError;
 pub use upgrade::Exe;
 use upgrade::Upgrade;
 
@@ -137,7 +138,7 @@ impl Master {
     ///
     /// If an app's log file cannot be opened, or one of its `listen`
     /// sockets cannot be bound (one in use is tried again for a while: see
-    /// [`startup::bind_config_socket`]).
+    /// [`startup::bind_config_socket`]); or if told to stop meanwhile.
     pub fn new(
         config: Config,
         launch: Launch,
@@ -145,7 +146,7 @@ impl Master {
         signals: Signals,
         exe: Exe,
         inherited: Inherited,
-    ) -> Result<Master, String> {
+    ) -> Result<Master, StartError> {
         let log_dir = config
             .master
             .log_dir
@@ -156,14 +157,16 @@ impl Master {
         let mut adopted = Adopted::new(inherited, &fd_store, &config);
         let mut apps = Vec::with_capacity(config.apps.len());
         for app in &config.apps {
-            let log = AppLog::open(&app.name, &app.log, &log_dir)?;
-            let owner = scope::owner_for_config_sockets(app).map_err(|f| f.message)?;
+            let log = AppLog::open(&app.name, &app.log, &log_dir).map_err(StartError::Failed)?;
+            let owner =
+                scope::owner_for_config_sockets(app).map_err(|f| StartError::Failed(f.message))?;
             let mut sockets = Vec::with_capacity(app.listen.len());
             for decl in &app.listen {
                 let bound = match adopted.take_config(&app.name, &decl.spec, owner) {
                     Some(bound) => bound,
-                    None => startup::bind_config_socket(app, &decl.spec, owner, &fd_store)
-                        .map_err(|f| f.message)?,
+                    None => {
+                        startup::bind_config_socket(app, &decl.spec, owner, &fd_store, &signals)?
+                    }
                 };
                 sockets.push((decl.name.clone(), bound));
             }
@@ -514,7 +517,7 @@ impl Master {
         self.apps.on_timer(now, &mut notices);
         self.deliver(notices);
         self.expire_listens(now);
-        self.conns.expire(now);
+        self.conns.expire(now, &mut self.tally);
         self.close_unfinished_frames(now);
         if let Some((count, last)) = self.fd_store.take_trouble() {
             self.note("fd store failures", || {

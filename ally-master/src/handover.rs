@@ -26,6 +26,7 @@ pub mod resume;
 pub mod snapshot;
 pub mod started;
 pub mod tail;
+pub mod trust;
 
 use std::fmt;
 use std::os::fd::{AsFd, OwnedFd};

@@ -386,13 +386,14 @@ impl Listeners {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
     /// Meant to serve, and no main instance ready: starting, waiting out a
-    /// crash's back-off, `failed` (until `ally-ctl start`), or stopping only
-    /// to start again (`restart`). The next instance gets the same sockets.
+    /// crash's back-off, or stopping only to start again (`restart`). The
+    /// next instance gets the same sockets.
     Awaiting,
     /// A ready main instance serves: a socket no live instance holds is
     /// one this version does not use.
     Serving,
-    /// Stopped, removed from the config, shutting down, or not known.
+    /// Stopped, `failed` (no instance is coming until `ally-ctl start`),
+    /// removed from the config, shutting down, or not known.
     Down,
 }
 
@@ -407,6 +408,15 @@ impl Standing {
     /// (a new version that no longer uses it would leave clients hanging).
     pub fn keeps(self, held: bool) -> bool {
         held || self == Standing::Awaiting
+    }
+
+    /// Why an unheld socket of an app standing so is closed, for the log.
+    fn why_closed(self) -> &'static str {
+        match self {
+            Standing::Awaiting => "the app awaits an instance",
+            Standing::Serving => "the main instance serves without it",
+            Standing::Down => "the app is stopped, failed, removed or shutting down",
+        }
     }
 }
 
@@ -493,10 +503,31 @@ impl Listeners {
     /// `standing` says where an app stands, asked only for apps with a
     /// socket no live instance holds. Cheap when every socket is held (a
     /// pass over the table), so the loop calls it after every change.
+    /// Each one closed is logged, with why: a socket gone from under
+    /// clients is something an operator must be able to find.
     pub fn settle(&mut self, standing: impl Fn(&str) -> Standing) {
         self.entries.retain(|key, entry| {
             let held = !entry.holders.is_empty();
-            held || standing(&key.app).keeps(held)
+            if held {
+                return true;
+            }
+            let standing = standing(&key.app);
+            if standing.keeps(held) {
+                return true;
+            }
+            let (asked, local) = (key.addr.to_string(), entry.bound.local.to_string());
+            let at = if asked == local {
+                asked
+            } else {
+                format!("{asked} (bound at {local})")
+            };
+            log!(
+                "{}: closed {} {at}: no instance holds it, and {}",
+                key.app,
+                key.network,
+                standing.why_closed()
+            );
+            false
         });
     }
 

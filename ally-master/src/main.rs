@@ -261,8 +261,19 @@ fn run(
         .map(sys::adopt_fd)
         .transpose()
         .map_err(|e| Failure::Runtime(format!("--ready-fd: {e}")))?;
-    let mut master = event_loop::Master::new(config, launch, control, signals, exe, inherited)
-        .map_err(Failure::Runtime)?;
+    let socket = launch.socket.clone();
+    let started = event_loop::Master::new(config, launch, control, signals, exe, inherited);
+    let mut master = match started {
+        Ok(master) => master,
+        Err(failed) => {
+            // Bound by this master above; nobody serves it now.
+            let _ = std::fs::remove_file(&socket);
+            return match failed {
+                event_loop::StartError::Failed(message) => Err(Failure::Runtime(message)),
+                event_loop::StartError::Stopped => Ok(()),
+            };
+        }
+    };
     if let Some(fd) = ready_fd {
         master.announce_on(fd);
     }

@@ -10,6 +10,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags, Timespec};
 
 use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM, SIGUSR2};
 
@@ -139,6 +142,42 @@ impl Signals {
             terminate: self.terminate.swap(false, Ordering::SeqCst),
             hangup: self.hangup.swap(false, Ordering::SeqCst),
             upgrade: self.upgrade.swap(false, Ordering::SeqCst),
+        }
+    }
+}
+
+impl Signals {
+    /// Waits at most `timeout` for SIGTERM or SIGINT, taking no signal:
+    /// whether one is pending. For the one place the master waits outside
+    /// its loop (binding at start, see `event_loop::startup`); every signal
+    /// stays for the loop to take.
+    pub fn wait_for_terminate(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if self.terminate.load(Ordering::SeqCst) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let mut fds = [PollFd::new(&self.wake, PollFlags::IN)];
+            let wait = Timespec {
+                tv_sec: i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+                tv_nsec: i64::from(left.subsec_nanos()),
+            };
+            match rustix::event::poll(&mut fds, Some(&wait)) {
+                // Another signal keeps the pipe readable until the loop
+                // drains it: poll no more, sleep out the rest.
+                Ok(_)
+                    if !self.terminate.load(Ordering::SeqCst)
+                        && fds[0].revents().contains(PollFlags::IN) =>
+                {
+                    std::thread::sleep(left);
+                }
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => std::thread::sleep(left),
+            }
         }
     }
 }

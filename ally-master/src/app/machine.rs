@@ -455,20 +455,22 @@ impl Machine {
 
     /// Where the app stands for the sockets none of its live instances
     /// holds: serving once a main is ready; awaiting an instance while it
-    /// is supervised, failed (until `start`) or stopping only to start
-    /// again (`restart`, or `start` while it stops); else down.
+    /// is supervised or stopping only to start again (`restart`, or `start`
+    /// while it stops); else down — `failed` too, where no instance is
+    /// coming until an operator acts, so a client is refused rather than
+    /// left waiting in a queue nobody accepts from.
     pub fn standing(&self) -> Standing {
         if self.main().is_some() {
             return Standing::Serving;
         }
         match &self.life {
-            Life::Up { .. } | Life::Reloading { .. } | Life::Failed => Standing::Awaiting,
+            Life::Up { .. } | Life::Reloading { .. } => Standing::Awaiting,
             Life::Down {
                 why: Why::Stopped,
                 then_start,
                 ..
             } if !then_start.is_empty() => Standing::Awaiting,
-            Life::Down { .. } | Life::Gone => Standing::Down,
+            Life::Down { .. } | Life::Failed | Life::Gone => Standing::Down,
         }
     }
 }

@@ -10,14 +10,15 @@
 //! master down for good once the orphans are gone, so an address in use
 //! is tried again every [`BIND_RETRY_EVERY`] for as long as an orphan of
 //! the app may drain (its `stop_timeout`, plus [`BIND_RETRY_GRACE`]),
-//! with one log line saying why; then the start fails as before. The
-//! master's signals wait meanwhile (they are handled once it runs).
+//! with one log line saying why; then the start fails as before.
+//! SIGTERM or SIGINT meanwhile ends the wait at once, and the master exits
+//! 0 without starting anything; other signals wait for the loop.
 //! Sockets the library asks for need none of this: an instance refused
 //! one exits, and the app's restart back-off tries again.
 
 use std::time::Instant;
 
-use ally_proto::{Failure, ListenSpec};
+use ally_proto::ListenSpec;
 
 use crate::config::AppConfig;
 use crate::fd_store::FdStore;
@@ -25,6 +26,17 @@ use crate::helpers::Owner;
 use crate::limits::{BIND_RETRY_EVERY, BIND_RETRY_GRACE};
 use crate::listeners::{Bound, is_in_use};
 use crate::log;
+use crate::signals::Signals;
+
+/// Why the master could not start serving.
+#[derive(Debug)]
+pub enum StartError {
+    /// A log file or a `listen` socket could not be had: the message says
+    /// which and why.
+    Failed(String),
+    /// SIGTERM or SIGINT arrived while an address in use was tried again.
+    Stopped,
+}
 
 /// Binds `spec`, a `listen` entry of `app`, trying again while its
 /// address is in use, for at most the app's `stop_timeout` and
@@ -32,13 +44,15 @@ use crate::log;
 ///
 /// # Errors
 ///
-/// The bind's failure: at once if it is not "in use", else the last one.
+/// The bind's failure: at once if it is not "in use", else the last one;
+/// [`StartError::Stopped`] if the master is told to stop meanwhile.
 pub fn bind_config_socket(
     app: &AppConfig,
     spec: &ListenSpec,
     owner: Option<Owner>,
     store: &FdStore,
-) -> Result<Bound, Failure> {
+    signals: &Signals,
+) -> Result<Bound, StartError> {
     let deadline = Instant::now() + app.stop_timeout + BIND_RETRY_GRACE;
     let mut logged = false;
     loop {
@@ -54,7 +68,14 @@ pub fn bind_config_socket(
                         app.stop_timeout + BIND_RETRY_GRACE
                     );
                 }
-                std::thread::sleep(BIND_RETRY_EVERY);
+                if signals.wait_for_terminate(BIND_RETRY_EVERY) {
+                    log!(
+                        "{}: stopped by a signal while waiting for {}; exiting",
+                        app.name,
+                        failure.message
+                    );
+                    return Err(StartError::Stopped);
+                }
             }
             Ok(bound) => {
                 if logged {
@@ -67,7 +88,7 @@ pub fn bind_config_socket(
                 }
                 return Ok(bound);
             }
-            Err(failure) => return Err(failure),
+            Err(failure) => return Err(StartError::Failed(failure.message)),
         }
     }
 }

@@ -2,7 +2,9 @@
 //! disk in place, with a probe first and a way back.
 //!
 //! 1. The binary at the path the master was started from is opened (so
-//!    what is probed is what is executed) and probed: run as a child with
+//!    what is probed is what is executed), refused if a user other than
+//!    root and the master's could have put it there ([`handover::trust`]),
+//!    and probed: run as a child with
 //!    `--check-handover` on a snapshot of the state, it must say it can
 //!    take that version of the state, within [`PROBE_TIMEOUT`]. The loop
 //!    serves on meanwhile.
@@ -177,6 +179,8 @@ impl Master {
                     path.display()
                 ))
             })?;
+        handover::trust::check(new_exe.as_fd(), &path, self.uid)
+            .map_err(|why| failed(format!("will not execute {}: {why}", path.display())))?;
         let probe = (|| {
             let (snap, _fds) = self.snapshot(waiter)?;
             let memfd = handover::write_memfd(&handover::encode(&snap)?)?;
@@ -241,8 +245,10 @@ impl Master {
         let upgrade = std::mem::replace(&mut self.upgrade, Upgrade::Idle);
         self.upgrade = match upgrade {
             Upgrade::Idle => Upgrade::Idle,
-            Upgrade::Probing { .. } if self.shutdown != Shutdown::Running => {
-                self.upgrade_failed(None, "the master is shutting down".into());
+            Upgrade::Probing { waiter, .. } | Upgrade::Quiescing { waiter, .. }
+                if self.shutdown != Shutdown::Running =>
+            {
+                self.upgrade_abandoned(waiter);
                 Upgrade::Idle
             }
             Upgrade::Probing {
@@ -273,10 +279,6 @@ impl Master {
                     self.quiesce(new_exe, to, waiter, deadline, now)
                 }
             },
-            Upgrade::Quiescing { waiter, .. } if self.shutdown != Shutdown::Running => {
-                self.upgrade_failed(waiter, "the master is shutting down".into());
-                Upgrade::Idle
-            }
             Upgrade::Quiescing {
                 new_exe,
                 to,
@@ -350,6 +352,19 @@ impl Master {
 
     /// Answers a failed upgrade: the waiter hears why, the log says so, and
     /// systemd hears the master is ready again.
+    /// A shutdown began while the upgrade was under way: it ends there
+    /// (the probe, if any, is killed), and its waiter hears so. No
+    /// `READY=1`: systemd was told the master is stopping.
+    fn upgrade_abandoned(&mut self, waiter: Option<u64>) {
+        self.upgrade_signal_joined = false;
+        let message = "the master is shutting down: the upgrade was abandoned";
+        log!("{message}");
+        if let Some(conn) = waiter {
+            let failure = Failure::new(ErrorCode::ShuttingDown, message);
+            self.send(conn, &ControlResponse::Error(failure), Vec::new());
+        }
+    }
+
     fn upgrade_failed(&mut self, waiter: Option<u64>, why: String) {
         self.upgrade_signal_joined = false;
         let message = format!("{why}; ally-master {VERSION} serves on");

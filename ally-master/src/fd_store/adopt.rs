@@ -291,18 +291,34 @@ impl Adopted {
     }
 }
 
+/// A socket type as the log says it.
+fn type_name(ty: SocketType) -> String {
+    match ty {
+        SocketType::STREAM => "stream".to_owned(),
+        SocketType::DGRAM => "datagram".to_owned(),
+        SocketType::SEQPACKET => "seqpacket".to_owned(),
+        other => format!("type {}", other.as_raw()),
+    }
+}
+
 /// Whether `fd` is a socket of `network` bound where `named` says (any
 /// port when it says port 0), listening if a stream: its address as a key
 /// if so, else what it is instead.
 fn check(fd: BorrowedFd<'_>, network: Network, named: &NamedAddr) -> Result<ListenAddr, String> {
     let sys = |what: &str, e: rustix::io::Errno| format!("unreadable ({what}: {e})");
-    let ty = sockopt::socket_type(fd).map_err(|e| sys("SO_TYPE", e))?;
+    let ty = sockopt::socket_type(fd).map_err(|e| match e {
+        rustix::io::Errno::NOTSOCK => "not a socket at all".to_owned(),
+        e => sys("SO_TYPE", e),
+    })?;
     let want_ty = match network {
         Network::Tcp | Network::Unix => SocketType::STREAM,
         Network::Udp | Network::Unixgram => SocketType::DGRAM,
     };
     if ty != want_ty {
-        return Err(format!("a socket of type {ty:?}"));
+        return Err(format!(
+            "a {} socket, where its name says {network}",
+            type_name(ty)
+        ));
     }
     if ty == SocketType::STREAM
         && !sockopt::socket_acceptconn(fd).map_err(|e| sys("SO_ACCEPTCONN", e))?
@@ -368,7 +384,10 @@ mod tests {
         let other = check(fd, Network::Tcp, &exact(Network::Tcp, "127.0.0.2:0")).unwrap_err();
         assert!(other.contains("bound to"), "{other}");
         let ty = check(fd, Network::Udp, &exact(Network::Udp, &at)).unwrap_err();
-        assert!(ty.contains("type"), "{ty}");
+        assert_eq!(ty, "a stream socket, where its name says udp");
+        let (pipe, _w) = rustix::pipe::pipe().unwrap();
+        let pipe = check(pipe.as_fd(), Network::Tcp, &exact(Network::Tcp, &at)).unwrap_err();
+        assert_eq!(pipe, "not a socket at all");
         let family = check(fd, Network::Unix, &exact(Network::Unix, "@x")).unwrap_err();
         assert!(family.contains("family"), "{family}");
         // Bound but not listening: not a listener, whatever its address.

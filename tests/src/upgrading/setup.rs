@@ -101,7 +101,8 @@ impl Setup {
 
     /// Like [`start`](Self::start), the master run behind `as_user` (e.g.
     /// `setpriv --reuid=...`, see [`Master::start_as`]); its directory is
-    /// then open to everyone, for the master to make its runtime
+    /// then open to everyone (sticky, so that the binary's directory in it
+    /// stays safe to upgrade from), for the master to make its runtime
     /// directory in.
     pub fn start_as(
         test: &str,
@@ -128,7 +129,7 @@ impl Setup {
         let bin_dir = dir.path().join("bin");
         std::fs::create_dir_all(&bin_dir).unwrap();
         if matches!(how, Launch::AsUser(u) if !u.is_empty()) {
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
         }
         let binary = bin_dir.join("ally-master");
         let mut original = bins().master.clone();

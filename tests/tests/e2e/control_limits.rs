@@ -345,3 +345,27 @@ fn clients_that_never_read_their_answers_share_one_output_budget() {
     assert!(peak < MAX_RSS_KIB, "the master's peak VmRSS was {peak} KiB");
     assert!(cut > 0, "no client was cut off");
 }
+
+/// Connections that never say hello are closed after 5 s, as many as
+/// come, with one log line for the first and a summary for the rest, not
+/// one line each: a local user opening them in a loop cannot flood the
+/// master's log.
+#[test]
+fn connections_without_a_hello_do_not_flood_the_log() {
+    const CONNS: usize = 300;
+    let dir = TestDir::new("no_hello_flood");
+    let master = Master::start_with(bins(), &dir, &config_toml(&[idle_app(&dir)]));
+    let conns: Vec<UnixStream> = (0..CONNS)
+        .map(|_| UnixStream::connect(master.socket()).expect("connect"))
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let open = conns.iter().filter(|s| !closed_by(s, deadline)).count();
+    assert_eq!(open, 0, "{}", master.log_tail());
+    lists_answer(&master, 1, "after the silent connections were closed");
+    let lines = master.log().matches("no hello within").count();
+    assert!(
+        (1..=2).contains(&lines),
+        "{CONNS} silent connections logged {lines} lines\n{}",
+        master.log_tail()
+    );
+}

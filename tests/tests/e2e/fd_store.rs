@@ -265,3 +265,36 @@ fn without_a_store_the_orphan_exits_0_and_a_master_started_again_waits_for_its_p
     );
     first.terminate(Duration::from_secs(5));
 }
+
+/// A master waiting at start for an address another process still
+/// listens on (the retry above, here for up to 32 s) handles SIGTERM at
+/// once: it exits 0 within a second instead of when the retry ends.
+#[test]
+fn sigterm_during_the_startup_retry_stops_the_master_at_once() {
+    let dir = TestDir::new("fd_store_retry_term");
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port to hold");
+    let port = holder.local_addr().expect("its address").port();
+    let script = write_script(dir.path(), "idle", "exec sleep 1000\n");
+    let app = AppConfig::new(APP, &script)
+        .stop_timeout("30s")
+        .line(&format!("listen = [\"tcp://127.0.0.1:{port}\"]"))
+        .line("ready = \"immediate\"");
+    let mut master = Master::start_wrapped_until_log(
+        bins(),
+        &dir,
+        &config_toml(&[app]),
+        &[],
+        "may still be draining there: trying again",
+    );
+    let asked = std::time::Instant::now();
+    let status = master.terminate(Duration::from_secs(5));
+    let took = asked.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", master.log_tail());
+    assert!(
+        took < Duration::from_secs(1),
+        "took {took:?}\n{}",
+        master.log_tail()
+    );
+    master.wait_for_log("stopped by a signal while", Duration::from_secs(2));
+    drop(holder);
+}

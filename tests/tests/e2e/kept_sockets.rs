@@ -189,6 +189,10 @@ fn a_kept_socket_is_closed_by_stop() {
     assert_eq!(master.instances(APP), Vec::<serde_json::Value>::new());
     master.ctl_expect(&["stop", APP], 0);
     assert_closed(master, demo.addr, "once `stop` returned");
+    master.wait_for_log(
+        &format!("{APP}: closed tcp 127.0.0.1:0 (bound at {}): no instance holds it, and the app is stopped", demo.addr),
+        T,
+    );
 }
 
 #[test]
@@ -249,6 +253,14 @@ fn a_kept_socket_a_new_version_does_not_ask_for_is_closed_once_it_is_ready() {
     // a socket nothing accepts on.
     assert_closed(master, demo.addr, "once a version not using it is main");
     assert_eq!(get_once(new_addr, T), Ok(main.id));
+    // And the log says so, naming it and why.
+    master.wait_for_log(
+        &format!(
+            "(bound at {}): no instance holds it, and the main instance serves without it",
+            demo.addr
+        ),
+        T,
+    );
 }
 
 /// The `listen-probe` binary, built with the others.
@@ -299,4 +311,31 @@ fn a_kept_unix_socket_keeps_its_file_until_stop_removes_it() {
         "the socket file outlived its socket\n{}",
         master.log_tail()
     );
+}
+
+#[test]
+fn a_failed_app_closes_its_kept_socket_and_start_binds_it_again() {
+    let demo = Demo::start_with("kept_failed", &["--addr", "127.0.0.1:0"], |app| {
+        app.line("restart = { enabled = false }")
+    });
+    let master = &demo.master;
+    signal(demo.first.pid, Signal::KILL).expect("SIGKILL the main instance");
+    let mut app = serde_json::Value::Null;
+    let failed = wait_until(T, || {
+        app = master.app(APP);
+        app["state"] == "failed"
+    });
+    assert!(failed, "not failed: {app}\n{}", master.log_tail());
+    // No instance is coming: a client is refused, not left in a queue.
+    assert_closed(master, demo.addr, "once the app failed");
+    master.wait_for_log(
+        &format!(
+            "(bound at {}): no instance holds it, and the app is stopped, failed",
+            demo.addr
+        ),
+        T,
+    );
+    master.ctl_expect(&["start", APP, "--timeout", "30"], 0);
+    let main = master.wait_main(APP, Some(demo.first.id + 1), T);
+    assert_eq!(get_once(listening_addr(master, main.id), T), Ok(main.id));
 }

@@ -375,9 +375,10 @@ fn an_app_awaits_an_instance_through_crashes_kill_and_restart_but_not_after_stop
 }
 
 #[test]
-fn a_failed_app_awaits_its_start_and_a_removed_or_shut_down_one_is_down() {
+fn a_failed_removed_or_shut_down_app_is_down() {
+    // Failed: no instance is coming until an operator starts it.
     let rig = failed();
-    assert_eq!(rig.machine.standing(), Standing::Awaiting);
+    assert_eq!(rig.machine.standing(), Standing::Down);
     let mut rig = running();
     rig.feed(Event::Remove);
     assert_eq!(rig.machine.standing(), Standing::Down);
