@@ -97,16 +97,7 @@ impl Demo {
 ///
 /// When the line does not appear within 10 s or holds no address.
 pub fn listening_addr(master: &Master, id: u64) -> SocketAddr {
-    let line = master.wait_for_log(
-        &format!("demo: instance {id} pid "),
-        Duration::from_secs(10),
-    );
-    let addr = line
-        .split("listening on ")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|a| a.parse().ok());
-    addr.unwrap_or_else(|| panic!("no address in the demo's start line {line:?}"))
+    address_in(master, &format!("demo: instance {id} pid "))
 }
 
 /// Like [`listening_addr`], for instance `id` of `app` only (its line as
@@ -117,16 +108,19 @@ pub fn listening_addr(master: &Master, id: u64) -> SocketAddr {
 ///
 /// When the line does not appear within 10 s or holds no address.
 pub fn listening_addr_of(master: &Master, app: &str, id: u64) -> SocketAddr {
-    let line = master.wait_for_log(
-        &format!("[{app}#{id}] demo: instance {id} pid "),
-        Duration::from_secs(10),
-    );
+    address_in(master, &format!("[{app}#{id}] demo: instance {id} pid "))
+}
+
+/// The address after `listening on ` in the first log line containing
+/// `start` (a demo's start line), waited for at most 10 s.
+fn address_in(master: &Master, start: &str) -> SocketAddr {
+    let line = master.wait_for_log(start, Duration::from_secs(10));
     let addr = line
         .split("listening on ")
         .nth(1)
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|a| a.parse().ok());
-    addr.unwrap_or_else(|| panic!("no address in {app}'s start line {line:?}"))
+    addr.unwrap_or_else(|| panic!("no address in the demo's start line {line:?}"))
 }
 
 /// Asks the kernel for a free loopback port (bound, then released).
