@@ -173,8 +173,21 @@ impl Setup {
     /// succeed and end in a resumed master of the same pid, whose version
     /// is `binary`'s.
     pub fn upgrade_to(&self, binary: &Path) {
+        let expected = self.install(binary);
+        self.upgrade_installed(&expected);
+    }
+
+    /// Installs `binary` as the master's (a copy: slow for a debug build
+    /// on a loaded machine); returns its version.
+    pub fn install(&self, binary: &Path) -> String {
         let expected = version_of(binary);
         install(binary, &self.binary, 0o755);
+        expected
+    }
+
+    /// Upgrades to the binary [`install`](Self::install) put in place,
+    /// whose version is `expected`, as [`upgrade_to`](Self::upgrade_to).
+    pub fn upgrade_installed(&self, expected: &str) {
         let out = self.upgrade();
         self.master.assert_exit(&out, 0);
         self.master.assert_output(

@@ -61,6 +61,15 @@ fn state_apps(dir: &TestDir, t: &str) -> (Vec<AppConfig>, Service, Service) {
     (apps, kv, locks)
 }
 
+/// Sets its flag when dropped, also while a panic unwinds.
+struct StopOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 #[test]
 fn ten_upgrades_under_keep_alive_load_lose_nothing_and_keep_every_pid_and_state() {
     let other = variant(Variant::Other);
@@ -91,6 +100,9 @@ fn ten_upgrades_under_keep_alive_load_lose_nothing_and_keep_every_pid_and_state(
     let stop = AtomicBool::new(false);
     let (lists, list_failures) = (AtomicU64::new(0), AtomicU64::new(0));
     std::thread::scope(|s| {
+        // Set however this closure ends: a failed assertion below must
+        // fail the test, not leave the scope waiting for the lister.
+        let _stop = StopOnDrop(&stop);
         s.spawn(|| {
             while !stop.load(Ordering::Relaxed) {
                 let out = master.ctl(&["list"]);
@@ -143,7 +155,6 @@ fn ten_upgrades_under_keep_alive_load_lose_nothing_and_keep_every_pid_and_state(
                 }
             }
         }
-        stop.store(true, Ordering::Relaxed);
         assert_eq!(web_main, web1.id + 1, "the reload did not complete");
     });
     let so_far = load.ok();

@@ -55,6 +55,9 @@ fn a_half_sent_frame_and_unread_answers_cross_an_upgrade() {
 
     // A control client: half of a `List` frame, and another connection
     // with many answers queued that it does not read.
+    // The new binary first: a copy that takes seconds on a loaded
+    // machine must not eat into the frame timeouts below.
+    let expected = setup.install(&variant(Variant::Other));
     let mut half = control(&setup);
     let list = frame::encode(&ControlRequest::List).unwrap();
     half.write_all(&list[..3]).unwrap();
@@ -90,7 +93,7 @@ fn a_half_sent_frame_and_unread_answers_cross_an_upgrade() {
         .master
         .wait_for_log("[split#1] split_frames: sent half a frame", WAIT);
 
-    setup.upgrade_to(&variant(Variant::Other));
+    setup.upgrade_installed(&expected);
 
     half.write_all(&list[3..]).unwrap();
     listing(&mut half, "the half-sent frame");
