@@ -266,5 +266,6 @@ fn a_greedy_instance_gets_its_connection_limit_and_bounded_buffers() {
         max_rss < MAX_RSS_KIB,
         "the master's VmRSS reached {max_rss} KiB"
     );
-    assert!(slowest < Duration::from_secs(5), "a list took {slowest:?}");
+    // A master blocked by the greedy instance would not answer at all.
+    assert!(slowest < Duration::from_secs(15), "a list took {slowest:?}");
 }

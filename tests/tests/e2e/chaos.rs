@@ -16,8 +16,10 @@ use ally_tests::proc::{alive, signal, socket_inodes, wait_gone, wait_until};
 use ally_tests::vitals::{Vitals, open_fds, rss_kib, zombie_children};
 use rustix::process::Signal;
 
-/// Longest an `ally-ctl list` may take while the master is under attack.
-const LIST_LATENCY: Duration = Duration::from_secs(1);
+/// Longest an `ally-ctl list` may take while the master is under attack:
+/// a master the attack blocks does not answer while it lasts, so this
+/// tells that from a busy machine (the slowest is printed).
+const LIST_LATENCY: Duration = Duration::from_secs(3);
 
 /// Pause between two `ally-ctl list` runs while a client floods the master.
 const LIST_PACE: Duration = Duration::from_millis(100);
