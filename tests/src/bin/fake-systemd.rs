@@ -38,8 +38,11 @@ use rustix::process::{Pid, Signal, WaitOptions};
 /// Most descriptors it passes to a start (`--max` above this is cut).
 const MAX_PASSED: usize = 256;
 
+/// One line on stderr, in one write: the master writes to the same file,
+/// and `eprintln!` may split a line into several writes.
 fn say(line: &str) {
-    eprintln!("fake-systemd: {line}");
+    use std::io::Write;
+    let _ = std::io::stderr().write_all(format!("fake-systemd: {line}\n").as_bytes());
 }
 
 fn main() -> ExitCode {
