@@ -12,9 +12,11 @@
 //! order — a session of its own (`setsid`), the file-descriptor limit
 //! given back, the passed descriptors placed at 3, 4, ..., the app's
 //! groups, gid and uid, then the app's stop signal as its signal for the
-//! master's death (`PR_SET_PDEATHSIG`; the master spawns from its one loop
-//! thread, whose end is the master's) — and executes the program, with `LISTEN_PID` set
-//! to its own pid when asked (the pid the program keeps).
+//! master's death (`PR_SET_PDEATHSIG`; the master spawns from its loop
+//! thread, whose end is the master's, but the kernel sends the signal
+//! again each time it hands the orphan on to another dying thread, a log
+//! writer's: the README says so) — and executes the program, with
+//! `LISTEN_PID` set to its own pid when asked (the pid the program keeps).
 //!
 //! A program that cannot be executed (missing, not executable) is
 //! reported by the launcher on its stderr — the instance's, so the reason
