@@ -265,6 +265,8 @@ mod pool;
 mod state;
 mod stop;
 mod sys;
+#[cfg(feature = "tokio")]
+pub mod tokio;
 mod verify;
 
 pub use ally_proto::{ErrorCode, Failure, LockState, Network};
