@@ -32,3 +32,17 @@ pub fn serve(
 ) -> Serve<TowerToHyperService<Router>> {
     crate::hyper::serve(listener, TowerToHyperService::new(router))
 }
+
+#[cfg(test)]
+mod tests {
+    /// The README shows the axum example as it is, in full.
+    #[test]
+    fn readme_shows_the_example() {
+        let readme = include_str!("../../README.md");
+        let example = include_str!("../examples/axum.rs");
+        assert!(
+            readme.contains(&format!("```rust,ignore\n{example}```")),
+            "README.md's axum example differs from ally-lib/examples/axum.rs: copy it over"
+        );
+    }
+}
