@@ -132,3 +132,36 @@ fn is_connection_error(e: &io::Error) -> bool {
             | io::ErrorKind::WouldBlock
     ) || e.raw_os_error() == Some(rustix::io::Errno::PROTO.raw_os_error())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StopSignal;
+
+    /// Two instances on one socket: the one that loses the race for a
+    /// connection (`EAGAIN`) goes on waiting, and ends with `Ok(None)`.
+    #[::tokio::test]
+    async fn losing_a_race_for_a_connection_is_no_error() {
+        let signal = StopSignal::new().unwrap();
+        let stop = Stop::with_signal(signal.clone()).unwrap();
+        let socket = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = socket.local_addr().unwrap();
+        let a = Arc::new(Listener::new(socket.try_clone().unwrap(), &stop).unwrap());
+        let b = Arc::new(Listener::new(socket, &stop).unwrap());
+        let tasks = [a, b].map(|l| ::tokio::spawn(async move { l.accept().await }));
+        let _client = TcpStream::connect(addr).await.unwrap();
+        // One accept returns the connection; then the stop ends the other.
+        let deadline = ::tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !tasks.iter().any(|t| t.is_finished()) {
+            assert!(::tokio::time::Instant::now() < deadline, "nothing accepted");
+            ::tokio::task::yield_now().await;
+        }
+        signal.trigger();
+        let mut got = Vec::new();
+        for t in tasks {
+            got.push(t.await.unwrap().expect("no accept error").is_some());
+        }
+        got.sort();
+        assert_eq!(got, [false, true]);
+    }
+}
