@@ -169,3 +169,56 @@ async fn the_deadline_ends_the_drain() {
     // The connection was dropped with the drain.
     closed(&mut conn).await;
 }
+
+/// An HTTP/2 (h2c) connection to `addr`: its request sender, and the
+/// connection's task, which ends when the server closes it.
+async fn h2(
+    addr: std::net::SocketAddr,
+) -> (
+    hyper::client::conn::http2::SendRequest<String>,
+    JoinHandle<()>,
+) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    (
+        send,
+        ::tokio::spawn(async move {
+            let _ = conn.await;
+        }),
+    )
+}
+
+fn h2_request() -> Request<String> {
+    Request::builder()
+        .uri("http://test/")
+        .version(http::Version::HTTP_2)
+        .body(String::new())
+        .unwrap()
+}
+
+#[::tokio::test]
+async fn http2_gets_goaway_at_the_stop_and_its_stream_in_flight_finishes() {
+    let delay = Duration::from_millis(300);
+    // A long idle grace: the HTTP/2 connection must not wait for it.
+    let (signal, addr, server) = server(delay, |s| s.idle_grace(WAIT * 2));
+    let (mut send, conn) = h2(addr).await;
+    let first = send.send_request(h2_request()).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let in_flight = ::tokio::spawn(send.send_request(h2_request()));
+    ::tokio::time::sleep(delay / 3).await;
+    signal.trigger();
+    let response = ::tokio::time::timeout(WAIT, in_flight)
+        .await
+        .expect("in time");
+    assert_eq!(response.unwrap().unwrap().status(), 200);
+    ::tokio::time::timeout(WAIT, conn)
+        .await
+        .expect("closed by GOAWAY")
+        .unwrap();
+    assert_eq!(finished(server).await.left_open, 0);
+}
