@@ -183,11 +183,31 @@
 //! a stale unix socket file replaced), unless systemd's socket activation
 //! (`LISTEN_PID`, `LISTEN_FDS`) passed a socket of the same type and address,
 //! or of the name given to [`ListenOptions::systemd_name`] (`LISTEN_FDNAMES`),
-//! which is then used instead; [`ready`] and [`report`] do nothing;
-//! [`reload`] is an error; [`instance`] reports id 0; `SIGTERM` and `SIGINT`
-//! are stop signals; the cache, atomics and locks live in the process. So
-//! the same binary runs from a shell, in tests, or under another
-//! supervisor.
+//! which is then used instead; [`reload`] is an error; [`instance`]
+//! reports id 0; `SIGTERM` and `SIGINT` are stop signals; the cache,
+//! atomics and locks live in the process. So the same binary runs from a
+//! shell, in tests, or under another supervisor.
+//!
+//! Under a `Type=notify` supervisor (systemd), the crate speaks
+//! `sd_notify(3)` to the `NOTIFY_SOCKET` it set (a path, or `@name` for an
+//! abstract socket): [`ready`] sends `READY=1`; [`report`] sends `STATUS=`
+//! with the report on one line; and the first time the process-wide
+//! [`StopSignal`] is seen set ([`StopSignal::is_set`], and
+//! [`wait`](StopSignal::wait), [`wait_timeout`](StopSignal::wait_timeout)
+//! and [`drain::accept`] through it) it sends `STOPPING=1`, once. One
+//! datagram per message (at most 4096 bytes) from a fresh close-on-exec
+//! socket; a send waits at most 2 s for room in the supervisor's queue. A
+//! malformed `NOTIFY_SOCKET` or a failed send is an error of [`ready`] and
+//! [`report`]; of the stop path, which has no caller to tell, a line on
+//! stderr. Without `NOTIFY_SOCKET`, [`ready`] and [`report`] do nothing.
+//! The variable is read once and left in the environment (changing the
+//! environment while other threads may read it is unsound), but ignored
+//! when `SYSTEMD_EXEC_PID` names another process: a child that inherited
+//! it never speaks for the service (so a wrapper script must `exec` it;
+//! spawn other children with `Command::env_remove("NOTIFY_SOCKET")` if they
+//! speak `sd_notify` themselves). No `WATCHDOG=1`: a unit with
+//! `WatchdogSec=` needs the service to send it. Under a master nothing is
+//! sent this way: the master is systemd's client.
 //!
 //! When `ALLY_CHANNEL_FD` *is* set, the process must be a child of the
 //! master named by `ALLY_MASTER_PID` when the crate first looks (a wrapper
@@ -261,6 +281,7 @@ mod listen;
 mod local_state;
 mod locker;
 mod mode;
+mod notify;
 mod pool;
 mod state;
 mod stop;

@@ -6,6 +6,12 @@
 //! simulate mode. A handler sets a flag and writes one byte to a socket
 //! pair whose read end is never drained: once a stop signal has arrived
 //! that end stays readable for good, so any number of threads can poll it.
+//!
+//! In simulate mode the process-wide stop signal also tells a supervisor
+//! listening on `NOTIFY_SOCKET` (systemd's `Type=notify`) `STOPPING=1`, the
+//! first time the library sees it set: a signal handler may not send, so
+//! the first look after the signal does ([`StopSignal::is_set`] and
+//! everything built on it).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -44,6 +50,11 @@ struct Inner {
     read: UnixStream,
     /// For [`StopSignal::trigger`].
     write: OwnedFd,
+    /// Whether to send `STOPPING=1` when first seen set: the process-wide
+    /// stop signal in simulate mode.
+    announce: bool,
+    /// Whether `STOPPING=1` was sent (or tried).
+    announced: AtomicBool,
 }
 
 /// The process-wide stop signal; installs its handlers on first call.
@@ -72,7 +83,7 @@ pub fn stop_signal() -> io::Result<StopSignal> {
         Some(m) => (vec![parse_signal(m.stop_signal.as_deref())?], true),
         None => (vec![SIGTERM, SIGINT], false),
     };
-    let stop = StopSignal::new()?;
+    let stop = StopSignal::with_announce(!managed)?;
     for &signal in &signals {
         if !managed && signal == SIGINT {
             // Registered before the flag: sees the flag as the previous
@@ -100,12 +111,18 @@ impl StopSignal {
     /// Failure to create the socket pair (the process is out of
     /// descriptors).
     pub fn new() -> io::Result<StopSignal> {
+        StopSignal::with_announce(false)
+    }
+
+    fn with_announce(announce: bool) -> io::Result<StopSignal> {
         let (read, write) = UnixStream::pair()?;
         Ok(StopSignal {
             inner: Arc::new(Inner {
                 flag: Arc::new(AtomicBool::new(false)),
                 read,
                 write: write.into(),
+                announce,
+                announced: AtomicBool::new(false),
             }),
         })
     }
@@ -123,8 +140,20 @@ impl StopSignal {
     }
 
     /// Whether stopping was asked for.
+    ///
+    /// On the handle [`stop_signal`] returns, in simulate mode with
+    /// `NOTIFY_SOCKET` set, the first call that finds it set sends
+    /// `STOPPING=1` there (so do [`wait`](Self::wait),
+    /// [`wait_timeout`](Self::wait_timeout) and
+    /// [`drain::accept`](crate::drain::accept) returning `None`, which look
+    /// through it); a failed send is one line on stderr. A service that only
+    /// polls the descriptor and never asks sends nothing.
     pub fn is_set(&self) -> bool {
-        self.inner.flag.load(Ordering::SeqCst)
+        let set = self.inner.flag.load(Ordering::SeqCst);
+        if set && self.inner.announce && !self.inner.announced.swap(true, Ordering::SeqCst) {
+            crate::notify::stopping();
+        }
+        set
     }
 
     /// Blocks until stopping is asked for.

@@ -62,6 +62,8 @@ mod rollback;
 mod run;
 #[path = "e2e/shutdown.rs"]
 mod shutdown;
+#[path = "e2e/simulate_notify.rs"]
+mod simulate_notify;
 #[path = "e2e/soak.rs"]
 mod soak;
 #[path = "e2e/sockets.rs"]
