@@ -32,8 +32,11 @@
 //!
 //! # Listening
 //!
-//! [`listen_tcp`], [`listen_udp`], [`listen_unix`] and [`listen_unixgram`]
-//! return std socket types; [`listen_fd`] returns an [`OwnedFd`] of any
+//! [`listen_tcp`] and [`listen_unix`] return this crate's [`TcpListener`]
+//! and [`UnixListener`] (the std types, through `Deref`, with an `accept`
+//! and `incoming` that wait; `into_std()` gives the std type);
+//! [`listen_udp`] and [`listen_unixgram`] return std socket types;
+//! [`listen_fd`] returns an [`OwnedFd`] of any
 //! [`Network`] for other socket types; [`ListenOptions`] sets the file mode
 //! of a unix socket, or the name of a socket passed by systemd. Addresses are `IP:PORT`, `[IPv6]:PORT` or `:PORT`
 //! (host names are refused, so the master's key for a socket never depends
@@ -77,9 +80,18 @@
 //! this means:
 //!
 //! - accept with [`drain::accept`] (it polls the listener and the stop
-//!   signal and returns blocking streams), or from an event loop; a bare
-//!   `listener.accept()` returns [`WouldBlock`](std::io::ErrorKind::WouldBlock)
-//!   when no connection is waiting, including when another instance took it;
+//!   signal and returns blocking streams), or from an event loop. The
+//!   listeners' own [`accept`](TcpListener::accept) and
+//!   [`incoming`](TcpListener::incoming) wait with `poll(2)` too (and again
+//!   when another instance took the connection), so a plain
+//!   `for conn in listener.incoming()` loop works; but it never stops at the
+//!   stop signal, so a service that drains uses [`drain::accept`]. Std's
+//!   own `accept` (through `Deref`, or on `into_std()`) returns
+//!   [`WouldBlock`](std::io::ErrorKind::WouldBlock) when no connection is
+//!   waiting, including when another instance took it;
+//! - datagram sockets have no such wrapper: `recv` returns `WouldBlock`
+//!   when nothing waits (or another instance read it); poll them, with the
+//!   stop signal, or use an event loop ([`listen_udp`] says more);
 //! - async runtimes take the sockets as they are (tokio's
 //!   `TcpListener::from_std`, for example, requires non-blocking);
 //! - **never call `set_nonblocking(false)` on a socket from a master**: it
@@ -113,8 +125,8 @@
 //! # tokio and axum
 //!
 //! The sockets are std types, so any runtime takes them: for tokio,
-//! `tokio::net::TcpListener::from_std(ally::listen_tcp(addr)?)`, called
-//! inside the runtime. They are already non-blocking, as `from_std`
+//! `tokio::net::TcpListener::from_std(ally::listen_tcp(addr)?.into_std())`,
+//! called inside the runtime. They are already non-blocking, as `from_std`
 //! requires (see "Socket mode": never make them blocking). The `axum`
 //! example (`cargo run -p ally --example axum`) is a complete axum server
 //! that fails no request across reloads, keep-alive included: it awaits
@@ -278,6 +290,7 @@ mod error;
 mod inherit;
 mod instance;
 mod listen;
+mod listener;
 mod local_state;
 mod locker;
 mod mode;
@@ -297,6 +310,7 @@ pub use instance::{Instance, instance};
 pub use listen::{
     ListenOptions, listen_fd, listen_tcp, listen_udp, listen_unix, listen_unixgram, unlisten,
 };
+pub use listener::{Incoming, TcpListener, UnixListener};
 pub use locker::{LockGuard, Locker, ReadGuard, locker};
 pub use stop::{FORCED_EXIT_STATUS, StopSignal, stop_signal};
 

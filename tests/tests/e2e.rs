@@ -34,6 +34,8 @@ mod fd_store;
 mod flood;
 #[path = "e2e/hostile.rs"]
 mod hostile;
+#[path = "e2e/incoming.rs"]
+mod incoming;
 #[path = "e2e/interop.rs"]
 mod interop;
 #[path = "e2e/kept_sockets.rs"]
