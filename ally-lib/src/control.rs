@@ -33,7 +33,7 @@ use crate::notify;
 /// ([`Error::BadNotifySocket`]) or a failed send ([`Error::Notify`]).
 pub fn ready() -> io::Result<()> {
     match mode::managed()? {
-        Some(_) => done(InstanceRequest::Ready, "mark the instance ready"),
+        Some(m) => done(m, InstanceRequest::Ready, "mark the instance ready"),
         None => Ok(notify::ready()?),
     }
 }
@@ -63,7 +63,7 @@ pub fn ready() -> io::Result<()> {
 /// As [`ready`].
 pub fn report(report: Report) -> io::Result<()> {
     match mode::managed()? {
-        Some(_) => done(InstanceRequest::Report(report), "record the report"),
+        Some(m) => done(m, InstanceRequest::Report(report), "record the report"),
         None => Ok(notify::status(&report)?),
     }
 }
@@ -99,11 +99,8 @@ pub fn reload() -> io::Result<u64> {
     }
 }
 
-/// Sends `req` (when managed) and expects [`InstanceResponse::Done`].
-fn done(req: InstanceRequest, what: &str) -> io::Result<()> {
-    let Some(m) = mode::managed()? else {
-        return Ok(());
-    };
+/// Sends `req` to the master and expects [`InstanceResponse::Done`].
+fn done(m: &mode::Managed, req: InstanceRequest, what: &str) -> io::Result<()> {
     let reply = client::request(m, &req, what)?;
     match reply.response {
         InstanceResponse::Done => Ok(()),
