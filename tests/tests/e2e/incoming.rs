@@ -28,10 +28,12 @@ fn a_plain_incoming_loop_serves_and_shares_the_socket_across_a_reload() {
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let service = Service::new(dir.path(), "service", &program, &[&addr.to_string()]);
-    // Long enough that the old instance outlives both loads.
+    // The old instance serves on after the stop signal until this passes:
+    // long enough for the second load (checked below), short enough that
+    // the master's own shutdown ends it.
     let app = AppConfig::new(APP, service.path())
         .ready_timeout("10s")
-        .stop_timeout("60s");
+        .stop_timeout("6s");
     let master = Master::start_with(bins(), &dir, &config_toml(&[app]));
     let first = master.wait_main(APP, Some(1), START_TIMEOUT);
     let check = |load: Load, what: &str| {
