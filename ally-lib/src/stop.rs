@@ -50,10 +50,10 @@ struct Inner {
     read: UnixStream,
     /// For [`StopSignal::trigger`].
     write: OwnedFd,
-    /// Whether to send `STOPPING=1` when first seen set: the process-wide
-    /// stop signal in simulate mode.
-    announce: bool,
-    /// Whether `STOPPING=1` was sent (or tried).
+    /// What to do when first seen set: send `STOPPING=1`, for the
+    /// process-wide stop signal in simulate mode.
+    announce: Option<fn()>,
+    /// Whether `announce` ran.
     announced: AtomicBool,
 }
 
@@ -83,7 +83,8 @@ pub fn stop_signal() -> io::Result<StopSignal> {
         Some(m) => (vec![parse_signal(m.stop_signal.as_deref())?], true),
         None => (vec![SIGTERM, SIGINT], false),
     };
-    let stop = StopSignal::with_announce(!managed)?;
+    let announce = (!managed).then_some(crate::notify::stopping as fn());
+    let stop = StopSignal::with_announce(announce)?;
     for &signal in &signals {
         if !managed && signal == SIGINT {
             // Registered before the flag: sees the flag as the previous
@@ -111,10 +112,10 @@ impl StopSignal {
     /// Failure to create the socket pair (the process is out of
     /// descriptors).
     pub fn new() -> io::Result<StopSignal> {
-        StopSignal::with_announce(false)
+        StopSignal::with_announce(None)
     }
 
-    fn with_announce(announce: bool) -> io::Result<StopSignal> {
+    fn with_announce(announce: Option<fn()>) -> io::Result<StopSignal> {
         let (read, write) = UnixStream::pair()?;
         Ok(StopSignal {
             inner: Arc::new(Inner {
@@ -150,8 +151,11 @@ impl StopSignal {
     /// polls the descriptor and never asks sends nothing.
     pub fn is_set(&self) -> bool {
         let set = self.inner.flag.load(Ordering::SeqCst);
-        if set && self.inner.announce && !self.inner.announced.swap(true, Ordering::SeqCst) {
-            crate::notify::stopping();
+        if let Some(announce) = self.inner.announce
+            && set
+            && !self.inner.announced.swap(true, Ordering::SeqCst)
+        {
+            announce();
         }
         set
     }
@@ -247,6 +251,27 @@ mod tests {
 
     fn s_usr1() -> i32 {
         signal_hook::consts::SIGUSR1
+    }
+
+    #[test]
+    fn stopping_is_announced_once_at_the_first_look_after_the_signal() {
+        static ANNOUNCED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        fn count() {
+            ANNOUNCED.fetch_add(1, Ordering::SeqCst);
+        }
+        let stop = StopSignal::with_announce(Some(count)).unwrap();
+        assert!(!stop.is_set());
+        assert_eq!(ANNOUNCED.load(Ordering::SeqCst), 0);
+        stop.trigger();
+        let other = stop.clone();
+        std::thread::spawn(move || other.wait()).join().unwrap();
+        assert!(stop.is_set() && stop.wait_timeout(Duration::ZERO));
+        assert_eq!(ANNOUNCED.load(Ordering::SeqCst), 1);
+        // A stop signal of its own announces nothing.
+        let own = StopSignal::new().unwrap();
+        own.trigger();
+        assert!(own.is_set());
+        assert_eq!(ANNOUNCED.load(Ordering::SeqCst), 1);
     }
 
     #[test]
