@@ -2,10 +2,12 @@
 
 use std::convert::Infallible;
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
 use ::tokio::net::TcpStream;
+use ::tokio::sync::Semaphore;
 use ::tokio::task::JoinHandle;
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -19,9 +21,10 @@ const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n";
 /// Bound on every wait of these tests.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A server answering `hi` after `delay`, stopped by the returned signal.
+/// A server answering `hi` whenever `gate` lets it, stopped by the
+/// returned signal.
 fn server(
-    delay: Duration,
+    gate: &Arc<Gate>,
     tune: impl FnOnce(super::Serve<Hello>) -> super::Serve<Hello>,
 ) -> (
     StopSignal,
@@ -32,13 +35,58 @@ fn server(
     let stop = Stop::with_signal(signal.clone()).unwrap();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let serve = tune(serve(listener, Hello(delay)).stop(stop).ready(false));
+    let serve = tune(
+        serve(listener, Hello(Arc::clone(gate)))
+            .stop(stop)
+            .ready(false),
+    );
     (signal, addr, ::tokio::spawn(serve.into_future()))
 }
 
-/// Answers `hi` after its delay.
-#[derive(Debug, Clone, Copy)]
-struct Hello(Duration);
+/// When the service's requests start, and when they may answer.
+#[derive(Debug)]
+struct Gate {
+    /// One permit per request that reached the service.
+    started: Semaphore,
+    /// One permit per answer allowed.
+    release: Semaphore,
+}
+
+impl Gate {
+    /// Answers at once.
+    fn open() -> Arc<Gate> {
+        Gate::with(Semaphore::MAX_PERMITS)
+    }
+
+    /// Answers only once [`release`](Self::release)d.
+    fn closed() -> Arc<Gate> {
+        Gate::with(0)
+    }
+
+    fn with(release: usize) -> Arc<Gate> {
+        Arc::new(Gate {
+            started: Semaphore::new(0),
+            release: Semaphore::new(release),
+        })
+    }
+
+    /// Waits until `n` more requests reached the service.
+    async fn started(&self, n: u32) {
+        let permits = ::tokio::time::timeout(WAIT, self.started.acquire_many(n))
+            .await
+            .expect("the requests reached the service in time");
+        permits.unwrap().forget();
+    }
+
+    /// Lets one more request answer.
+    fn release(&self) {
+        self.release.add_permits(1);
+    }
+}
+
+/// Answers `hi` when its gate lets it.
+#[derive(Debug, Clone)]
+struct Hello(Arc<Gate>);
 
 type HelloFuture =
     std::pin::Pin<Box<dyn Future<Output = Result<Response<String>, Infallible>> + Send>>;
@@ -49,9 +97,12 @@ impl Service<Request<Incoming>> for Hello {
     type Future = HelloFuture;
 
     fn call(&self, _: Request<Incoming>) -> HelloFuture {
-        let delay = self.0;
+        let gate = Arc::clone(&self.0);
         Box::pin(async move {
-            ::tokio::time::sleep(delay).await;
+            gate.started.add_permits(1);
+            if let Ok(permit) = gate.release.acquire().await {
+                permit.forget();
+            }
             Ok(Response::new("hi".to_owned()))
         })
     }
@@ -105,7 +156,7 @@ async fn finished(server: JoinHandle<std::io::Result<Drained>>) -> Drained {
 
 #[::tokio::test]
 async fn an_idle_keep_alive_connection_gets_its_next_request_answered_then_closes() {
-    let (signal, addr, server) = server(Duration::ZERO, |s| s.idle_grace(WAIT * 2));
+    let (signal, addr, server) = server(&Gate::open(), |s| s.idle_grace(WAIT * 2));
     let mut conn = TcpStream::connect(addr).await.unwrap();
     conn.write_all(REQUEST).await.unwrap();
     let head = response(&mut conn).await;
@@ -129,7 +180,7 @@ async fn an_idle_keep_alive_connection_gets_its_next_request_answered_then_close
 #[::tokio::test]
 async fn a_connection_without_requests_is_closed_after_the_idle_grace() {
     let grace = Duration::from_millis(200);
-    let (signal, addr, server) = server(Duration::ZERO, |s| s.idle_grace(grace));
+    let (signal, addr, server) = server(&Gate::open(), |s| s.idle_grace(grace));
     let mut conn = TcpStream::connect(addr).await.unwrap();
     // Accepted before the stop (a request proves it), then idle.
     conn.write_all(REQUEST).await.unwrap();
@@ -143,13 +194,14 @@ async fn a_connection_without_requests_is_closed_after_the_idle_grace() {
 
 #[::tokio::test]
 async fn a_request_in_flight_at_the_stop_finishes_with_connection_close() {
-    let delay = Duration::from_millis(300);
-    let (signal, addr, server) = server(delay, |s| s.idle_grace(WAIT * 2));
+    let gate = Gate::closed();
+    let (signal, addr, server) = server(&gate, |s| s.idle_grace(WAIT * 2));
     let mut conn = TcpStream::connect(addr).await.unwrap();
     conn.write_all(REQUEST).await.unwrap();
-    // Let the request reach the service, then stop while it runs.
-    ::tokio::time::sleep(delay / 3).await;
+    // Stop while the request runs.
+    gate.started(1).await;
     signal.trigger();
+    gate.release();
     let head = response(&mut conn).await;
     assert!(head.contains("connection: close"), "{head}");
     closed(&mut conn).await;
@@ -158,10 +210,12 @@ async fn a_request_in_flight_at_the_stop_finishes_with_connection_close() {
 
 #[::tokio::test]
 async fn the_deadline_ends_the_drain() {
-    let (signal, addr, server) = server(WAIT * 10, |s| s.deadline(Duration::from_millis(200)));
+    // A request that never finishes.
+    let gate = Gate::closed();
+    let (signal, addr, server) = server(&gate, |s| s.deadline(Duration::from_millis(200)));
     let mut conn = TcpStream::connect(addr).await.unwrap();
     conn.write_all(REQUEST).await.unwrap();
-    ::tokio::time::sleep(Duration::from_millis(50)).await;
+    gate.started(1).await;
     signal.trigger();
     let drained = finished(server).await;
     assert_eq!((drained.at_stop, drained.left_open), (1, 1), "{drained}");
@@ -203,15 +257,18 @@ fn h2_request() -> Request<String> {
 
 #[::tokio::test]
 async fn http2_gets_goaway_at_the_stop_and_its_stream_in_flight_finishes() {
-    let delay = Duration::from_millis(300);
+    let gate = Gate::closed();
     // A long idle grace: the HTTP/2 connection must not wait for it.
-    let (signal, addr, server) = server(delay, |s| s.idle_grace(WAIT * 2));
+    let (signal, addr, server) = server(&gate, |s| s.idle_grace(WAIT * 2));
     let (mut send, conn) = h2(addr).await;
+    gate.release();
     let first = send.send_request(h2_request()).await.unwrap();
     assert_eq!(first.status(), 200);
     let in_flight = ::tokio::spawn(send.send_request(h2_request()));
-    ::tokio::time::sleep(delay / 3).await;
+    // Stop while the second request runs.
+    gate.started(2).await;
     signal.trigger();
+    gate.release();
     let response = ::tokio::time::timeout(WAIT, in_flight)
         .await
         .expect("in time");
