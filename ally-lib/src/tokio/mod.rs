@@ -9,10 +9,10 @@
 //! - [`Tracker`]: counts live connections, to wait for them with a deadline;
 //! - [`cache`], [`atomic`], [`locker`]: the shared state with `async`
 //!   methods (through [`spawn_blocking`](::tokio::task::spawn_blocking); see
-//!   [`state`](self#shared-state) below).
+//!   [Shared state](self#shared-state) below).
 //!
-//! For HTTP, [`ally::hyper`](crate::hyper) and [`ally::axum`](crate::axum)
-//! (features `hyper`, `axum`) put them together with the HTTP/1.1 drain.
+//! For HTTP, `ally::hyper` and `ally::axum` (features `hyper`, `axum`) put
+//! them together with the HTTP/1.1 drain.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -48,8 +48,10 @@
 //! path the blocking API has, instead of a second, non-blocking client to
 //! keep in step with it. The cost is a thread hand-off per call: `make
 //! bench` has the ratio of an async `atomic().add` to a blocking one from
-//! a single caller (about half the blocking rate under a master on a small
-//! machine; the round trip to the master dominates either way).
+//! a single caller: about half the blocking rate under a master on a small
+//! machine, where the round trip to the master is most of the cost; far
+//! less in simulate mode, where the call itself is only a `Mutex`. Many
+//! concurrent tasks run their calls in parallel on the pool.
 //! Each call holds one blocking-pool thread for its duration (tokio's pool
 //! is bounded, 512 threads by default); a [`AsyncLocker::lock`] waiting for
 //! a lock holds one for as long as it waits.
