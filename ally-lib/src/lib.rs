@@ -267,6 +267,8 @@ mod stop;
 mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 mod verify;
 
 pub use ally_proto::{ErrorCode, Failure, LockState, Network};
