@@ -75,16 +75,13 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<(String, Options),
 async fn run(addr: &str, options: Options) -> io::Result<()> {
     let stop = ally::tokio::Stop::new()?; // first: the signal is handled from now on
     let listener = ally::tokio::Listener::new(ally::listen_tcp(addr)?, &stop)?;
-    let who = format!(
-        "instance {} pid {}",
-        ally::instance()?.id,
-        std::process::id()
-    );
+    let id = ally::instance()?.id;
+    let who = format!("instance {id} pid {}", std::process::id());
     let (_health, service) = tonic_health::server::health_reporter();
-    let id = HeaderValue::from(ally::instance()?.id);
+    let header = HeaderValue::from(id);
     let router = Server::builder()
         .layer(MapResponseLayer::new(move |mut r: Response<Body>| {
-            r.headers_mut().insert("x-ally-instance", id.clone());
+            r.headers_mut().insert("x-ally-instance", header.clone());
             r
         }))
         .add_service(service);

@@ -112,7 +112,8 @@ impl Options {
         Options { grace, ..self }
     }
 
-    /// How long after the stop [`serve`] returns, drained or not.
+    /// How long after the stop [`serve`] returns, drained or not. It counts
+    /// the grace too: a deadline under the grace cuts every connection.
     pub fn deadline(self, deadline: Duration) -> Options {
         Options { deadline, ..self }
     }
