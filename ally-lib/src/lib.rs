@@ -248,6 +248,8 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod atomic;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod bind;
 mod cache;
 mod channel;
@@ -255,6 +257,8 @@ mod client;
 mod control;
 pub mod drain;
 mod error;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod inherit;
 mod instance;
 mod listen;
