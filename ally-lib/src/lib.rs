@@ -110,20 +110,20 @@
 //! and the full pattern; the `demo` example is a complete HTTP/1.1 server
 //! that loses no request across reloads.
 //!
-//! # tokio and axum
+//! # tokio, hyper and axum
 //!
-//! The sockets are std types, so any runtime takes them: for tokio,
-//! `tokio::net::TcpListener::from_std(ally::listen_tcp(addr)?)`, called
-//! inside the runtime. They are already non-blocking, as `from_std`
-//! requires (see "Socket mode": never make them blocking). The `axum`
-//! example (`cargo run -p ally --example axum`) is a complete axum server
-//! that fails no request across reloads, keep-alive included: it awaits
-//! the stop signal from a task, stops accepting at once, answers every
-//! request from then on with `Connection: close`, and starts axum's
-//! graceful shutdown only once the connections are gone or have been idle
-//! for a grace period, because hyper closes idle keep-alive connections as
-//! soon as that shutdown starts, under clients that may be sending a
-//! request at that very moment.
+//! The sockets are std types, so any runtime takes them; they are already
+//! non-blocking, as tokio's `from_std` requires (see "Socket mode": never
+//! make them blocking). Optional features, off by default, do the drain
+//! for tokio services: `tokio` (`ally::tokio`: a stop future, a listener
+//! that stops accepting at the stop, a connection tracker, async shared
+//! state), `hyper` (`ally::hyper::serve`) and `axum` (`ally::axum::serve`),
+//! which serve on the ally listener and fail no request across reloads,
+//! keep-alive included. A bare `with_graceful_shutdown(stop)` does fail
+//! some: hyper closes idle keep-alive connections as soon as it starts,
+//! under clients that may be sending a request at that very moment. The
+//! `axum` example (`cargo run -p ally --features axum --example axum`) is
+//! a complete server.
 //!
 //! # Shared state
 //!

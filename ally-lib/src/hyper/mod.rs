@@ -52,6 +52,8 @@
 mod conn;
 mod io;
 mod service;
+#[cfg(test)]
+mod tests;
 
 use std::error::Error as StdError;
 use std::fmt;

@@ -4,8 +4,8 @@
 //!
 //! - [`Stop`]: the stop signal as a future ([`stop_signal`](crate::stop_signal)
 //!   underneath);
-//! - [`Listener`]: accepts until the stop, then closes, so the new instance
-//!   takes the accept queue;
+//! - [`Listener`] (and [`UnixListener`]): accepts until the stop, then
+//!   closes, so the new instance takes the accept queue;
 //! - [`Tracker`]: counts live connections, to wait for them with a deadline;
 //! - [`cache`], [`atomic`], [`locker`]: the shared state with `async`
 //!   methods (through [`spawn_blocking`](::tokio::task::spawn_blocking); see
@@ -59,7 +59,7 @@ mod state;
 mod stop;
 mod tracker;
 
-pub use listener::Listener;
+pub use listener::{Listener, UnixListener};
 pub use state::{AsyncAtomic, AsyncCache, AsyncLocker, atomic, cache, locker};
 pub use stop::Stop;
 pub use tracker::{Tracked, Tracker};
