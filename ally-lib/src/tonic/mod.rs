@@ -75,6 +75,13 @@
 //! - An error of `accept` other than a single connection's (out of
 //!   descriptors or memory) is printed to stderr, and accepting pauses for
 //!   1 s, as in [`ally::hyper`](crate::hyper).
+//! - Bounds: this module adds no buffer or queue (tonic takes one accepted
+//!   connection at a time) and no wait past the grace and the deadline.
+//!   Connections, streams per connection, message sizes and request
+//!   timeouts are tonic's to bound, set on the `Server::builder()` the
+//!   router comes from (`concurrency_limit_per_connection`,
+//!   `max_concurrent_streams`, `timeout`, ...); the kernel's backlog bounds
+//!   the connections waiting to be accepted.
 
 mod incoming;
 
