@@ -33,6 +33,15 @@
 //! deadline unless the application ends it at the stop
 //! ([`Stop::stopped`]).
 //!
+//! # Bounds
+//!
+//! The number of connections is not limited here, only by the process's
+//! descriptor limit (an accept that hits it is retried after 1 s). Each
+//! connection is bounded by hyper's defaults: for HTTP/1 a 400 KiB read
+//! buffer, 100 headers, 30 s to send a request's headers; for HTTP/2, 200
+//! concurrent streams. Lingering reads at most 16 × 4 KiB per wake-up,
+//! into a buffer on the stack, for at most [`LINGER`].
+//!
 //! ```no_run
 //! use std::convert::Infallible;
 //! use http::{Request, Response};

@@ -193,12 +193,18 @@ impl AsyncLocker {
     }
 
     /// [`Locker::lock`]: holds a blocking-pool thread while it waits.
+    ///
+    /// The wait cannot be cancelled: dropping the future leaves it running
+    /// (the hold is then released as soon as it is taken), and dropping the
+    /// runtime waits for it. Where a stop must not wait for a lock, use
+    /// [`try_lock`](Self::try_lock) with a timeout.
     pub async fn lock(&self) -> io::Result<LockGuard> {
         let l = self.0.clone();
         blocking(move || l.lock()).await
     }
 
-    /// [`Locker::rlock`]: holds a blocking-pool thread while it waits.
+    /// [`Locker::rlock`]: holds a blocking-pool thread while it waits, as
+    /// [`lock`](Self::lock) does.
     pub async fn rlock(&self) -> io::Result<ReadGuard> {
         let l = self.0.clone();
         blocking(move || l.rlock()).await
