@@ -1,11 +1,13 @@
 //! The tonic example under ally-master: 20 reloads under a gRPC load whose
-//! clients keep connecting, and not one failed RPC — and, with the grace of
-//! `ally::tonic` set to zero, the failures it prevents.
+//! clients keep connecting, and not one failed RPC — and the failures the
+//! drain prevents: with its grace set to zero, and in the service written
+//! without it (`tonic-naive`, a plain `serve_with_incoming_shutdown`).
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ally_tests::bins::{Bins, bins};
+use ally_tests::bins::bins;
 use ally_tests::fixture::{DEFAULT_TIMEOUT, START_TIMEOUT, free_port};
 use ally_tests::grpc_load::{GrpcLoad, GrpcLoadOptions, GrpcStats};
 use ally_tests::harness::{AppConfig, Master, TestDir, config_toml};
@@ -22,17 +24,16 @@ const WARM_UP: u64 = 50;
 /// and its RPCs in flight, with room for a loaded machine.
 const DRAINED: Duration = Duration::from_secs(15);
 
-/// The binaries, with the tonic example (built with the demo, from the
-/// examples of package `ally`) as the service.
-fn tonic_bins() -> Bins {
-    let mut bins = bins().clone();
-    bins.demo = bins.demo.with_file_name("tonic");
+/// The tonic example, built with the demo from the examples of package
+/// `ally` (with its `tonic` feature, which this package enables).
+fn tonic_example() -> PathBuf {
+    let path = bins().demo.with_file_name("tonic");
     assert!(
-        bins.demo.is_file(),
+        path.is_file(),
         "{} was not built with the other examples",
-        bins.demo.display()
+        path.display()
     );
-    bins
+    path
 }
 
 /// A finished run: what the load saw, and the master (alive, for its log).
@@ -43,26 +44,26 @@ struct Run {
     _dir: TestDir,
 }
 
-/// Runs the example (with `args`) under a master, reloads it [`RELOADS`]
-/// times under the gRPC load, waits after each reload until its new
-/// instance is main and the old one has exited, and returns what the load saw.
-fn reloads_under_grpc_load(test: &str, args: &[&str]) -> Run {
-    let bins = tonic_bins();
+/// Runs `program` (with `--addr ADDR` and `args`; it logs `{name}: instance
+/// N pid P listening on ADDR`) under a master, reloads it [`RELOADS`] times
+/// under the gRPC load, waits after each reload until its new instance is
+/// main and the old one has exited, and returns what the load saw.
+fn reloads_under_grpc_load(test: &str, program: &Path, name: &str, args: &[&str]) -> Run {
     let dir = TestDir::new(test);
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let addr_arg = addr.to_string();
     let mut argv = vec!["--addr", &addr_arg];
     argv.extend_from_slice(args);
-    let service = Service::new(dir.path(), "service", &bins.demo, &argv);
+    let service = Service::new(dir.path(), "service", program, &argv);
     let app = AppConfig::new(APP, service.path())
         .ready_timeout(DEFAULT_TIMEOUT)
         .stop_timeout(DEFAULT_TIMEOUT)
         .stop_signal("SIGTERM");
-    let master = Master::start_with(&bins, &dir, &config_toml(&[app]));
+    let master = Master::start_with(bins(), &dir, &config_toml(&[app]));
     let first = master.wait_main(APP, Some(1), START_TIMEOUT);
     master.wait_for_log(
         &format!(
-            "tonic: instance {} pid {} listening on {addr}",
+            "{name}: instance {} pid {} listening on {addr}",
             first.id, first.pid
         ),
         Duration::from_secs(10),
@@ -70,7 +71,7 @@ fn reloads_under_grpc_load(test: &str, args: &[&str]) -> Run {
     let load = GrpcLoad::start(addr, GrpcLoadOptions::reconnecting(CLIENTS));
     assert!(
         load.wait_for_ok(WARM_UP, Duration::from_secs(20)),
-        "the example did not answer the load\n{}",
+        "{name} did not answer the load\n{}",
         master.log_tail()
     );
     for n in 1..=RELOADS {
@@ -113,7 +114,7 @@ fn reloads_under_grpc_load(test: &str, args: &[&str]) -> Run {
 
 #[test]
 fn tonic_reloads_under_reconnecting_grpc_load_fail_no_rpc() {
-    let run = reloads_under_grpc_load("tonic_grpc_load", &[]);
+    let run = reloads_under_grpc_load("tonic_grpc_load", &tonic_example(), "tonic", &[]);
     let (stats, master) = (&run.stats, &run.master);
     let fail = |what: &str| panic!("{what}\n{stats}\n{}", master.log_tail());
     if stats.failures() != 0 {
@@ -135,11 +136,30 @@ fn tonic_reloads_under_reconnecting_grpc_load_fail_no_rpc() {
 /// and the load sees it. This is what makes the test above able to fail.
 #[test]
 fn tonic_without_grace_fails_rpcs_of_connections_accepted_before_the_stop() {
-    let run = reloads_under_grpc_load("tonic_no_grace", &["--grace-ms", "0"]);
+    let run = reloads_under_grpc_load(
+        "tonic_no_grace",
+        &tonic_example(),
+        "tonic",
+        &["--grace-ms", "0"],
+    );
     let (stats, master) = (&run.stats, &run.master);
     assert!(
         stats.failed_rpcs > 0,
         "no RPC failed without the grace: the load cannot see what the grace prevents\n{stats}\n{}",
         master.log_tail()
+    );
+}
+
+/// The service written without `ally::tonic` fails RPCs under the same
+/// reloads and load, for the same reason.
+#[test]
+fn naive_tonic_reloads_under_reconnecting_grpc_load_fail_rpcs() {
+    let naive = Path::new(env!("CARGO_BIN_EXE_tonic-naive"));
+    let run = reloads_under_grpc_load("tonic_naive", naive, "tonic-naive", &[]);
+    assert!(
+        run.stats.failed_rpcs > 0,
+        "the naive service failed no RPC: the load cannot see a bad drain\n{}\n{}",
+        run.stats,
+        run.master.log_tail()
     );
 }
