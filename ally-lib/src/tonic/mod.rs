@@ -28,8 +28,9 @@
 //! closed`, a Go one `connection closed before server preface received`.
 //! One that has just sent its preface gets `GOAWAY` before its first RPC,
 //! which its client may be sending at that moment (`Internal: ... GoAway`).
-//! With clients that connect often, some stops catch one: the e2e test's
-//! 16 clients saw about one failed RPC per reload.
+//! With clients that connect often, many stops catch one: under the e2e
+//! test's 16 reconnecting clients, a plain `serve_with_incoming_shutdown`
+//! (`tonic-naive`) failed 7 to 26 RPCs over 20 reloads, and [`serve`] none.
 //!
 //! # What [`serve`] does instead
 //!
