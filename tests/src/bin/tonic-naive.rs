@@ -26,7 +26,7 @@ async fn main() -> std::io::Result<()> {
         return Err(std::io::Error::other("usage: tonic-naive --addr ADDR"));
     }
     let stop = ally::tokio::Stop::new()?;
-    let listener = tokio::net::TcpListener::from_std(ally::listen_tcp(addr)?)?;
+    let listener = tokio::net::TcpListener::from_std(ally::listen_tcp(addr)?.into_std())?;
     let (id, pid) = (ally::instance()?.id, std::process::id());
     eprintln!(
         "tonic-naive: instance {id} pid {pid} listening on {}",
