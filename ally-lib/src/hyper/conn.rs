@@ -21,9 +21,9 @@ use crate::tokio::Stop;
 ///
 /// - HTTP/1: every response from now on says `Connection: close` (see
 ///   [`CloseWhenDraining`]), so a busy keep-alive connection closes right
-///   after its next response. One that sends nothing for `idle_grace` is
-///   then closed (hyper's graceful shutdown: at once if idle, else after
-///   the response in progress). It is not closed at the stop because its
+///   after its next response. One still open `idle_grace` after the stop
+///   is then closed (hyper's graceful shutdown: at once if idle, else
+///   after the response in progress). It is not closed at the stop because its
 ///   client may be sending a request at that very moment.
 /// - HTTP/2: `GOAWAY` at once (hyper's graceful shutdown), which tells the
 ///   client which streams were taken; those finish, new ones go to a new

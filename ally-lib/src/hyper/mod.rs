@@ -9,12 +9,13 @@
 //! 2. **`Connection: close`** on every HTTP/1 response from then on, in
 //!    flight or next, so each keep-alive client reconnects (to the new
 //!    instance) after an answer, not after a close under its request.
-//! 3. **Idle connections** are closed only after [`idle_grace`](Serve::idle_grace)
-//!    (default [`IDLE_GRACE`]) without a request: a client may be sending
-//!    on one at the very moment of the stop. This is what a bare
-//!    `with_graceful_shutdown(stop)` gets wrong: hyper closes idle
-//!    keep-alive connections at once, and the requests racing the close
-//!    fail.
+//! 3. **Idle connections** are not closed at the stop: a client may be
+//!    sending on one at that very moment. A connection still open
+//!    [`idle_grace`](Serve::idle_grace) (default [`IDLE_GRACE`]) after the
+//!    stop is closed then: at once if idle, after its response if busy.
+//!    This is what a bare `with_graceful_shutdown(stop)` gets wrong: hyper
+//!    closes idle keep-alive connections at once, and the requests racing
+//!    the close fail.
 //! 4. **Graceful close**: after the last response, the write side is shut
 //!    and input is read and discarded until the client closes, at most
 //!    [`linger`](Serve::linger) (default [`LINGER`]): closing with unread
@@ -82,7 +83,7 @@ use hyper_util::server::conn::auto::Builder;
 use crate::tokio::{Listener, Stop, Tracker};
 
 /// Default [`Serve::idle_grace`]: how long after the stop a connection may
-/// stay open without a request.
+/// stay open (busy ones close sooner, after their next response).
 pub const IDLE_GRACE: Duration = Duration::from_secs(5);
 
 /// Default [`Serve::linger`]: the longest wait for the client's close once
@@ -146,8 +147,12 @@ impl<S> Serve<S> {
         self
     }
 
-    /// After the stop, how long a connection may go without a request
-    /// before it is closed (default [`IDLE_GRACE`]).
+    /// How long after the stop a connection may stay open before it is
+    /// closed (default [`IDLE_GRACE`]): a busy HTTP/1 connection closes
+    /// sooner, after its next response; one still open then is closed at
+    /// once if idle, after its response in progress if not. Shorter risks
+    /// closing under a client about to send; longer keeps the old instance
+    /// longer.
     pub fn idle_grace(mut self, grace: Duration) -> Self {
         self.idle_grace = grace;
         self
