@@ -122,20 +122,25 @@
 //! and the full pattern; the `demo` example is a complete HTTP/1.1 server
 //! that loses no request across reloads.
 //!
-//! # tokio, hyper and axum
+//! # tokio, hyper, axum and tonic
 //!
-//! The sockets are std types, so any runtime takes them; they are already
-//! non-blocking, as tokio's `from_std` requires (see "Socket mode": never
-//! make them blocking). Optional features, off by default, do the drain
-//! for tokio services: `tokio` (`ally::tokio`: a stop future, a listener
-//! that stops accepting at the stop, a connection tracker, async shared
-//! state), `hyper` (`ally::hyper::serve`) and `axum` (`ally::axum::serve`),
-//! which serve on the ally listener and fail no request across reloads,
-//! keep-alive included. A bare `with_graceful_shutdown(stop)` does fail
-//! some: hyper closes idle keep-alive connections as soon as it starts,
-//! under clients that may be sending a request at that very moment. The
-//! `axum` example (`cargo run -p ally --features axum --example axum`) is
-//! a complete server.
+//! The sockets are std types underneath ([`TcpListener`] derefs to
+//! `std::net::TcpListener`), so any runtime takes them: for tokio,
+//! `tokio::net::TcpListener::from_std(ally::listen_tcp(addr)?.into_std())`,
+//! called inside the runtime. They are already non-blocking, as `from_std`
+//! requires (see "Socket mode": never make them blocking). Optional
+//! features, off by default, do the drain for tokio services: `tokio`
+//! (`ally::tokio`: a stop future, a listener that stops accepting at the
+//! stop, a connection tracker, async shared state), `hyper`
+//! (`ally::hyper::serve`), `axum` (`ally::axum::serve`) and `tonic`
+//! (`ally::tonic::serve`), which serve on the ally listener and fail no
+//! request or RPC across reloads, keep-alive included. A bare
+//! `with_graceful_shutdown(stop)` does fail some: hyper closes idle
+//! keep-alive connections as soon as it starts, under clients that may be
+//! sending a request at that very moment, and tonic closes a connection
+//! accepted just before the stop before its HTTP/2 preface. The `axum` and
+//! `tonic` examples (`cargo run -p ally --features axum --example axum`)
+//! are complete servers.
 //!
 //! # Shared state
 //!
@@ -305,6 +310,8 @@ mod stop;
 mod sys;
 #[cfg(feature = "tokio")]
 pub mod tokio;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 mod verify;
 
 pub use ally_proto::{ErrorCode, Failure, LockState, Network};
