@@ -135,6 +135,9 @@ fn tonic_reloads_under_reconnecting_grpc_load_fail_no_rpc() {
 /// connections accepted just before it are closed before their preface,
 /// and the load sees it. This is what makes the test above able to fail.
 #[test]
+#[ignore = "a control, not a property: it shows the load can see a bad drain (7 to 79 failed \
+            RPCs a run here), but how many connections race the stop depends on the machine, \
+            and a fast one may see none; run with --ignored"]
 fn tonic_without_grace_fails_rpcs_of_connections_accepted_before_the_stop() {
     let run = reloads_under_grpc_load(
         "tonic_no_grace",
@@ -153,6 +156,9 @@ fn tonic_without_grace_fails_rpcs_of_connections_accepted_before_the_stop() {
 /// The service written without `ally::tonic` fails RPCs under the same
 /// reloads and load, for the same reason.
 #[test]
+#[ignore = "a control, not a property: it shows the load can see a bad drain (7 to 79 failed \
+            RPCs a run here), but how many connections race the stop depends on the machine, \
+            and a fast one may see none; run with --ignored"]
 fn naive_tonic_reloads_under_reconnecting_grpc_load_fail_rpcs() {
     let naive = Path::new(env!("CARGO_BIN_EXE_tonic-naive"));
     let run = reloads_under_grpc_load("tonic_naive", naive, "tonic-naive", &[]);
