@@ -8,7 +8,9 @@
 //!    still queued are taken by the new instance, which shares the socket.
 //! 2. **`Connection: close`** on every HTTP/1 response from then on, in
 //!    flight or next, so each keep-alive client reconnects (to the new
-//!    instance) after an answer, not after a close under its request.
+//!    instance) after an answer, not after a close under its request. (Not
+//!    on a `101 Switching Protocols`, whose `Connection: upgrade` the
+//!    client needs to take the upgrade.)
 //! 3. **Idle connections** are not closed at the stop: a client may be
 //!    sending on one at that very moment. A connection still open
 //!    [`idle_grace`](Serve::idle_grace) (default [`IDLE_GRACE`]) after the

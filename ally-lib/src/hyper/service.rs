@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::header::{CONNECTION, HeaderValue};
-use http::{Request, Response, Version};
+use http::{Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 use hyper::service::Service;
 
@@ -17,7 +17,10 @@ use crate::tokio::Stop;
 /// `Connection: close`, so the client's next request goes to a new
 /// connection, accepted by the new instance. Decided when the response is
 /// made, not when the request came, so a request in flight at the stop
-/// closes its connection too.
+/// closes its connection too. A `101 Switching Protocols` is left as it
+/// is: its `Connection: upgrade` is what lets the client take the
+/// upgrade, and the upgraded connection is no longer HTTP (it holds the
+/// drain until it ends, see [the module](super)).
 ///
 /// HTTP/2 has no such header (hyper would drop it); the wrapper only
 /// notes the connection speaks HTTP/2, which is drained by `GOAWAY`
@@ -53,7 +56,8 @@ where
         let stop = self.stop.clone();
         Box::pin(async move {
             let mut response = response.await?;
-            if h1 && stop.is_stopped() {
+            let upgrade = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+            if h1 && !upgrade && stop.is_stopped() {
                 response
                     .headers_mut()
                     .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -279,3 +279,60 @@ async fn http2_gets_goaway_at_the_stop_and_its_stream_in_flight_finishes() {
         .unwrap();
     assert_eq!(finished(server).await.left_open, 0);
 }
+
+/// Answers `101 Switching Protocols` to a request asking to upgrade, `hi`
+/// to any other.
+fn upgrading(
+    request: Request<Incoming>,
+) -> std::future::Ready<Result<Response<String>, Infallible>> {
+    let response = if request.headers().contains_key(http::header::UPGRADE) {
+        Response::builder()
+            .status(http::StatusCode::SWITCHING_PROTOCOLS)
+            .header(http::header::CONNECTION, "upgrade")
+            .header(http::header::UPGRADE, "websocket")
+            .body(String::new())
+    } else {
+        Response::builder().body("hi".to_owned())
+    };
+    std::future::ready(Ok(response.unwrap()))
+}
+
+#[::tokio::test]
+async fn an_upgrade_answered_while_draining_keeps_connection_upgrade() {
+    let signal = StopSignal::new().unwrap();
+    let stop = Stop::with_signal(signal.clone()).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = hyper::service::service_fn(upgrading);
+    let serve = serve(listener, service).stop(stop).ready(false);
+    let server = ::tokio::spawn(serve.into_future());
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    // Accepted before the stop (a request proves it).
+    conn.write_all(REQUEST).await.unwrap();
+    response(&mut conn).await;
+    signal.trigger();
+    port_closed(addr).await;
+    // A WebSocket handshake on it while draining: a `101` without
+    // `Connection: upgrade` fails it (RFC 6455, 4.1).
+    conn.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: test\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !got.ends_with(b"\r\n\r\n") {
+        let n = ::tokio::time::timeout(WAIT, conn.read(&mut buf))
+            .await
+            .expect("a response in time")
+            .unwrap();
+        assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&got).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(head.contains("connection: upgrade"), "{head}");
+    assert!(!head.contains("close"), "{head}");
+    drop(conn);
+    assert_eq!(finished(server).await.left_open, 0);
+}
