@@ -3,6 +3,8 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -27,6 +29,8 @@ pub(super) struct Io {
     stream: TcpStream,
     linger: Duration,
     close: Close,
+    /// Set once anything was read.
+    heard: Arc<AtomicBool>,
     _tracked: Tracked,
 }
 
@@ -44,8 +48,14 @@ impl Io {
             stream,
             linger,
             close: Close::Open,
+            heard: Arc::new(AtomicBool::new(false)),
             _tracked: tracked,
         }
+    }
+
+    /// A flag set once anything was read from the client.
+    pub(super) fn heard(&self) -> Arc<AtomicBool> {
+        Arc::clone(&self.heard)
     }
 
     /// Discards input until end-of-stream, an error or the timer.
@@ -77,7 +87,13 @@ impl AsyncRead for Io {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.stream).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            this.heard.store(true, Ordering::Relaxed);
+        }
+        read
     }
 }
 

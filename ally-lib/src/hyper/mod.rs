@@ -41,7 +41,8 @@
 //! The number of connections is not limited here, only by the process's
 //! descriptor limit (an accept that hits it is retried after 1 s). Each
 //! connection is bounded by hyper's defaults: for HTTP/1 a 400 KiB read
-//! buffer, 100 headers, 30 s to send a request's headers; for HTTP/2, 200
+//! buffer, 100 headers, 30 s to send a request's headers (and 30 s for a
+//! new connection's first byte, here); for HTTP/2, 200
 //! concurrent streams. Lingering reads at most 16 × 4 KiB per wake-up,
 //! into a buffer on the stack, for at most [`LINGER`].
 //!
@@ -100,6 +101,12 @@ pub const DEADLINE: Duration = Duration::from_secs(25);
 /// listener itself (out of descriptors or memory).
 const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
+/// How long a new connection may stay silent before it is closed: hyper's
+/// own limit for a request head (which starts only once the first byte
+/// has told HTTP/1 from HTTP/2, so without this a client that connects and
+/// sends nothing holds a descriptor until the stop).
+const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves `service` on `listener` (from [`listen_tcp`](crate::listen_tcp))
 /// until the stop signal, then drains as [the module](self) says.
 ///
@@ -115,6 +122,7 @@ pub fn serve<S>(listener: impl Into<std::net::TcpListener>, service: S) -> Serve
         stop: None,
         ready: true,
         idle_grace: IDLE_GRACE,
+        first_byte_timeout: FIRST_BYTE_TIMEOUT,
         linger: LINGER,
         deadline: DEADLINE,
     }
@@ -129,6 +137,7 @@ pub struct Serve<S> {
     stop: Option<Stop>,
     ready: bool,
     idle_grace: Duration,
+    first_byte_timeout: Duration,
     linger: Duration,
     deadline: Duration,
 }
@@ -170,6 +179,13 @@ impl<S> Serve<S> {
     /// The longest drain, from the stop (default [`DEADLINE`]).
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.deadline = deadline;
+        self
+    }
+
+    /// [`FIRST_BYTE_TIMEOUT`], shorter for the tests.
+    #[cfg(test)]
+    fn first_byte_timeout(mut self, timeout: Duration) -> Self {
+        self.first_byte_timeout = timeout;
         self
     }
 }
@@ -224,7 +240,10 @@ impl<S> Serve<S> {
                         io,
                         self.service.clone(),
                         stop.clone(),
-                        self.idle_grace,
+                        conn::Timeouts {
+                            idle_grace: self.idle_grace,
+                            first_byte: self.first_byte_timeout,
+                        },
                     ));
                 }
                 Ok(None) => break,

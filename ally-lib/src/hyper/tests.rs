@@ -336,3 +336,21 @@ async fn an_upgrade_answered_while_draining_keeps_connection_upgrade() {
     drop(conn);
     assert_eq!(finished(server).await.left_open, 0);
 }
+
+#[::tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_before_any_stop() {
+    let timeout = Duration::from_millis(200);
+    let (_signal, addr, _server) = server(&Gate::open(), |s| s.first_byte_timeout(timeout));
+    let mut silent = TcpStream::connect(addr).await.unwrap();
+    let mut talking = TcpStream::connect(addr).await.unwrap();
+    talking.write_all(&REQUEST[..3]).await.unwrap();
+    let connected = ::tokio::time::Instant::now();
+    closed(&mut silent).await;
+    assert!(connected.elapsed() >= timeout, "closed before the timeout");
+    // One that began a request is hyper's to time (30 s for the head):
+    // still served well past the first-byte timeout.
+    ::tokio::time::sleep(timeout * 3).await;
+    talking.write_all(&REQUEST[3..]).await.unwrap();
+    let head = response(&mut talking).await;
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+}
