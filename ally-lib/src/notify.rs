@@ -6,7 +6,9 @@
 //! - [`report`](crate::report) sends `STATUS=` and a one-line summary
 //!   ([`status_line`]);
 //! - the stop path sends `STOPPING=1`, once, the first time the library
-//!   sees the stop signal set (see [`StopSignal`](crate::StopSignal)).
+//!   sees the stop signal set (see [`StopSignal`](crate::StopSignal)),
+//!   without waiting: a supervisor whose queue is full must not hold up
+//!   the drain (the other messages wait at most [`SEND_TIMEOUT`]).
 //!
 //! As `sd_notify(3)` does: one `AF_UNIX` datagram per call, from a fresh
 //! close-on-exec socket, to the path or (`@` prefix) abstract name in
@@ -78,10 +80,13 @@ pub(crate) fn status(report: &Report) -> Result<(), Error> {
     send(&format!("STATUS={}", status_line(report)))
 }
 
-/// Sends `STOPPING=1`. Called where no caller can take an error (the first
-/// look at a set stop signal), so a failure is one line on stderr.
+/// Sends `STOPPING=1`, without waiting for room: it is sent from the first
+/// look at a set stop signal, which may be on an async runtime's worker
+/// (`ally::tokio::Stop`) or the accept loop, and the drain must not wait on
+/// the supervisor. No caller can take an error there, so a failure (a full
+/// queue included) is one line on stderr.
 pub(crate) fn stopping() {
-    if let Err(e) = send("STOPPING=1") {
+    if let Err(e) = send_with("STOPPING=1", Wait::No) {
         let _ =
             std::io::Write::write_all(&mut std::io::stderr(), format!("ally: {e}\n").as_bytes());
     }
@@ -125,9 +130,22 @@ fn clean(text: &str) -> String {
     out
 }
 
+/// Whether a send waits for room in the supervisor's queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// At most [`SEND_TIMEOUT`].
+    Bounded,
+    /// Not at all: a full queue is an error at once.
+    No,
+}
+
 /// Sends `message` as one datagram, if `NOTIFY_SOCKET` is set for this
-/// process.
+/// process, waiting at most [`SEND_TIMEOUT`] for room.
 fn send(message: &str) -> Result<(), Error> {
+    send_with(message, Wait::Bounded)
+}
+
+fn send_with(message: &str, wait: Wait) -> Result<(), Error> {
     static TARGET: OnceLock<Result<Option<Target>, (String, &'static str)>> = OnceLock::new();
     let target = TARGET.get_or_init(|| {
         target(
@@ -137,7 +155,7 @@ fn send(message: &str) -> Result<(), Error> {
         )
     });
     match target {
-        Ok(Some(target)) => send_to(target, message),
+        Ok(Some(target)) => send_to(target, message, wait),
         Ok(None) => Ok(()),
         Err((value, expected)) => Err(Error::BadNotifySocket {
             value: value.clone(),
@@ -146,7 +164,7 @@ fn send(message: &str) -> Result<(), Error> {
     }
 }
 
-fn send_to(target: &Target, message: &str) -> Result<(), Error> {
+fn send_to(target: &Target, message: &str, wait: Wait) -> Result<(), Error> {
     let fail = |source: rustix::io::Errno| Error::Notify {
         socket: target.shown.clone(),
         message: message.chars().take(64).collect(),
@@ -163,7 +181,10 @@ fn send_to(target: &Target, message: &str) -> Result<(), Error> {
     )
     .map_err(fail)?;
     set_socket_timeout(&socket, Timeout::Send, Some(SEND_TIMEOUT)).map_err(fail)?;
-    let flags = SendFlags::NOSIGNAL;
+    let flags = match wait {
+        Wait::Bounded => SendFlags::NOSIGNAL,
+        Wait::No => SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+    };
     loop {
         match rustix::net::sendto(&socket, message.as_bytes(), flags, &target.address) {
             Ok(_) => return Ok(()),
@@ -283,8 +304,8 @@ mod tests {
     #[test]
     fn one_datagram_per_message() {
         let (socket, target, path) = bound();
-        send_to(&target, "READY=1").unwrap();
-        send_to(&target, "STATUS=a, tasks 1").unwrap();
+        send_to(&target, "READY=1", Wait::Bounded).unwrap();
+        send_to(&target, "STATUS=a, tasks 1", Wait::Bounded).unwrap();
         let mut buf = [0; MAX_DATAGRAM + 1];
         let n = socket.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1");
@@ -298,7 +319,7 @@ mod tests {
         let (socket, target, path) = bound();
         drop(socket);
         let _ = std::fs::remove_file(&path);
-        let e = send_to(&target, "READY=1").unwrap_err();
+        let e = send_to(&target, "READY=1", Wait::Bounded).unwrap_err();
         let text = e.to_string();
         assert!(
             text.contains("READY=1") && text.contains(&target.shown),
@@ -310,9 +331,25 @@ mod tests {
     fn a_supervisor_that_does_not_read_costs_a_bounded_wait() {
         let (socket, target, path) = bound();
         let start = std::time::Instant::now();
-        let failed = (0..10_000).find_map(|_| send_to(&target, "STATUS=x").err());
+        let failed = (0..10_000).find_map(|_| send_to(&target, "STATUS=x", Wait::Bounded).err());
         assert!(failed.is_some(), "the queue never filled");
         assert!(start.elapsed() < SEND_TIMEOUT * 3);
+        drop(socket);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn stopping_never_waits_for_a_supervisor_that_does_not_read() {
+        let (socket, target, path) = bound();
+        let full = (0..10_000).find_map(|_| send_to(&target, "X=1", Wait::No).err());
+        assert!(full.is_some(), "the queue never filled");
+        let start = std::time::Instant::now();
+        assert!(send_to(&target, "STOPPING=1", Wait::No).is_err());
+        assert!(
+            start.elapsed() < SEND_TIMEOUT / 4,
+            "waited {:?}",
+            start.elapsed()
+        );
         drop(socket);
         let _ = std::fs::remove_file(&path);
     }

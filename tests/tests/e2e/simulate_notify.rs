@@ -105,3 +105,77 @@ fn demo_alone_under_a_notify_supervisor_says_ready_status_and_stopping() {
     socket.set_nonblocking(true).expect("non-blocking");
     assert!(next(&socket).is_err(), "a message after STOPPING=1");
 }
+
+/// A supervisor that stopped reading must not hold up the drain: the axum
+/// example (`ally::axum::serve`, whose stop future is the first to see the
+/// stop signal, on a runtime worker) closes its port at once after
+/// SIGTERM, although `STOPPING=1` finds the queue full. (It once waited the
+/// send timeout of 2 s for room, with the port open and accepting stalled.)
+#[test]
+fn a_full_notify_queue_does_not_delay_the_stop() {
+    let dir = TestDir::new("simulate_notify_full");
+    let name = format!(
+        "ally-test-notify-full/{}/{}",
+        std::process::id(),
+        free_port()
+    );
+    let address = UnixAddr::from_abstract_name(name.as_bytes()).expect("an abstract name");
+    let socket = UnixDatagram::bind_addr(&address).expect("bind the test's notify socket");
+    socket
+        .set_read_timeout(Some(TIMEOUT))
+        .expect("set a read timeout");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let log_path = dir.path().join("axum.log");
+    let log = File::create(&log_path).expect("create the log");
+    let mut cmd = Command::new(bins().demo.with_file_name("axum"));
+    cmd.args(["--addr", &addr.to_string()])
+        .env("NOTIFY_SOCKET", format!("@{name}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("dup the log"))
+        .stderr(log);
+    for var in ally_proto::env::ALL
+        .iter()
+        .chain(&["LISTEN_PID", "LISTEN_FDS", "SYSTEMD_EXEC_PID"])
+    {
+        cmd.env_remove(var);
+    }
+    let mut axum = Demo(cmd.spawn().expect("spawn the axum example"));
+    let read_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert_eq!(next(&socket).as_deref(), Ok("READY=1"), "{}", read_log());
+    assert_eq!(get_once(addr, TIMEOUT), Ok(0), "{}", read_log());
+
+    // Fill the supervisor's queue, and read no more.
+    let filler = UnixDatagram::unbound().expect("a socket");
+    filler.set_nonblocking(true).expect("non-blocking");
+    let mut queued = 0;
+    while filler.send_to_addr(b"X=1", &address).is_ok() {
+        queued += 1;
+        assert!(queued < 1_000_000, "the queue never filled");
+    }
+
+    let stopped = std::time::Instant::now();
+    signal(axum.0.id(), Signal::TERM).expect("SIGTERM the axum example");
+    wait_until(TIMEOUT, || listen_inodes(port).is_empty());
+    let took = stopped.elapsed();
+    assert!(
+        took < Duration::from_secs(1),
+        "the port closed {took:?} after SIGTERM\n{}",
+        read_log()
+    );
+    let mut status = None;
+    wait_until(TIMEOUT, || {
+        status = axum.0.try_wait().ok().flatten();
+        status.is_some()
+    });
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "{status:?}\n{}",
+        read_log()
+    );
+    assert!(
+        read_log().contains("cannot send STOPPING=1"),
+        "the failed send is not said\n{}",
+        read_log()
+    );
+}
