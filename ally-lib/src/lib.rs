@@ -255,6 +255,7 @@ mod client;
 mod control;
 pub mod drain;
 mod error;
+pub mod http;
 mod inherit;
 mod instance;
 mod listen;
