@@ -21,9 +21,13 @@ build:
 
 # The end-to-end tests run as root create a throwaway user and group
 # (a second uid to run apps as, a group to admit); both are removed afterwards, pass or fail.
+# At most TEST_THREADS tests run at once: each end-to-end test runs a master,
+# services and a load of its own, and a few dozen at once on a many-core
+# machine measure the machine rather than ally.
+TEST_THREADS ?= 4
 test:
 	$(CARGO) build --workspace --bins --examples
-	$(CARGO) test --workspace; status=$$?; sh scripts/remove-test-user.sh; exit $$status
+	$(CARGO) test --workspace -- --test-threads=$(TEST_THREADS); status=$$?; sh scripts/remove-test-user.sh; exit $$status
 
 demo: build
 	scripts/demo.sh target/release
