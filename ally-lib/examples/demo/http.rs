@@ -23,9 +23,10 @@ impl Routes {
             std::thread::sleep(self.delay);
         }
         let response = match req.method() {
-            "GET" | "HEAD" => {
-                Response::text(200, format!("instance {} pid {}\n", self.instance, self.pid))
-            }
+            "GET" | "HEAD" => Response::text(
+                200,
+                format!("instance {} pid {}\n", self.instance, self.pid),
+            ),
             _ => Response::text(405, "405 Method Not Allowed\n").header("Allow", "GET, HEAD"),
         };
         response.header("X-Ally-Instance", self.instance.to_string())

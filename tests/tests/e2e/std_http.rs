@@ -73,3 +73,20 @@ fn std_http_reloads_under_keep_alive_load_fail_no_request() {
 fn std_http_reloads_under_connection_close_load_fail_no_request() {
     reloads_under_load_lose_nothing("std_http_close_load", false);
 }
+
+/// The example stays at most 40 lines, and the README shows it whole.
+#[test]
+fn std_http_example_is_short_and_the_readme_shows_it() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let example = std::fs::read_to_string(root.join("ally-lib/examples/std_http.rs")).unwrap();
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        example.lines().count() <= 40,
+        "{} lines",
+        example.lines().count()
+    );
+    assert!(
+        readme.contains(&format!("```rust,no_run\n{example}```")),
+        "README.md's std service example differs from ally-lib/examples/std_http.rs"
+    );
+}

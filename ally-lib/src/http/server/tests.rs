@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use super::*;
 
+type Handler = fn(&Request) -> Response;
+
 struct Running {
     addr: SocketAddr,
     stop: StopSignal,
-    server: Arc<Server<fn(&Request) -> Response>>,
+    server: Arc<Server<Handler>>,
     thread: JoinHandle<Result<Drained, Error>>,
 }
 
@@ -42,7 +44,7 @@ fn start(options: Options) -> Running {
     let listener = crate::listen_tcp("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = StopSignal::new().unwrap();
-    let server = Arc::new(Server::new(options, handler as fn(&Request) -> Response).unwrap());
+    let server = Arc::new(Server::new(options, handler as Handler).unwrap());
     let (s, srv) = (stop.clone(), Arc::clone(&server));
     let thread = thread::spawn(move || {
         let accepted = srv.accept_until(&listener, &s);
