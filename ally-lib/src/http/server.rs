@@ -116,6 +116,11 @@ where
         self.drain.active()
     }
 
+    /// Whether [`drain`](Self::drain) was called.
+    pub fn is_draining(&self) -> bool {
+        self.drain.is_draining()
+    }
+
     /// Starts the drain (each connection's next response says `Connection:
     /// close`, then it closes; idle ones close at their idle timeout) and
     /// waits until every connection closed or [`Options::drain_deadline`]

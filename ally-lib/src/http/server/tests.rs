@@ -236,7 +236,16 @@ fn a_drain_answers_the_next_request_on_idle_connections() {
     let mut fresh = Client::connect(r.addr);
     wait_active(&r, 2);
     r.stop.trigger();
-    // Well after the drain started, both are still open and answered.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !r.server.is_draining() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the drain did not start"
+        );
+        thread::sleep(Duration::from_millis(5));
+    }
+    // Not a wait for a condition: both stay idle while draining, which is
+    // when a careless drain closes them.
     thread::sleep(Duration::from_millis(300));
     for c in [&mut idle, &mut fresh] {
         let a = c.get("/").unwrap();
