@@ -291,6 +291,24 @@ mod tests {
     }
 
     #[test]
+    fn parsing_never_panics_on_random_heads() {
+        // Bytes that matter to the parser, mixed at random (xorshift).
+        const ALPHABET: &[u8] = b"GET HTTP/1.0:\r\n\t ,-9\xff\x00aContent-Length";
+        let mut seed = 0x9E37_79B9_7F4A_7C15_u64;
+        for _ in 0..20_000 {
+            let mut head = Vec::new();
+            for _ in 0..(seed % 64) {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                head.push(ALPHABET[(seed % ALPHABET.len() as u64) as usize]);
+            }
+            let _ = head_end(&head);
+            let _ = parse_head(&head);
+        }
+    }
+
+    #[test]
     fn parsing_never_panics_on_prefixes() {
         let head = b"GET /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n";
         for n in 0..head.len() {

@@ -111,19 +111,20 @@ pub(super) fn write_response(
     for (name, value) in &r.headers {
         let _ = write!(bytes, "{name}: {value}\r\n");
     }
+    // Statuses without a body carry no length either (RFC 9110, 8.6).
+    if !no_body(r.status) {
+        let _ = write!(bytes, "Content-Length: {}\r\n", r.body.len());
+    }
     let connection = if close { "close" } else { "keep-alive" };
-    let _ = write!(
-        bytes,
-        "Content-Length: {}\r\nConnection: {connection}\r\n\r\n",
-        r.body.len()
-    );
+    let _ = write!(bytes, "Connection: {connection}\r\n\r\n");
     if !head_only && !no_body(r.status) {
         bytes.extend_from_slice(&r.body);
     }
     out.write_all(&bytes)
 }
 
-/// Statuses that never carry a body (RFC 9110, 6.4.1).
+/// Statuses that never carry a body (RFC 9110, 6.4.1): a body a handler
+/// gives them is not sent.
 fn no_body(status: u16) -> bool {
     status < 200 || status == 204 || status == 304
 }
@@ -181,6 +182,15 @@ mod tests {
         assert!(
             head.ends_with("Content-Length: 3\r\nConnection: close\r\n\r\n"),
             "{head}"
+        );
+    }
+
+    #[test]
+    fn no_content_has_no_length_nor_body() {
+        let out = written(Response::new(204).body("dropped"), false, false);
+        assert_eq!(
+            out,
+            "HTTP/1.1 204 No Content\r\nConnection: keep-alive\r\n\r\n"
         );
     }
 
