@@ -38,7 +38,8 @@
 //!   has its first request answered. An idle connection is **never** closed
 //!   because the drain started: only its idle timeout closes it (it would
 //!   otherwise be closed under a client sending its next request). So a
-//!   drain takes at most the idle timeout plus the slowest request, and is
+//!   drain takes about the idle timeout plus the slowest request and the
+//!   graceful close at most, and is
 //!   cut by [`Options::drain_deadline`] (default 25 s; keep it below the
 //!   master's `stop_timeout`).
 //! - **Graceful close**: shut down writing, then read and discard until the
@@ -60,8 +61,9 @@
 //!   version other than 1.0 and 1.1 `505`, and the connection closed. A
 //!   handler that panics is answered `500`.
 //!
-//! Responses always carry `Content-Length` and `Connection`, which the
-//! connection owns: a handler setting them gets a `500` naming the header.
+//! Responses always carry `Connection`, and `Content-Length` unless their
+//! status has no body (1xx, 204, 304): the connection owns both, and a
+//! handler setting them gets a `500` naming the header.
 //!
 //! [`serve`] is [`Server::accept_until`] then [`Server::drain`]; use the
 //! two when something must happen between them, such as logging how many
