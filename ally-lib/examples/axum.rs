@@ -106,7 +106,7 @@ async fn run(addr: &str) -> io::Result<()> {
     // First, so the stop signal never finds the process without a handler.
     let stop = Arc::new(Stopped::new(ally::stop_signal()?)?);
     // Non-blocking already, as `from_std` requires.
-    let listener = TcpListener::from_std(ally::listen_tcp(addr)?)?;
+    let listener = TcpListener::from_std(ally::listen_tcp(addr)?.into_std())?;
     let me = ally::instance()?;
     let me = Arc::new(Me {
         id: me.id,

@@ -11,6 +11,7 @@ use crate::client;
 use crate::error::Error;
 use crate::listen::unexpected;
 use crate::mode;
+use crate::notify;
 
 /// Tells the master this instance serves: it becomes the app's main
 /// instance and the master asks older instances to stop.
@@ -19,19 +20,33 @@ use crate::mode;
 /// and after [`stop_signal`](crate::stop_signal) (so the stop signal never
 /// finds the process without a handler). Until then a reload keeps the old
 /// instance serving; an instance that never calls it is killed after the
-/// app's ready timeout. In simulate mode it does nothing.
+/// app's ready timeout.
+///
+/// In simulate mode it sends `READY=1` to `NOTIFY_SOCKET` when that is set
+/// (so the service is a `Type=notify` unit under systemd alone; see the
+/// crate docs, "Running without a master"), and otherwise does nothing.
 ///
 /// # Errors
 ///
 /// When managed: a missing or untrusted master, a broken connection, or the
-/// master's refusal.
+/// master's refusal. In simulate mode: a malformed `NOTIFY_SOCKET`
+/// ([`Error::BadNotifySocket`]) or a failed send ([`Error::Notify`]).
 pub fn ready() -> io::Result<()> {
-    done(InstanceRequest::Ready, "mark the instance ready")
+    match mode::managed()? {
+        Some(m) => done(m, InstanceRequest::Ready, "mark the instance ready"),
+        None => Ok(notify::ready()?),
+    }
 }
 
 /// Records what this instance reports about itself (tasks in flight,
 /// version, commit, free text), shown by `ally-ctl list`. Fields left
-/// `None` are shown as unknown. In simulate mode it does nothing.
+/// `None` are shown as unknown.
+///
+/// In simulate mode it sends `STATUS=` to `NOTIFY_SOCKET` when that is set,
+/// with the fields that are set on one line: text, `tasks N`, `version V`,
+/// `commit C`, joined by `, ` (`warming up, tasks 12, version 1.4.2`;
+/// control characters become spaces, each text is cut to 1024 bytes), which
+/// `systemctl status` shows; otherwise it does nothing.
 ///
 /// ```no_run
 /// # fn main() -> std::io::Result<()> {
@@ -47,7 +62,10 @@ pub fn ready() -> io::Result<()> {
 ///
 /// As [`ready`].
 pub fn report(report: Report) -> io::Result<()> {
-    done(InstanceRequest::Report(report), "record the report")
+    match mode::managed()? {
+        Some(m) => done(m, InstanceRequest::Report(report), "record the report"),
+        None => Ok(notify::status(&report)?),
+    }
 }
 
 /// Asks the master to reload this instance's app: it starts a new instance
@@ -81,11 +99,8 @@ pub fn reload() -> io::Result<u64> {
     }
 }
 
-/// Sends `req` when managed and expects [`InstanceResponse::Done`].
-fn done(req: InstanceRequest, what: &str) -> io::Result<()> {
-    let Some(m) = mode::managed()? else {
-        return Ok(());
-    };
+/// Sends `req` to the master and expects [`InstanceResponse::Done`].
+fn done(m: &mode::Managed, req: InstanceRequest, what: &str) -> io::Result<()> {
     let reply = client::request(m, &req, what)?;
     match reply.response {
         InstanceResponse::Done => Ok(()),

@@ -79,6 +79,7 @@ use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags, poll};
 
+use crate::listener::retry_accept;
 use crate::stop::StopSignal;
 
 /// Accepts the next connection on `listener`, or returns `Ok(None)` once
@@ -171,30 +172,6 @@ fn accept_with<L: AsFd, T, S: Blocking>(
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Accept errors that concern one connection (or none), not the listener.
-fn retry_accept(e: &io::Error) -> bool {
-    use rustix::io::Errno;
-    if matches!(
-        e.kind(),
-        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted | io::ErrorKind::ConnectionAborted
-    ) {
-        return true;
-    }
-    // accept(2): "treat them like EAGAIN by retrying".
-    let retry = [
-        Errno::PROTO,
-        Errno::NOPROTOOPT,
-        Errno::HOSTDOWN,
-        Errno::NONET,
-        Errno::HOSTUNREACH,
-        Errno::OPNOTSUPP,
-        Errno::NETUNREACH,
-        Errno::NETDOWN,
-    ];
-    e.raw_os_error()
-        .is_some_and(|code| retry.iter().any(|r| r.raw_os_error() == code))
 }
 
 /// Counts live connections and tells them when to wind down.

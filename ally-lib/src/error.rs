@@ -168,6 +168,24 @@ pub enum Error {
         /// The limit, [`MAX_FRAME_LEN`](ally_proto::frame::MAX_FRAME_LEN).
         max: usize,
     },
+    /// In simulate mode, `NOTIFY_SOCKET` is set but is not an address
+    /// `sd_notify` messages can go to.
+    BadNotifySocket {
+        /// Its value.
+        value: String,
+        /// What it should look like.
+        expected: &'static str,
+    },
+    /// In simulate mode, an `sd_notify` message to `NOTIFY_SOCKET` could not
+    /// be sent.
+    Notify {
+        /// `NOTIFY_SOCKET`.
+        socket: String,
+        /// The message, for example `READY=1` (its first 64 characters).
+        message: String,
+        /// The cause.
+        source: io::Error,
+    },
 }
 
 impl Error {
@@ -197,6 +215,8 @@ impl Error {
             Error::Disconnected => K::ConnectionAborted,
             Error::Timeout { .. } => K::TimedOut,
             Error::NoMaster { .. } => K::Unsupported,
+            Error::BadNotifySocket { .. } => K::InvalidInput,
+            Error::Notify { source, .. } => source.kind(),
         }
     }
 }
@@ -337,6 +357,20 @@ impl fmt::Display for Error {
                 "cannot {request}: the request takes {len} bytes, more than the \
                  {max}-byte frame limit; store smaller values"
             ),
+            Error::BadNotifySocket { value, expected } => write!(
+                f,
+                "NOTIFY_SOCKET={value:?} is not {expected}; it is set by the \
+                 supervisor (systemd's Type=notify): fix or unset it"
+            ),
+            Error::Notify {
+                socket,
+                message,
+                source,
+            } => write!(
+                f,
+                "cannot send {message} to the supervisor at NOTIFY_SOCKET={socket}: \
+                 {source}; is it still there and reading?"
+            ),
         }
     }
 }
@@ -344,7 +378,7 @@ impl fmt::Display for Error {
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            Error::Bind { source, .. } => Some(source),
+            Error::Bind { source, .. } | Error::Notify { source, .. } => Some(source),
             Error::Io(e) => Some(e),
             Error::Frame(e) => Some(e),
             Error::Address(e) => Some(e),

@@ -32,8 +32,11 @@
 //!
 //! # Listening
 //!
-//! [`listen_tcp`], [`listen_udp`], [`listen_unix`] and [`listen_unixgram`]
-//! return std socket types; [`listen_fd`] returns an [`OwnedFd`] of any
+//! [`listen_tcp`] and [`listen_unix`] return this crate's [`TcpListener`]
+//! and [`UnixListener`] (the std types, through `Deref`, with an `accept`
+//! and `incoming` that wait; `into_std()` gives the std type);
+//! [`listen_udp`] and [`listen_unixgram`] return std socket types;
+//! [`listen_fd`] returns an [`OwnedFd`] of any
 //! [`Network`] for other socket types; [`ListenOptions`] sets the file mode
 //! of a unix socket, or the name of a socket passed by systemd. Addresses are `IP:PORT`, `[IPv6]:PORT` or `:PORT`
 //! (host names are refused, so the master's key for a socket never depends
@@ -77,9 +80,18 @@
 //! this means:
 //!
 //! - accept with [`drain::accept`] (it polls the listener and the stop
-//!   signal and returns blocking streams), or from an event loop; a bare
-//!   `listener.accept()` returns [`WouldBlock`](std::io::ErrorKind::WouldBlock)
-//!   when no connection is waiting, including when another instance took it;
+//!   signal and returns blocking streams), or from an event loop. The
+//!   listeners' own [`accept`](TcpListener::accept) and
+//!   [`incoming`](TcpListener::incoming) wait with `poll(2)` too (and again
+//!   when another instance took the connection), so a plain
+//!   `for conn in listener.incoming()` loop works; but it never stops at the
+//!   stop signal, so a service that drains uses [`drain::accept`]. Std's
+//!   own `accept` (through `Deref`, or on `into_std()`) returns
+//!   [`WouldBlock`](std::io::ErrorKind::WouldBlock) when no connection is
+//!   waiting, including when another instance took it;
+//! - datagram sockets have no such wrapper: `recv` returns `WouldBlock`
+//!   when nothing waits (or another instance read it); poll them, with the
+//!   stop signal, or use an event loop ([`listen_udp`] says more);
 //! - async runtimes take the sockets as they are (tokio's
 //!   `TcpListener::from_std`, for example, requires non-blocking);
 //! - **never call `set_nonblocking(false)` on a socket from a master**: it
@@ -114,8 +126,8 @@
 //! # tokio and axum
 //!
 //! The sockets are std types, so any runtime takes them: for tokio,
-//! `tokio::net::TcpListener::from_std(ally::listen_tcp(addr)?)`, called
-//! inside the runtime. They are already non-blocking, as `from_std`
+//! `tokio::net::TcpListener::from_std(ally::listen_tcp(addr)?.into_std())`,
+//! called inside the runtime. They are already non-blocking, as `from_std`
 //! requires (see "Socket mode": never make them blocking). The `axum`
 //! example (`cargo run -p ally --example axum`) is a complete axum server
 //! that fails no request across reloads, keep-alive included: it awaits
@@ -184,11 +196,31 @@
 //! a stale unix socket file replaced), unless systemd's socket activation
 //! (`LISTEN_PID`, `LISTEN_FDS`) passed a socket of the same type and address,
 //! or of the name given to [`ListenOptions::systemd_name`] (`LISTEN_FDNAMES`),
-//! which is then used instead; [`ready`] and [`report`] do nothing;
-//! [`reload`] is an error; [`instance`] reports id 0; `SIGTERM` and `SIGINT`
-//! are stop signals; the cache, atomics and locks live in the process. So
-//! the same binary runs from a shell, in tests, or under another
-//! supervisor.
+//! which is then used instead; [`reload`] is an error; [`instance`]
+//! reports id 0; `SIGTERM` and `SIGINT` are stop signals; the cache,
+//! atomics and locks live in the process. So the same binary runs from a
+//! shell, in tests, or under another supervisor.
+//!
+//! Under a `Type=notify` supervisor (systemd), the crate speaks
+//! `sd_notify(3)` to the `NOTIFY_SOCKET` it set (a path, or `@name` for an
+//! abstract socket): [`ready`] sends `READY=1`; [`report`] sends `STATUS=`
+//! with the report on one line; and the first time the process-wide
+//! [`StopSignal`] is seen set ([`StopSignal::is_set`], and
+//! [`wait`](StopSignal::wait), [`wait_timeout`](StopSignal::wait_timeout)
+//! and [`drain::accept`] through it) it sends `STOPPING=1`, once. One
+//! datagram per message (at most 4096 bytes) from a fresh close-on-exec
+//! socket; a send waits at most 2 s for room in the supervisor's queue. A
+//! malformed `NOTIFY_SOCKET` or a failed send is an error of [`ready`] and
+//! [`report`]; of the stop path, which has no caller to tell, a line on
+//! stderr. Without `NOTIFY_SOCKET`, [`ready`] and [`report`] do nothing.
+//! The variable is read once and left in the environment (changing the
+//! environment while other threads may read it is unsound), but ignored
+//! when `SYSTEMD_EXEC_PID` names another process: a child that inherited
+//! it never speaks for the service (so a wrapper script must `exec` it;
+//! spawn other children with `Command::env_remove("NOTIFY_SOCKET")` if they
+//! speak `sd_notify` themselves). No `WATCHDOG=1`: a unit with
+//! `WatchdogSec=` needs the service to send it. Under a master nothing is
+//! sent this way: the master is systemd's client.
 //!
 //! When `ALLY_CHANNEL_FD` *is* set, the process must be a child of the
 //! master named by `ALLY_MASTER_PID` when the crate first looks (a wrapper
@@ -261,9 +293,11 @@ pub mod http;
 mod inherit;
 mod instance;
 mod listen;
+mod listener;
 mod local_state;
 mod locker;
 mod mode;
+mod notify;
 mod pool;
 mod state;
 mod stop;
@@ -279,6 +313,7 @@ pub use instance::{Instance, instance};
 pub use listen::{
     ListenOptions, listen_fd, listen_tcp, listen_udp, listen_unix, listen_unixgram, unlisten,
 };
+pub use listener::{Incoming, TcpListener, UnixListener};
 pub use locker::{LockGuard, Locker, ReadGuard, locker};
 pub use stop::{FORCED_EXIT_STATUS, StopSignal, stop_signal};
 

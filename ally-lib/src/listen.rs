@@ -2,13 +2,15 @@
 //! simulate mode.
 //!
 //! Every socket returned is **non-blocking** and close-on-exec; see the
-//! crate documentation, "Socket mode".
+//! crate documentation, "Socket mode". Listeners come as the crate's
+//! [`TcpListener`] and [`UnixListener`], whose `accept` and `incoming`
+//! wait all the same; datagram sockets as the std types.
 
 use std::borrow::Cow;
 use std::io;
-use std::net::{TcpListener, UdpSocket};
+use std::net::UdpSocket;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::{UnixDatagram, UnixListener};
+use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 
 use ally_proto::{InstanceRequest, InstanceResponse, ListenAddr, ListenSpec, Network};
@@ -17,6 +19,7 @@ use crate::bind::bind_local;
 use crate::client;
 use crate::error::Error;
 use crate::inherit;
+use crate::listener::{TcpListener, UnixListener};
 use crate::mode;
 use crate::verify;
 
@@ -129,13 +132,18 @@ impl ListenOptions {
 /// A TCP listener on `addr`: `IP:PORT`, `[IPv6]:PORT` or `:PORT` (all IPv4
 /// interfaces). Host names are refused.
 ///
-/// The listener is **non-blocking**: accept with [`drain::accept`](crate::drain::accept)
-/// or an event loop (tokio's `TcpListener::from_std` takes it as is).
+/// The socket is **non-blocking** (shared with every instance holding it,
+/// see "Socket mode" in the crate docs), but the [`TcpListener`] it comes in
+/// waits in [`accept`](TcpListener::accept) and
+/// [`incoming`](TcpListener::incoming) all the same, and derefs to
+/// [`std::net::TcpListener`]. To drain, accept with
+/// [`drain::accept`](crate::drain::accept), which stops at the stop signal;
+/// for tokio, `TcpListener::from_std(listener.into_std())`.
 ///
 /// Port 0 asks for any free port. When managed, the master binds it once and
 /// gives every later request for the same `…:0` address (a reloaded
 /// instance's) that same socket, so the port survives reloads; read it with
-/// [`TcpListener::local_addr`].
+/// [`local_addr`](std::net::TcpListener::local_addr).
 ///
 /// # Errors
 ///
@@ -151,7 +159,14 @@ pub fn listen_tcp(addr: &str) -> io::Result<TcpListener> {
 /// **non-blocking**.
 ///
 /// All instances holding it share one socket: during a reload each datagram
-/// goes to whichever instance reads first.
+/// goes to whichever instance reads first. So `recv_from` returns
+/// [`WouldBlock`](io::ErrorKind::WouldBlock) when no datagram waits, also
+/// when another instance took the one that woke this one, and
+/// `set_read_timeout` has no effect: wait with `poll(2)` on it and on the
+/// [`StopSignal`](crate::StopSignal) (both implement `AsFd`) and read
+/// again on `WouldBlock`, or hand it to an event loop (tokio's
+/// `UdpSocket::from_std`). Never make it blocking: every instance would
+/// block.
 ///
 /// # Errors
 ///
@@ -160,7 +175,10 @@ pub fn listen_udp(addr: &str) -> io::Result<UdpSocket> {
     ListenOptions::new().listen_udp(addr)
 }
 
-/// A unix stream listener at `path`, **non-blocking**.
+/// A unix stream listener at `path`, **non-blocking** but waiting in
+/// [`accept`](UnixListener::accept) and [`incoming`](UnixListener::incoming),
+/// as for [`listen_tcp`]; drain with
+/// [`drain::accept_unix`](crate::drain::accept_unix).
 ///
 /// `path` is a filesystem path (a relative one is made absolute against the
 /// current directory before anything else) or `@name` for a Linux abstract
@@ -177,7 +195,7 @@ pub fn listen_unix(path: impl AsRef<Path>) -> io::Result<UnixListener> {
 }
 
 /// A unix datagram socket bound at `path` (as for [`listen_unix`]),
-/// **non-blocking**.
+/// **non-blocking**: read it as [`listen_udp`] says.
 ///
 /// # Errors
 ///

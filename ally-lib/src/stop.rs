@@ -6,6 +6,12 @@
 //! simulate mode. A handler sets a flag and writes one byte to a socket
 //! pair whose read end is never drained: once a stop signal has arrived
 //! that end stays readable for good, so any number of threads can poll it.
+//!
+//! In simulate mode the process-wide stop signal also tells a supervisor
+//! listening on `NOTIFY_SOCKET` (systemd's `Type=notify`) `STOPPING=1`, the
+//! first time the library sees it set: a signal handler may not send, so
+//! the first look after the signal does ([`StopSignal::is_set`] and
+//! everything built on it).
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -44,6 +50,11 @@ struct Inner {
     read: UnixStream,
     /// For [`StopSignal::trigger`].
     write: OwnedFd,
+    /// What to do when first seen set: send `STOPPING=1`, for the
+    /// process-wide stop signal in simulate mode.
+    announce: Option<fn()>,
+    /// Whether `announce` ran.
+    announced: AtomicBool,
 }
 
 /// The process-wide stop signal; installs its handlers on first call.
@@ -72,7 +83,8 @@ pub fn stop_signal() -> io::Result<StopSignal> {
         Some(m) => (vec![parse_signal(m.stop_signal.as_deref())?], true),
         None => (vec![SIGTERM, SIGINT], false),
     };
-    let stop = StopSignal::new()?;
+    let announce = (!managed).then_some(crate::notify::stopping as fn());
+    let stop = StopSignal::with_announce(announce)?;
     for &signal in &signals {
         if !managed && signal == SIGINT {
             // Registered before the flag: sees the flag as the previous
@@ -100,12 +112,18 @@ impl StopSignal {
     /// Failure to create the socket pair (the process is out of
     /// descriptors).
     pub fn new() -> io::Result<StopSignal> {
+        StopSignal::with_announce(None)
+    }
+
+    fn with_announce(announce: Option<fn()>) -> io::Result<StopSignal> {
         let (read, write) = UnixStream::pair()?;
         Ok(StopSignal {
             inner: Arc::new(Inner {
                 flag: Arc::new(AtomicBool::new(false)),
                 read,
                 write: write.into(),
+                announce,
+                announced: AtomicBool::new(false),
             }),
         })
     }
@@ -123,8 +141,23 @@ impl StopSignal {
     }
 
     /// Whether stopping was asked for.
+    ///
+    /// On the handle [`stop_signal`] returns, in simulate mode with
+    /// `NOTIFY_SOCKET` set, the first call that finds it set sends
+    /// `STOPPING=1` there (so do [`wait`](Self::wait),
+    /// [`wait_timeout`](Self::wait_timeout) and
+    /// [`drain::accept`](crate::drain::accept) returning `None`, which look
+    /// through it); a failed send is one line on stderr. A service that only
+    /// polls the descriptor and never asks sends nothing.
     pub fn is_set(&self) -> bool {
-        self.inner.flag.load(Ordering::SeqCst)
+        let set = self.inner.flag.load(Ordering::SeqCst);
+        if let Some(announce) = self.inner.announce
+            && set
+            && !self.inner.announced.swap(true, Ordering::SeqCst)
+        {
+            announce();
+        }
+        set
     }
 
     /// Blocks until stopping is asked for.
@@ -218,6 +251,27 @@ mod tests {
 
     fn s_usr1() -> i32 {
         signal_hook::consts::SIGUSR1
+    }
+
+    #[test]
+    fn stopping_is_announced_once_at_the_first_look_after_the_signal() {
+        static ANNOUNCED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        fn count() {
+            ANNOUNCED.fetch_add(1, Ordering::SeqCst);
+        }
+        let stop = StopSignal::with_announce(Some(count)).unwrap();
+        assert!(!stop.is_set());
+        assert_eq!(ANNOUNCED.load(Ordering::SeqCst), 0);
+        stop.trigger();
+        let other = stop.clone();
+        std::thread::spawn(move || other.wait()).join().unwrap();
+        assert!(stop.is_set() && stop.wait_timeout(Duration::ZERO));
+        assert_eq!(ANNOUNCED.load(Ordering::SeqCst), 1);
+        // A stop signal of its own announces nothing.
+        let own = StopSignal::new().unwrap();
+        own.trigger();
+        assert!(own.is_set());
+        assert_eq!(ANNOUNCED.load(Ordering::SeqCst), 1);
     }
 
     #[test]

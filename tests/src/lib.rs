@@ -31,6 +31,7 @@ pub mod clock;
 pub mod cmd;
 pub mod config;
 pub mod control;
+pub mod executable;
 pub mod fd_store;
 pub mod fixture;
 pub mod harness;

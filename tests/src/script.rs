@@ -7,8 +7,7 @@
 //! stays `starting` until its `ready_timeout`; tests that use one set a
 //! long `ready_timeout`.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -30,20 +29,7 @@ pub const NEVER_READY: &str = "1h";
 /// When the file cannot be written.
 pub fn write_script(dir: &Path, name: &str, body: &str) -> PathBuf {
     let path = dir.join(format!("{name}.sh"));
-    let tmp = dir.join(format!("{name}.sh.new"));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o755)
-        .open(&tmp)
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
-    f.write_all(format!("#!/bin/sh\n{body}").as_bytes())
-        .and_then(|()| f.sync_all())
-        .unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
-    // Closed before the rename: exec of a file open for writing is ETXTBSY.
-    drop(f);
-    std::fs::rename(&tmp, &path).unwrap_or_else(|e| panic!("cannot rename {}: {e}", tmp.display()));
+    crate::executable::install_text(&format!("#!/bin/sh\n{body}"), &path, 0o755);
     path
 }
 

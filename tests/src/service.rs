@@ -6,8 +6,6 @@
 //! before a reload: the master re-reads the command from disk for every new
 //! instance, exactly as it would pick up a new release.
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,27 +54,7 @@ impl Service {
     }
 
     fn write(&self, script: &str) {
-        let tmp = self.path.with_extension("sh.new");
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o755)
-            .open(&tmp)
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
-        f.write_all(script.as_bytes())
-            .and_then(|()| f.sync_all())
-            .unwrap_or_else(|e| panic!("cannot write {}: {e}", tmp.display()));
-        // Closed before the rename, so no one can exec a file still open for
-        // writing (ETXTBSY).
-        drop(f);
-        std::fs::rename(&tmp, &self.path).unwrap_or_else(|e| {
-            panic!(
-                "cannot rename {} to {}: {e}",
-                tmp.display(),
-                self.path.display()
-            )
-        });
+        crate::executable::install_text(script, &self.path, 0o755);
     }
 }
 

@@ -10,8 +10,7 @@
 //! builds `ally-ctl` too ([`variant_ctl`]).
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
@@ -130,8 +129,7 @@ pub fn variant(variant: Variant) -> PathBuf {
     for program in ["ally-master", "ally-ctl"] {
         let out = target.join(profile).join(program);
         let kept = target.join(format!("{program}-{}", variant.name()));
-        std::fs::copy(&out, &kept)
-            .unwrap_or_else(|e| panic!("copy {} to {}: {e}", out.display(), kept.display()));
+        install(&out, &kept, 0o755);
     }
     let kept = target.join(format!("ally-master-{}", variant.name()));
     built.insert(variant, kept.clone());
@@ -147,30 +145,7 @@ pub fn variant_ctl(of: Variant) -> PathBuf {
     variant(of).with_file_name(format!("ally-ctl-{}", of.name()))
 }
 
-/// Puts a copy of `from` at `to` by rename, as a package manager replaces a
-/// running binary; `mode` is the new file's.
-///
-/// # Panics
-///
-/// When the copy or the rename fails.
-pub fn install(from: &Path, to: &Path, mode: u32) {
-    let tmp = to.with_extension("new");
-    std::fs::copy(from, &tmp).unwrap_or_else(|e| panic!("copy {}: {e}", from.display()));
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    std::fs::rename(&tmp, to).unwrap_or_else(|e| panic!("rename to {}: {e}", to.display()));
-}
-
-/// Puts `text` at `to` by rename, with `mode`.
-///
-/// # Panics
-///
-/// When the write or the rename fails.
-pub fn install_text(text: &str, to: &Path, mode: u32) {
-    let tmp = to.with_extension("new");
-    std::fs::write(&tmp, text).expect("write the replacement");
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).expect("chmod");
-    std::fs::rename(&tmp, to).unwrap_or_else(|e| panic!("rename to {}: {e}", to.display()));
-}
+pub use crate::executable::{install, install_text};
 
 /// The version of the running master, as `ally-ctl version` shows it:
 /// the word after `ally-master` on its line.

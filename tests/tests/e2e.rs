@@ -34,6 +34,8 @@ mod fd_store;
 mod flood;
 #[path = "e2e/hostile.rs"]
 mod hostile;
+#[path = "e2e/incoming.rs"]
+mod incoming;
 #[path = "e2e/interop.rs"]
 mod interop;
 #[path = "e2e/kept_sockets.rs"]
@@ -62,6 +64,8 @@ mod rollback;
 mod run;
 #[path = "e2e/shutdown.rs"]
 mod shutdown;
+#[path = "e2e/simulate_notify.rs"]
+mod simulate_notify;
 #[path = "e2e/soak.rs"]
 mod soak;
 #[path = "e2e/sockets.rs"]

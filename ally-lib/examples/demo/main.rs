@@ -9,7 +9,9 @@
 //! Every `GET` (or `HEAD`) is answered `200` with the body
 //! `instance {id} pid {pid}\n` and an `X-Ally-Instance` header. Run it
 //! under `ally-master`, or alone (`cargo run -p ally --example demo`), where
-//! Ctrl-C drains and exits (a second Ctrl-C exits at once).
+//! Ctrl-C drains and exits (a second Ctrl-C exits at once). Once ready it
+//! reports its version; alone under systemd (`Type=notify`) it says
+//! `READY=1`, `STATUS=version V` and, when stopped, `STOPPING=1`.
 //!
 //! Options:
 //! - `--addr ADDR`: listen address (default `127.0.0.1:8080`);
@@ -139,6 +141,11 @@ fn run(args: &Args) -> std::io::Result<()> {
         eprintln!("demo: {who} never calling ready (--never-ready)");
     } else {
         ally::ready()?;
+        // `ally-ctl list` shows it; systemd alone, `systemctl status`.
+        ally::report(ally::Report {
+            version: Some(env!("CARGO_PKG_VERSION").into()),
+            ..Default::default()
+        })?;
     }
     let accept_until = if args.ignore_stop {
         let stop = stop.clone();

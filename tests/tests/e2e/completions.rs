@@ -143,10 +143,7 @@ fn complete(script: &Path, run_dir: &Path, words: &[&str]) -> Vec<String> {
 fn bash_completes_app_names_and_families_from_a_running_master() {
     let dir = TestDir::new("completions");
     let sleeper = dir.path().join("sleep.sh");
-    std::fs::write(&sleeper, "#!/bin/sh\nexec sleep 600\n").unwrap();
-    let mut perms = std::fs::metadata(&sleeper).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&sleeper, perms).unwrap();
+    ally_tests::executable::install_text("#!/bin/sh\nexec sleep 600\n", &sleeper, 0o755);
     let app = |name: &str, family: &str| {
         AppConfig::new(name, &sleeper)
             .stop_timeout("5s")

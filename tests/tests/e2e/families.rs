@@ -46,10 +46,7 @@ fn app(name: &str, service: &Service, family: &str) -> AppConfig {
 /// An app that only sleeps, ready at once: cheap, for the ambiguous name.
 fn dup(dir: &Path) -> AppConfig {
     let script = dir.join("dup.sh");
-    std::fs::write(&script, "#!/bin/sh\nexec sleep 600\n").unwrap();
-    let mut perms = std::fs::metadata(&script).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
-    std::fs::set_permissions(&script, perms).unwrap();
+    ally_tests::executable::install_text("#!/bin/sh\nexec sleep 600\n", &script, 0o755);
     AppConfig::new("dup", &script)
         .stop_timeout("5s")
         .line("ready = \"immediate\"")
