@@ -123,20 +123,25 @@
 //! handler only maps a request to a response (the `std_http` example is a
 //! complete service in 26 lines, the `demo` example is built on it too).
 //!
-//! # tokio and axum
+//! # tokio, hyper, axum and tonic
 //!
-//! The sockets are std types, so any runtime takes them: for tokio,
+//! The sockets are std types underneath ([`TcpListener`] derefs to
+//! `std::net::TcpListener`), so any runtime takes them: for tokio,
 //! `tokio::net::TcpListener::from_std(ally::listen_tcp(addr)?.into_std())`,
 //! called inside the runtime. They are already non-blocking, as `from_std`
-//! requires (see "Socket mode": never make them blocking). The `axum`
-//! example (`cargo run -p ally --example axum`) is a complete axum server
-//! that fails no request across reloads, keep-alive included: it awaits
-//! the stop signal from a task, stops accepting at once, answers every
-//! request from then on with `Connection: close`, and starts axum's
-//! graceful shutdown only once the connections are gone or have been idle
-//! for a grace period, because hyper closes idle keep-alive connections as
-//! soon as that shutdown starts, under clients that may be sending a
-//! request at that very moment.
+//! requires (see "Socket mode": never make them blocking). Optional
+//! features, off by default, do the drain for tokio services: `tokio`
+//! (`ally::tokio`: a stop future, a listener that stops accepting at the
+//! stop, a connection tracker, async shared state), `hyper`
+//! (`ally::hyper::serve`), `axum` (`ally::axum::serve`) and `tonic`
+//! (`ally::tonic::serve`), which serve on the ally listener and fail no
+//! request or RPC across reloads, keep-alive included. A bare
+//! `with_graceful_shutdown(stop)` does fail some: hyper closes idle
+//! keep-alive connections as soon as it starts, under clients that may be
+//! sending a request at that very moment, and tonic closes a connection
+//! accepted just before the stop before its HTTP/2 preface. The `axum` and
+//! `tonic` examples (`cargo run -p ally --features axum --example axum`)
+//! are complete servers.
 //!
 //! # Shared state
 //!
@@ -282,6 +287,8 @@
 #![deny(rustdoc::broken_intra_doc_links)]
 
 mod atomic;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod bind;
 mod cache;
 mod channel;
@@ -290,6 +297,8 @@ mod control;
 pub mod drain;
 mod error;
 pub mod http;
+#[cfg(feature = "hyper")]
+pub mod hyper;
 mod inherit;
 mod instance;
 mod listen;
@@ -302,6 +311,10 @@ mod pool;
 mod state;
 mod stop;
 mod sys;
+#[cfg(feature = "tokio")]
+pub mod tokio;
+#[cfg(feature = "tonic")]
+pub mod tonic;
 mod verify;
 
 pub use ally_proto::{ErrorCode, Failure, LockState, Network};

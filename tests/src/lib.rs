@@ -14,7 +14,8 @@
 //! - [`fixture`] is the usual set-up: the demo as app `web`;
 //! - [`service`] writes the app's wrapper script and swaps it to "upgrade
 //!   the binary on disk";
-//! - [`load`] is an HTTP/1.1 load client that counts every failed request;
+//! - [`load`] is an HTTP/1.1 load client that counts every failed request,
+//!   [`grpc_load`] a gRPC one that counts every failed RPC;
 //! - [`proc`] reads `/proc` (liveness, socket inodes, listening sockets);
 //! - [`cmd`] runs a command within a time limit and shows what it did;
 //! - [`clock`] stamps the master's log and the load's errors alike;
@@ -34,6 +35,7 @@ pub mod control;
 pub mod executable;
 pub mod fd_store;
 pub mod fixture;
+pub mod grpc_load;
 pub mod harness;
 pub mod load;
 pub mod proc;

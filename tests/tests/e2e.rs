@@ -84,6 +84,8 @@ mod supervise;
 mod systemd_activation;
 #[path = "e2e/systemd_notify.rs"]
 mod systemd_notify;
+#[path = "e2e/tonic.rs"]
+mod tonic;
 #[path = "e2e/trust.rs"]
 mod trust;
 #[path = "e2e/upgrade.rs"]

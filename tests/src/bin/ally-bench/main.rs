@@ -17,6 +17,8 @@
 //!   unlock) from 1 and from 8 clients, under a real master, beside the
 //!   same loops in simulate mode, on a `std::sync::Mutex` (the floor) and
 //!   on Redis through `redis-benchmark`; then the master's memory;
+//! - the async shared-state wrappers (`ally::tokio`) beside the blocking
+//!   calls, as a ratio (see [`async_state`]);
 //! - the master's memory idle with one app and with 100 apps holding 1,000
 //!   listeners, and how often an idle master wakes up (never, it should);
 //! - `ally-ctl list` latency with apps flooding their output beside silent
@@ -30,15 +32,18 @@
 //! Measurements run one at a time: the machine may have two cores, and two
 //! at once would measure each other.
 //!
-//! Two hidden modes are the instances those measurements need, run by the
+//! Three hidden modes are the instances those measurements need, run by the
 //! master as apps; each writes its numbers to OUTFILE, reports ready and
 //! waits for its stop signal:
 //!
 //! - `ally-bench --listen-probe OUTFILE N` times N calls of `listen_tcp`
 //!   and of `bind`;
 //! - `ally-bench --state-probe OUTFILE CLIENTS` runs the shared-state
-//!   loops from CLIENTS threads.
+//!   loops from CLIENTS threads;
+//! - `ally-bench --async-probe OUTFILE` times async and blocking atomic
+//!   adds.
 
+mod async_state;
 mod cpu;
 mod daemon;
 mod floods;
@@ -75,6 +80,7 @@ fn main() -> ExitCode {
             Ok(n) => listen::probe(Path::new(out), n),
             Err(_) => usage(),
         },
+        [flag, out] if flag == "--async-probe" => async_state::probe(Path::new(out)),
         [flag, out, n] if flag == "--state-probe" => match n.parse() {
             Ok(n) if n > 0 => state::probe(Path::new(out), n),
             _ => usage(),
@@ -87,6 +93,7 @@ fn usage() -> ExitCode {
     eprintln!("usage: ally-bench            (measure and print the table)");
     eprintln!("       ally-bench --listen-probe OUTFILE N   (run by the master)");
     eprintln!("       ally-bench --state-probe OUTFILE CLIENTS  (run by the master)");
+    eprintln!("       ally-bench --async-probe OUTFILE  (run by the master)");
     ExitCode::from(2)
 }
 
@@ -109,6 +116,9 @@ fn bench() {
     let shared = state::measure();
     rows.extend(shared.rows);
     notes.extend(shared.notes);
+    let async_shared = async_state::measure();
+    rows.extend(async_shared.rows);
+    notes.extend(async_shared.notes);
     for section in [
         footprint::measure(),
         wakeups::measure(),
