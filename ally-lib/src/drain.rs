@@ -7,6 +7,10 @@
 //! failing a single request. [`accept`] and [`Drain`] are the pieces;
 //! the HTTP keep-alive pattern below is how to use them.
 //!
+//! **For HTTP/1.1, use [`ally::http`](crate::http)**: it follows every rule
+//! below, and the handler only maps a request to a response. This module is
+//! for other protocols, and for servers that want their own HTTP code.
+//!
 //! # The pattern
 //!
 //! ```no_run
@@ -64,7 +68,7 @@
 //!    deadline passes (shorter than the master's stop timeout, after which
 //!    it sends `SIGKILL`).
 //!
-//! The crate's `demo` example is a complete server built this way.
+//! [`ally::http`](crate::http) is a complete server built this way.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};

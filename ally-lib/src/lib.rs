@@ -119,8 +119,9 @@
 //! flight, answer the next request on each idle keep-alive connection with
 //! `Connection: close` instead of closing under the client, and exit. The
 //! [`drain`] module has the helpers ([`drain::accept`], [`drain::Drain`])
-//! and the full pattern; the `demo` example is a complete HTTP/1.1 server
-//! that loses no request across reloads.
+//! and the full pattern. For HTTP/1.1, [`http::serve`] does all of it: the
+//! handler only maps a request to a response (the `std_http` example is a
+//! complete service in 26 lines, the `demo` example is built on it too).
 //!
 //! # tokio, hyper, axum and tonic
 //!
@@ -265,7 +266,8 @@
 //!
 //! - It does not restart or supervise anything: that is `ally-master`.
 //! - It does not close connections or exit for you: the stop signal is a
-//!   request, and draining is the service's job (with the helpers above).
+//!   request, and draining is the service's job (with the helpers above,
+//!   or [`http`] for HTTP/1.1).
 //! - No async runtime, no global state to set up; every function may be
 //!   called from any thread. Under a master it runs one thread of its own,
 //!   which waits for the channel's end of file.
@@ -296,6 +298,7 @@ mod client;
 mod control;
 pub mod drain;
 mod error;
+pub mod http;
 #[cfg(feature = "hyper")]
 pub mod hyper;
 mod inherit;

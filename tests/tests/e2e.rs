@@ -76,6 +76,8 @@ mod spawn;
 mod state;
 #[path = "e2e/status.rs"]
 mod status;
+#[path = "e2e/std_http.rs"]
+mod std_http;
 #[path = "e2e/supervise.rs"]
 mod supervise;
 #[path = "e2e/systemd_activation.rs"]

@@ -31,18 +31,14 @@
 //! Exit status: 0 after a drain (complete or cut by the drain deadline),
 //! 1 on a runtime error, 2 on a usage error, 3 with `--exit-at-start`.
 
-#[cfg(test)]
-mod drain_test;
 mod http;
 
-use std::net::TcpListener;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 use ally::StopSignal;
-use ally::drain::{self, Drain};
+use ally::http::{Options, Server};
 
 /// Longest wait for connections to finish once stopping.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(25);
@@ -163,67 +159,37 @@ fn run(args: &Args) -> std::io::Result<()> {
     } else {
         stop
     };
-    let settings = Arc::new(http::Settings {
+    let routes = http::Routes {
         instance: me.id,
         pid,
-        idle_timeout: args.idle_timeout,
         delay: args.delay,
-    });
-    let drain = Drain::new();
-    serve(&listener, &accept_until, &drain, &settings, &who);
+    };
+    let options = Options::new()
+        .idle_timeout(args.idle_timeout)
+        .drain_deadline(DRAIN_DEADLINE);
+    let server = Server::new(options, move |req| routes.answer(req))?;
+    let accepted = server.accept_until(&listener, &accept_until);
     // The master keeps the socket open for the new instance; in simulate
     // mode this is where new connections start being refused.
     drop(listener);
-    drain.start();
+    if let Err(e) = &accepted {
+        eprintln!("demo: {who} {e}");
+    }
     eprintln!(
         "demo: {who} stopping: draining {} connections",
-        drain.active()
+        server.active()
     );
-    if drain.wait_idle(DRAIN_DEADLINE) {
+    let drained = server.drain();
+    if drained.is_complete() {
         eprintln!("demo: {who} exiting: all connections closed");
     } else {
         eprintln!(
             "demo: {who} exiting: drain deadline of {} s passed with {} connections open",
             DRAIN_DEADLINE.as_secs(),
-            drain.active()
+            drained.left
         );
     }
-    Ok(())
-}
-
-/// Accepts until `stop`, a thread per connection.
-fn serve(
-    listener: &TcpListener,
-    stop: &StopSignal,
-    drain: &Drain,
-    settings: &Arc<http::Settings>,
-    who: &str,
-) {
-    loop {
-        let (stream, _peer) = match drain::accept(listener, stop) {
-            Ok(Some(conn)) => conn,
-            Ok(None) => return,
-            Err(e) => {
-                // Out of descriptors or memory: keep the instance alive and
-                // let connections finish; it may pass.
-                eprintln!("demo: {who} accept failed: {e}");
-                stop.wait_timeout(Duration::from_millis(100));
-                continue;
-            }
-        };
-        // Counted before the thread starts, so the drain never misses it.
-        let guard = drain.track();
-        let (drain, settings) = (drain.clone(), Arc::clone(settings));
-        let spawned = thread::Builder::new()
-            .name("conn".to_owned())
-            .spawn(move || {
-                let _guard = guard;
-                http::serve(stream, &settings, &drain);
-            });
-        if let Err(e) = spawned {
-            eprintln!("demo: {who} cannot start a connection thread: {e}");
-        }
-    }
+    Ok(accepted?)
 }
 
 #[cfg(test)]
