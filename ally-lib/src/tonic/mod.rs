@@ -82,7 +82,9 @@
 //!   timeouts are tonic's to bound, set on the `Server::builder()` the
 //!   router comes from (`concurrency_limit_per_connection`,
 //!   `max_concurrent_streams`, `timeout`, ...); the kernel's backlog bounds
-//!   the connections waiting to be accepted.
+//!   the connections waiting to be accepted. A connection that sends
+//!   nothing for 30 s after its accept is closed (hyper would wait for
+//!   its preface without limit).
 
 mod incoming;
 
