@@ -180,35 +180,6 @@ impl AsyncRead for Conn {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-    use super::*;
-
-    #[tokio::test(start_paused = true)]
-    async fn a_connection_that_sends_nothing_times_out_and_one_that_sent_does_not() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let tracker = Tracker::new();
-        let _silent = TcpStream::connect(addr).await.unwrap();
-        let mut silent = Conn::new(listener.accept().await.unwrap().0, tracker.track());
-        let mut talking_client = TcpStream::connect(addr).await.unwrap();
-        let mut talking = Conn::new(listener.accept().await.unwrap().0, tracker.track());
-        let start = Instant::now();
-        let mut buf = [0u8; 16];
-        let read = tokio::time::timeout(FIRST_BYTE_TIMEOUT * 2, silent.read(&mut buf)).await;
-        let e = read.expect("a silent connection is cut").unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
-        assert!(start.elapsed() >= FIRST_BYTE_TIMEOUT);
-
-        talking_client.write_all(b"P").await.unwrap();
-        assert_eq!(talking.read(&mut buf).await.unwrap(), 1);
-        let quiet = tokio::time::timeout(FIRST_BYTE_TIMEOUT * 2, talking.read(&mut buf)).await;
-        assert!(quiet.is_err(), "a connection that sent was cut: {quiet:?}");
-    }
-}
-
 impl AsyncWrite for Conn {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -236,5 +207,34 @@ impl AsyncWrite for Conn {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_sends_nothing_times_out_and_one_that_sent_does_not() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tracker = Tracker::new();
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let mut silent = Conn::new(listener.accept().await.unwrap().0, tracker.track());
+        let mut talking_client = TcpStream::connect(addr).await.unwrap();
+        let mut talking = Conn::new(listener.accept().await.unwrap().0, tracker.track());
+        let start = Instant::now();
+        let mut buf = [0u8; 16];
+        let read = tokio::time::timeout(FIRST_BYTE_TIMEOUT * 2, silent.read(&mut buf)).await;
+        let e = read.expect("a silent connection is cut").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() >= FIRST_BYTE_TIMEOUT);
+
+        talking_client.write_all(b"P").await.unwrap();
+        assert_eq!(talking.read(&mut buf).await.unwrap(), 1);
+        let quiet = tokio::time::timeout(FIRST_BYTE_TIMEOUT * 2, talking.read(&mut buf)).await;
+        assert!(quiet.is_err(), "a connection that sent was cut: {quiet:?}");
     }
 }
