@@ -158,8 +158,11 @@ fn a_full_notify_queue_does_not_delay_the_stop() {
     signal(axum.0.id(), Signal::TERM).expect("SIGTERM the axum example");
     wait_until(TIMEOUT, || listen_inodes(port).is_empty());
     let took = stopped.elapsed();
+    // A send that waits for room waits out its whole 2 s timeout here (the
+    // queue is never read), so anything shorter proves it did not wait;
+    // a busy machine alone takes well over a second at times.
     assert!(
-        took < Duration::from_secs(1),
+        took < Duration::from_secs(2),
         "the port closed {took:?} after SIGTERM\n{}",
         read_log()
     );
