@@ -214,7 +214,7 @@
 //! [`wait`](StopSignal::wait), [`wait_timeout`](StopSignal::wait_timeout)
 //! and [`drain::accept`] through it) it sends `STOPPING=1`, once. One
 //! datagram per message (at most 4096 bytes) from a fresh close-on-exec
-//! socket; a send waits at most 2 s for room in the supervisor's queue
+//! socket; a send waits at most 5 s for room in the supervisor's queue
 //! (`STOPPING=1` not at all: a stuck supervisor must not hold up the
 //! drain). A
 //! malformed `NOTIFY_SOCKET` or a failed send is an error of [`ready`] and

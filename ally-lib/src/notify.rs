@@ -53,7 +53,7 @@ const MAX_FIELD: usize = 1024;
 
 /// How long one send may wait for room in the supervisor's queue
 /// (`SO_SNDTIMEO`) before it fails with `EAGAIN`.
-const SEND_TIMEOUT: Duration = Duration::from_secs(2);
+const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where messages go: `NOTIFY_SOCKET` as given, and its address.
 #[derive(Debug, Clone)]

@@ -110,7 +110,7 @@ fn demo_alone_under_a_notify_supervisor_says_ready_status_and_stopping() {
 /// example (`ally::axum::serve`, whose stop future is the first to see the
 /// stop signal, on a runtime worker) closes its port at once after
 /// SIGTERM, although `STOPPING=1` finds the queue full. (It once waited the
-/// send timeout of 2 s for room, with the port open and accepting stalled.)
+/// send timeout (5 s) for room, with the port open and accepting stalled.)
 #[test]
 fn a_full_notify_queue_does_not_delay_the_stop() {
     let dir = TestDir::new("simulate_notify_full");
@@ -158,11 +158,12 @@ fn a_full_notify_queue_does_not_delay_the_stop() {
     signal(axum.0.id(), Signal::TERM).expect("SIGTERM the axum example");
     wait_until(TIMEOUT, || listen_inodes(port).is_empty());
     let took = stopped.elapsed();
-    // A send that waits for room waits out its whole 2 s timeout here (the
+    // A send that waits for room waits out its whole 5 s timeout here (the
     // queue is never read), so anything shorter proves it did not wait;
-    // a busy machine alone takes well over a second at times.
+    // a busy machine alone takes seconds at times.
+    eprintln!("the port closed {took:?} after SIGTERM");
     assert!(
-        took < Duration::from_secs(2),
+        took < Duration::from_secs(5),
         "the port closed {took:?} after SIGTERM\n{}",
         read_log()
     );
