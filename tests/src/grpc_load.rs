@@ -38,10 +38,8 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::clock::stamp;
+use crate::load::{MAX_ERRORS, keep_first_errors};
 use crate::proc::{POLL, wait_until};
-
-/// How many errors each client keeps, and the stats report at most.
-const MAX_ERRORS: usize = 20;
 
 /// Threads of the load's runtime: the machine has two cores.
 const THREADS: usize = 2;
@@ -264,17 +262,7 @@ impl GrpcLoad {
             first_errors: vec!["the gRPC load thread panicked".into()],
             ..GrpcStats::default()
         });
-        let at = |s: &String| {
-            s.split_whitespace()
-                .next()
-                .and_then(|t| t.parse::<f64>().ok())
-        };
-        total.first_errors.sort_by(|a, b| {
-            at(a)
-                .partial_cmp(&at(b))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-        total.first_errors.truncate(MAX_ERRORS);
+        keep_first_errors(&mut total.first_errors);
         total.elapsed = self.started.elapsed();
         total
     }

@@ -29,7 +29,23 @@ use crate::clock::stamp;
 use crate::proc::{POLL, wait_until};
 
 /// How many errors each connection keeps, and the stats report at most.
-const MAX_ERRORS: usize = 20;
+pub(crate) const MAX_ERRORS: usize = 20;
+
+/// The [`MAX_ERRORS`] earliest of errors gathered from several workers,
+/// each line starting with its [`stamp`], in time order.
+pub(crate) fn keep_first_errors(errors: &mut Vec<String>) {
+    let at = |s: &String| {
+        s.split_whitespace()
+            .next()
+            .and_then(|t| t.parse::<f64>().ok())
+    };
+    errors.sort_by(|a, b| {
+        at(a)
+            .partial_cmp(&at(b))
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    errors.truncate(MAX_ERRORS);
+}
 
 /// Largest header section or body accepted, so a broken server cannot make
 /// the client buffer without bound.
@@ -224,17 +240,7 @@ impl Load {
                 ..LoadStats::default()
             }));
         }
-        let at = |s: &String| {
-            s.split_whitespace()
-                .next()
-                .and_then(|t| t.parse::<f64>().ok())
-        };
-        total.first_errors.sort_by(|a, b| {
-            at(a)
-                .partial_cmp(&at(b))
-                .unwrap_or(std::cmp::Ordering::Equal)
-        });
-        total.first_errors.truncate(MAX_ERRORS);
+        keep_first_errors(&mut total.first_errors);
         total.elapsed = self.started.elapsed();
         total
     }
