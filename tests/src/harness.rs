@@ -8,7 +8,6 @@
 //! its environment naming the test directory, and the [`Master`] guard kills
 //! them all on drop, failure or not.
 
-use std::io::{BufRead, BufReader, PipeReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread::JoinHandle;
@@ -17,9 +16,12 @@ use std::time::{Duration, Instant};
 use rustix::process::Signal;
 
 mod listing;
+mod log_copy;
+
+pub use log_copy::StderrGate;
+use log_copy::stamp_lines;
 
 use crate::bins::{Bins, bins};
-use crate::clock::stamp;
 use crate::cmd::{CmdOutput, run, tail};
 use crate::proc::{POLL, describe, kill_all_with_env, signal, wait_until};
 
@@ -521,50 +523,6 @@ enum Launch<'a> {
         /// What follows `run`.
         args: &'a [&'a str],
     },
-}
-
-/// Holds the master's stderr unread (see
-/// [`Master::start_with_stderr_held`]) until released or dropped.
-#[derive(Debug)]
-pub struct StderrGate(Option<std::sync::mpsc::Sender<()>>);
-
-impl StderrGate {
-    /// Lets the master's stderr be read (into its log) from now on.
-    pub fn release(&mut self) {
-        if let Some(open) = self.0.take() {
-            let _ = open.send(());
-        }
-    }
-}
-
-/// Copies lines from `from` to `to`, each prefixed with the time; with a
-/// `gate`, only once it opens (or its sender is gone).
-fn stamp_lines(
-    from: PipeReader,
-    mut to: std::fs::File,
-    gate: Option<std::sync::mpsc::Receiver<()>>,
-) -> JoinHandle<()> {
-    std::thread::Builder::new()
-        .name("master-log".into())
-        .spawn(move || {
-            if let Some(gate) = gate {
-                let _ = gate.recv();
-            }
-            let mut from = BufReader::new(from);
-            let mut line = Vec::new();
-            while matches!(from.read_until(b'\n', &mut line), Ok(n) if n > 0) {
-                if !line.ends_with(b"\n") {
-                    line.push(b'\n');
-                }
-                let mut out = format!("{} ", stamp()).into_bytes();
-                out.extend_from_slice(&line);
-                if to.write_all(&out).is_err() {
-                    break;
-                }
-                line.clear();
-            }
-        })
-        .expect("spawn the log thread")
 }
 
 fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
