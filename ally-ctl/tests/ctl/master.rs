@@ -153,12 +153,17 @@ fn serve(listener: &UnixListener, hello: &HelloReply, script: Vec<Step>) -> Opti
     Some(request)
 }
 
-/// Reads until the client closes its end.
+/// Reads until the client closes its end. A read is retried when a
+/// signal interrupts it: with a read timeout set, the kernel reports
+/// `EINTR` even for an ignored `SIGCHLD` from a child another test spawned.
 fn drain(stream: &mut UnixStream) {
     let mut buf = [0u8; 64];
-    while let Ok(n) = stream.read(&mut buf) {
-        if n == 0 {
-            break;
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break,
         }
     }
 }

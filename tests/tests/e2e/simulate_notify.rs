@@ -102,10 +102,17 @@ impl Drop for Alone {
 /// The next datagram on `socket`, as text, or why there is none.
 fn next(socket: &UnixDatagram) -> Result<String, String> {
     let mut buf = [0u8; 4096];
-    socket
-        .recv(&mut buf)
-        .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
-        .map_err(|e| e.to_string())
+    // A timed receive reports `EINTR` even for an ignored `SIGCHLD`.
+    loop {
+        match socket.recv(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            got => {
+                return got
+                    .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned())
+                    .map_err(|e| e.to_string());
+            }
+        }
+    }
 }
 
 #[test]

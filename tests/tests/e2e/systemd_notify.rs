@@ -13,7 +13,14 @@ use ally_tests::service::Service;
 /// The next datagram on `socket`, as text.
 fn next(socket: &UnixDatagram, master: &Master) -> String {
     let mut buf = [0u8; 4096];
-    match socket.recv(&mut buf) {
+    // A timed receive reports `EINTR` even for an ignored `SIGCHLD`.
+    let got = loop {
+        match socket.recv(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            other => break other,
+        }
+    };
+    match got {
         Ok(n) => String::from_utf8_lossy(&buf[..n]).into_owned(),
         Err(e) => panic!(
             "no notification within the timeout: {e}\n{}",

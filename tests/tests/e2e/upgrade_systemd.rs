@@ -21,13 +21,17 @@ fn next(socket: &UnixDatagram, setup: &Setup) -> (String, Option<i32>) {
     let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmCredentials(1))];
     let mut control = RecvAncillaryBuffer::new(&mut space);
     let mut iov = [IoSliceMut::new(&mut buf)];
-    let got = rustix::net::recvmsg(socket, &mut iov, &mut control, RecvFlags::empty())
-        .unwrap_or_else(|e| {
-            panic!(
+    // A timed receive reports `EINTR` even for an ignored `SIGCHLD`.
+    let got = loop {
+        match rustix::net::recvmsg(socket, &mut iov, &mut control, RecvFlags::empty()) {
+            Err(rustix::io::Errno::INTR) => {}
+            Ok(got) => break got,
+            Err(e) => panic!(
                 "no notification within the timeout: {e}\n{}",
                 setup.master.log_tail()
-            )
-        });
+            ),
+        }
+    };
     let pid = control.drain().find_map(|m| match m {
         RecvAncillaryMessage::ScmCredentials(cred) => Some(cred.pid.as_raw_nonzero().get()),
         _ => None,
