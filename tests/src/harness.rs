@@ -199,14 +199,26 @@ impl Master {
     pub fn interrupt(&mut self, timeout: Duration) -> ExitStatus {
         let mut child = self.child.take().expect("the master was already stopped");
         let _ = signal(self.pid, Signal::INT);
-        wait_child(&mut child, timeout).unwrap_or_else(|| {
+        let status = wait_child(&mut child, timeout).unwrap_or_else(|| {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
                 "ally-master did not exit within {timeout:?} of SIGINT\n{}",
                 self.log_tail()
             );
-        })
+        });
+        self.wait_log_copied();
+        status
+    }
+
+    /// After the master's exit: waits until its log is copied to the end,
+    /// so that [`log`](Self::log) has its last lines (the copy runs in a
+    /// thread, and may lag). At most 5 s: something the master started
+    /// may still hold its stderr.
+    fn wait_log_copied(&self) {
+        if let Some(copy) = &self.log_thread {
+            wait_until(Duration::from_secs(5), || copy.is_finished());
+        }
     }
 
     fn spawn(bins: &Bins, dir: &TestDir, config: &str, wrapper: &[&str]) -> Master {
@@ -498,7 +510,10 @@ impl Master {
         let _ = signal(self.pid, Signal::TERM);
         let status = wait_child(&mut child, timeout);
         match status {
-            Some(status) => status,
+            Some(status) => {
+                self.wait_log_copied();
+                status
+            }
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
