@@ -238,6 +238,10 @@ fn without_a_store_the_orphan_exits_0_and_a_master_started_again_waits_for_its_p
     let reaper = reaper.to_str().expect("a UTF-8 path");
     let mut first = Master::start_wrapped(bins(), &dir, &config, &[reaper]);
     let orphan = first.wait_main(APP, Some(1), Duration::from_secs(15));
+    // Main at its start (`ready = "immediate"`), but the script runs, its
+    // trap set, only once it says so: a master killed before then takes
+    // the instance's start with it (its launcher exits 127).
+    first.wait_for_log("[web#1] holding fd 3", Duration::from_secs(15));
     let master_pid = pid_after(&first, "ally-master: pid ");
     signal(master_pid, Signal::KILL).expect("SIGKILL the master");
     first.wait_for_log(
