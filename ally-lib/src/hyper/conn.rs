@@ -17,17 +17,8 @@ use super::io::Io;
 use super::service::CloseWhenDraining;
 use crate::tokio::Stop;
 
-/// How long [`serve`] waits: see [`Serve`](super::Serve).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Timeouts {
-    pub(super) idle_grace: Duration,
-    /// For the first byte of a new connection: hyper's HTTP/1-or-2
-    /// detection waits for it without limit.
-    pub(super) first_byte: Duration,
-}
-
-/// Serves `io` until it closes, or closes it if nothing came on it for
-/// `first_byte`; at the stop, drains it:
+/// Serves `io` until it closes (or cuts it, if it stays silent: see
+/// [`Io`]); at the stop, drains it:
 ///
 /// - HTTP/1: every response from now on says `Connection: close` (see
 ///   [`CloseWhenDraining`]), so a busy keep-alive connection closes right
@@ -46,7 +37,7 @@ pub(super) async fn serve<S, B>(
     io: Io,
     service: S,
     stop: Stop,
-    timeouts: Timeouts,
+    idle_grace: Duration,
 ) where
     S: Service<Request<Incoming>, Response = Response<B>> + Send + 'static,
     S::Future: Send + 'static,
@@ -56,27 +47,18 @@ pub(super) async fn serve<S, B>(
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
     let h2 = Arc::new(AtomicBool::new(false));
-    let heard = io.heard();
-    let silent = async {
-        ::tokio::time::sleep(timeouts.first_byte).await;
-        if heard.load(Ordering::Relaxed) {
-            std::future::pending::<()>().await;
-        }
-    };
     let service = CloseWhenDraining::new(service, stop.clone(), Arc::clone(&h2));
     let mut conn = pin!(builder.serve_connection_with_upgrades(TokioIo::new(io), service));
     ::tokio::select! {
         biased;
         _ = conn.as_mut() => return,
         () = stop.stopped() => {}
-        // Dropped: nothing was read, so closing sends no reset.
-        () = silent => return,
     }
     if !h2.load(Ordering::Relaxed) {
         ::tokio::select! {
             biased;
             _ = conn.as_mut() => return,
-            () = ::tokio::time::sleep(timeouts.idle_grace) => {}
+            () = ::tokio::time::sleep(idle_grace) => {}
         }
     }
     conn.as_mut().graceful_shutdown();

@@ -1,10 +1,9 @@
-//! The connection's socket as hyper sees it: counted while it lives, and
-//! closed gracefully.
+//! A served connection's socket as hyper sees it, for [`serve`](super::serve)
+//! and [`ally::tonic`](crate::tonic): counted while it lives, cut if it
+//! stays silent after its accept, and closed gracefully.
 
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -18,19 +17,31 @@ use crate::tokio::Tracked;
 /// sending without pause cannot keep a worker from other tasks.
 const LINGER_READS_PER_POLL: usize = 16;
 
+/// How long a new connection may stay silent before it is cut: hyper's own
+/// limit for an HTTP/1 request head, which starts only after the first
+/// byte.
+pub(crate) const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// A served connection: its stream, and its place in the count.
 ///
-/// Shutting it down (which hyper does after the last response) shuts the
-/// write side, then reads and discards until the client closes, at most
-/// `linger`: closing a socket with unread input sends a reset, which can
-/// destroy the last response before the client has read it.
+/// Its reads fail with `TimedOut` if nothing came `first_byte` after the
+/// accept: hyper waits for a new connection's first byte (which tells
+/// HTTP/1 from HTTP/2, or is the HTTP/2 preface) without limit, so a
+/// client that connects and says nothing would hold a descriptor until the
+/// stop. Nothing was read then, so closing it sends no reset.
+///
+/// With a `linger`, shutting it down (which hyper does after the last
+/// response) shuts the write side, then reads and discards until the
+/// client closes, at most `linger`: closing a socket with unread input
+/// sends a reset, which can destroy the last response before the client
+/// has read it.
 #[derive(Debug)]
-pub(super) struct Io {
+pub(crate) struct Io {
     stream: TcpStream,
-    linger: Duration,
+    /// Until the first byte.
+    silence: Option<Pin<Box<Sleep>>>,
+    linger: Option<Duration>,
     close: Close,
-    /// Set once anything was read.
-    heard: Arc<AtomicBool>,
     _tracked: Tracked,
 }
 
@@ -43,19 +54,21 @@ enum Close {
 }
 
 impl Io {
-    pub(super) fn new(stream: TcpStream, linger: Duration, tracked: Tracked) -> Io {
+    /// `stream`, just accepted, which may stay silent for `first_byte`.
+    pub(crate) fn new(stream: TcpStream, first_byte: Duration, tracked: Tracked) -> Io {
         Io {
             stream,
-            linger,
+            silence: Some(Box::pin(::tokio::time::sleep(first_byte))),
+            linger: None,
             close: Close::Open,
-            heard: Arc::new(AtomicBool::new(false)),
             _tracked: tracked,
         }
     }
 
-    /// A flag set once anything was read from the client.
-    pub(super) fn heard(&self) -> Arc<AtomicBool> {
-        Arc::clone(&self.heard)
+    /// Lingers for the client's close, at most `linger`, when shut down.
+    pub(crate) fn linger(mut self, linger: Duration) -> Io {
+        self.linger = Some(linger);
+        self
     }
 
     /// Discards input until end-of-stream, an error or the timer.
@@ -91,7 +104,16 @@ impl AsyncRead for Io {
         let before = buf.filled().len();
         let read = Pin::new(&mut this.stream).poll_read(cx, buf);
         if buf.filled().len() > before {
-            this.heard.store(true, Ordering::Relaxed);
+            this.silence = None;
+        }
+        if read.is_pending()
+            && let Some(silence) = &mut this.silence
+            && silence.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "nothing received on the new connection",
+            )));
         }
         read
     }
@@ -128,7 +150,10 @@ impl AsyncWrite for Io {
             match this.close {
                 Close::Open => {
                     ready!(Pin::new(&mut this.stream).poll_shutdown(cx))?;
-                    this.close = Close::Lingering(Box::pin(::tokio::time::sleep(this.linger)));
+                    this.close = match this.linger {
+                        Some(linger) => Close::Lingering(Box::pin(::tokio::time::sleep(linger))),
+                        None => Close::Closed,
+                    };
                 }
                 Close::Lingering(_) => {
                     ready!(this.poll_linger(cx));
@@ -137,5 +162,50 @@ impl AsyncWrite for Io {
                 Close::Closed => return Poll::Ready(Ok(())),
             }
         }
+    }
+}
+
+/// The peer's and the local address, for tonic's `Request::remote_addr`.
+#[cfg(feature = "tonic")]
+impl ::tonic::transport::server::Connected for Io {
+    type ConnectInfo = ::tonic::transport::server::TcpConnectInfo;
+
+    fn connect_info(&self) -> Self::ConnectInfo {
+        self.stream.connect_info()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ::tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use ::tokio::time::Instant;
+
+    use super::*;
+    use crate::tokio::Tracker;
+
+    #[::tokio::test(start_paused = true)]
+    async fn a_connection_that_sends_nothing_times_out_and_one_that_sent_does_not() {
+        let listener = ::tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap();
+        let addr = listener.local_addr().unwrap();
+        let tracker = Tracker::new();
+        let _silent = TcpStream::connect(addr).await.unwrap();
+        let accepted = listener.accept().await.unwrap().0;
+        let mut silent = Io::new(accepted, FIRST_BYTE_TIMEOUT, tracker.track());
+        let mut talking_client = TcpStream::connect(addr).await.unwrap();
+        let accepted = listener.accept().await.unwrap().0;
+        let mut talking = Io::new(accepted, FIRST_BYTE_TIMEOUT, tracker.track());
+        let start = Instant::now();
+        let mut buf = [0u8; 16];
+        let read = ::tokio::time::timeout(FIRST_BYTE_TIMEOUT * 2, silent.read(&mut buf)).await;
+        let e = read.expect("a silent connection is cut").unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(start.elapsed() >= FIRST_BYTE_TIMEOUT);
+
+        talking_client.write_all(b"P").await.unwrap();
+        assert_eq!(talking.read(&mut buf).await.unwrap(), 1);
+        let quiet = ::tokio::time::timeout(FIRST_BYTE_TIMEOUT * 2, talking.read(&mut buf)).await;
+        assert!(quiet.is_err(), "a connection that sent was cut: {quiet:?}");
     }
 }

@@ -63,7 +63,7 @@
 //! ```
 
 mod conn;
-mod io;
+pub(crate) mod io;
 mod service;
 #[cfg(test)]
 mod tests;
@@ -101,12 +101,6 @@ pub const DEADLINE: Duration = Duration::from_secs(25);
 /// listener itself (out of descriptors or memory).
 const ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// How long a new connection may stay silent before it is closed: hyper's
-/// own limit for a request head (which starts only once the first byte
-/// has told HTTP/1 from HTTP/2, so without this a client that connects and
-/// sends nothing holds a descriptor until the stop).
-const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// Serves `service` on `listener` (from [`listen_tcp`](crate::listen_tcp))
 /// until the stop signal, then drains as [the module](self) says.
 ///
@@ -119,10 +113,9 @@ pub fn serve<S>(listener: impl Into<std::net::TcpListener>, service: S) -> Serve
     Serve {
         listener: listener.into(),
         service,
-        stop: None,
-        ready: true,
+        start: Start::default(),
         idle_grace: IDLE_GRACE,
-        first_byte_timeout: FIRST_BYTE_TIMEOUT,
+        first_byte_timeout: io::FIRST_BYTE_TIMEOUT,
         linger: LINGER,
         deadline: DEADLINE,
     }
@@ -134,8 +127,7 @@ pub fn serve<S>(listener: impl Into<std::net::TcpListener>, service: S) -> Serve
 pub struct Serve<S> {
     listener: std::net::TcpListener,
     service: S,
-    stop: Option<Stop>,
-    ready: bool,
+    start: Start,
     idle_grace: Duration,
     first_byte_timeout: Duration,
     linger: Duration,
@@ -146,7 +138,7 @@ impl<S> Serve<S> {
     /// Stops at `stop` instead of the process's stop signal (a `Stop` made
     /// earlier, or one on a [`StopSignal::new`](crate::StopSignal::new)).
     pub fn stop(mut self, stop: Stop) -> Self {
-        self.stop = Some(stop);
+        self.start.stop = Some(stop);
         self
     }
 
@@ -154,7 +146,7 @@ impl<S> Serve<S> {
     /// `true`). `false` for a service that opens more before it is ready,
     /// and calls it itself.
     pub fn ready(mut self, ready: bool) -> Self {
-        self.ready = ready;
+        self.start.ready = ready;
         self
     }
 
@@ -182,7 +174,7 @@ impl<S> Serve<S> {
         self
     }
 
-    /// [`FIRST_BYTE_TIMEOUT`], shorter for the tests.
+    /// [`io::FIRST_BYTE_TIMEOUT`], shorter for the tests.
     #[cfg(test)]
     fn first_byte_timeout(mut self, timeout: Duration) -> Self {
         self.first_byte_timeout = timeout;
@@ -217,14 +209,7 @@ impl<S> Serve<S> {
         B::Data: Send,
         B::Error: Into<Box<dyn StdError + Send + Sync>>,
     {
-        let stop = match self.stop {
-            Some(stop) => stop,
-            None => Stop::new()?,
-        };
-        let listener = Listener::new(self.listener, &stop)?;
-        if self.ready {
-            crate::ready()?;
-        }
+        let (stop, listener) = self.start.begin(self.listener)?;
         let builder = Arc::new(builder());
         let tracker = Tracker::new();
         // Dropped on return: the connections still open at the deadline
@@ -234,16 +219,14 @@ impl<S> Serve<S> {
             while conns.try_join_next().is_some() {}
             match listener.accept().await {
                 Ok(Some((stream, _peer))) => {
-                    let io = io::Io::new(stream, self.linger, tracker.track());
+                    let io = io::Io::new(stream, self.first_byte_timeout, tracker.track())
+                        .linger(self.linger);
                     conns.spawn(conn::serve(
                         Arc::clone(&builder),
                         io,
                         self.service.clone(),
                         stop.clone(),
-                        conn::Timeouts {
-                            idle_grace: self.idle_grace,
-                            first_byte: self.first_byte_timeout,
-                        },
+                        self.idle_grace,
                     ));
                 }
                 Ok(None) => break,
@@ -269,6 +252,43 @@ impl<S> Serve<S> {
             left_open: if closed { 0 } else { tracker.active() },
             deadline: self.deadline,
         })
+    }
+}
+
+/// How a server starts: the stop it waits for (the process's stop signal
+/// unless given) and whether it says ready. Shared with
+/// [`ally::tonic`](crate::tonic).
+#[derive(Debug)]
+pub(crate) struct Start {
+    pub(crate) stop: Option<Stop>,
+    pub(crate) ready: bool,
+}
+
+impl Default for Start {
+    fn default() -> Start {
+        Start {
+            stop: None,
+            ready: true,
+        }
+    }
+}
+
+impl Start {
+    /// Installs the stop signal's handlers (unless a stop was given), makes
+    /// `listener` one that accepts until the stop, and says ready if asked.
+    pub(crate) fn begin(
+        self,
+        listener: std::net::TcpListener,
+    ) -> std::io::Result<(Stop, Listener)> {
+        let stop = match self.stop {
+            Some(stop) => stop,
+            None => Stop::new()?,
+        };
+        let listener = Listener::new(listener, &stop)?;
+        if self.ready {
+            crate::ready()?;
+        }
+        Ok((stop, listener))
     }
 }
 

@@ -103,7 +103,8 @@ use tokio::time::Instant;
 use tower_layer::Layer;
 
 pub use crate::hyper::Drained;
-use crate::tokio::{Listener, Stop, Tracker};
+use crate::hyper::Start;
+use crate::tokio::{Stop, Tracker};
 use incoming::{Incoming, LastAccept};
 
 /// Default [`Serve::grace`]: how long after the last connection accepted
@@ -120,8 +121,7 @@ pub fn serve<L>(listener: impl Into<std::net::TcpListener>, router: Router<L>) -
     Serve {
         listener: listener.into(),
         router,
-        stop: None,
-        ready: true,
+        start: Start::default(),
         grace: GRACE,
         deadline: DEADLINE,
     }
@@ -132,8 +132,7 @@ pub fn serve<L>(listener: impl Into<std::net::TcpListener>, router: Router<L>) -
 pub struct Serve<L> {
     listener: std::net::TcpListener,
     router: Router<L>,
-    stop: Option<Stop>,
-    ready: bool,
+    start: Start,
     grace: Duration,
     deadline: Duration,
 }
@@ -142,8 +141,7 @@ impl<L> std::fmt::Debug for Serve<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Serve")
             .field("listener", &self.listener)
-            .field("stop", &self.stop)
-            .field("ready", &self.ready)
+            .field("start", &self.start)
             .field("grace", &self.grace)
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
@@ -154,7 +152,7 @@ impl<L> Serve<L> {
     /// Stops at `stop` instead of the process's stop signal (a `Stop` made
     /// earlier, or one on a [`StopSignal::new`](crate::StopSignal::new)).
     pub fn stop(mut self, stop: Stop) -> Self {
-        self.stop = Some(stop);
+        self.start.stop = Some(stop);
         self
     }
 
@@ -162,7 +160,7 @@ impl<L> Serve<L> {
     /// `true`). `false` for a service that opens more before it is ready,
     /// and calls it itself.
     pub fn ready(mut self, ready: bool) -> Self {
-        self.ready = ready;
+        self.start.ready = ready;
         self
     }
 
@@ -209,14 +207,7 @@ impl<L> Serve<L> {
         ResBody: ::tonic::codegen::Body<Data = Bytes> + Send + 'static,
         ResBody::Error: Into<StdError>,
     {
-        let stop = match self.stop {
-            Some(stop) => stop,
-            None => Stop::new()?,
-        };
-        let listener = Listener::new(self.listener, &stop)?;
-        if self.ready {
-            crate::ready()?;
-        }
+        let (stop, listener) = self.start.begin(self.listener)?;
         let tracker = Tracker::new();
         let last_accept = Arc::new(LastAccept::default());
         let incoming = Incoming::new(listener, &stop, tracker.clone(), Arc::clone(&last_accept));
