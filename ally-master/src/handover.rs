@@ -8,7 +8,7 @@
 //! ([`exec`]). The new image reads the state back ([`read_memfd`],
 //! refusing any other [`HANDOVER_VERSION`]), takes every descriptor by its
 //! index ([`fds::Import`]), and serves on; if it cannot, it execs the old
-//! binary again with the same state and why ([`exec::way_back`]).
+//! binary again with the same state and why ([`resume`]).
 //!
 //! The format: 8 bytes of [`MAGIC`], the handover version as a `u32`
 //! little-endian, then the postcard encoding of [`snapshot::MasterSnap`],

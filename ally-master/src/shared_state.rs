@@ -1,5 +1,5 @@
 //! An app's shared state as the master serves it: the pure
-//! [`Store`](ally_proto::state::Store) plus what only the master knows —
+//! [`ally_proto::state::Store`] plus what only the master knows —
 //! which connection waits for which lock, until when.
 //!
 //! Holds belong to the instance; waits belong to the connection that asked.
