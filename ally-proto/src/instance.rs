@@ -60,6 +60,7 @@ pub enum InstanceRequest {
         /// Key.
         key: String,
         /// Value.
+        #[serde(with = "crate::bytes")]
         value: Vec<u8>,
         /// Time to live in milliseconds; `None` keeps it until deleted.
         ttl_ms: Option<u64>,
@@ -252,7 +253,7 @@ pub enum InstanceResponse {
     /// The request failed.
     Error(Failure),
     /// A cache value, or `None` when there is no live entry.
-    Value(Option<Vec<u8>>),
+    Value(#[serde(with = "crate::bytes::option")] Option<Vec<u8>>),
     /// A yes/no answer.
     Bool(bool),
     /// An atomic's value.

@@ -20,6 +20,7 @@
 #![forbid(unsafe_code)]
 
 mod addr;
+mod bytes;
 mod control;
 mod detail;
 pub mod env;

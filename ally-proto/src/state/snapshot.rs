@@ -20,6 +20,7 @@ pub struct EntrySnapshot {
     /// Its key.
     pub key: String,
     /// Its value.
+    #[serde(with = "crate::bytes")]
     pub value: Vec<u8>,
     /// Milliseconds it had left to live at the snapshot (0: expired), if it
     /// has a time to live.

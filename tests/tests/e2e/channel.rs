@@ -266,6 +266,8 @@ fn a_greedy_instance_gets_its_connection_limit_and_bounded_buffers() {
         max_rss < MAX_RSS_KIB,
         "the master's VmRSS reached {max_rss} KiB"
     );
-    // A master blocked by the greedy instance would not answer at all.
-    assert!(slowest < Duration::from_secs(15), "a list took {slowest:?}");
+    // A starvation bound, not a latency target: a master that answered a
+    // 512 KiB value with a serde call per byte spent 8 to 16 s of a debug
+    // build in one turn (every connection's answers), a list waiting.
+    assert!(slowest < Duration::from_secs(5), "a list took {slowest:?}");
 }
