@@ -163,7 +163,26 @@ fn demo_alone_under_a_notify_supervisor_says_ready_status_and_stopping() {
 /// send timeout (5 s) for room, with the port open and accepting stalled.)
 #[test]
 fn a_full_notify_queue_does_not_delay_the_stop() {
-    let dir = TestDir::new("simulate_notify_full");
+    // A send that waits for room waits out its whole 5 s timeout here (the
+    // queue is never read), every time; a busy machine alone takes seconds
+    // at times, but not three times in a row.
+    let mut took = Vec::new();
+    for attempt in 1..=3 {
+        let stop = stop_with_a_full_queue(attempt);
+        eprintln!("the port closed {stop:?} after SIGTERM");
+        took.push(stop);
+        if stop < Duration::from_secs(5) {
+            return;
+        }
+    }
+    panic!("the port closed {took:?} after SIGTERM, in 3 attempts");
+}
+
+/// Starts the axum example alone, fills its supervisor's queue, sends
+/// SIGTERM: how long the port stayed open. Checks that it exits 0 and says
+/// its `STOPPING=1` could not be sent.
+fn stop_with_a_full_queue(attempt: u32) -> Duration {
+    let dir = TestDir::new(&format!("simulate_notify_full_{attempt}"));
     let axum = Alone::start(&dir, "notify-full", &bins().demo.with_file_name("axum"));
     let (socket, port, addr) = (&axum.socket, axum.port, axum.addr);
     let read_log = || axum.log();
@@ -183,15 +202,6 @@ fn a_full_notify_queue_does_not_delay_the_stop() {
     signal(axum.child.borrow().id(), Signal::TERM).expect("SIGTERM the axum example");
     wait_until(TIMEOUT, || listen_inodes(port).is_empty());
     let took = stopped.elapsed();
-    // A send that waits for room waits out its whole 5 s timeout here (the
-    // queue is never read), so anything shorter proves it did not wait;
-    // a busy machine alone takes seconds at times.
-    eprintln!("the port closed {took:?} after SIGTERM");
-    assert!(
-        took < Duration::from_secs(5),
-        "the port closed {took:?} after SIGTERM\n{}",
-        read_log()
-    );
     let status = axum.exit_status();
     assert!(
         status.is_some_and(|s| s.success()),
@@ -203,4 +213,5 @@ fn a_full_notify_queue_does_not_delay_the_stop() {
         "the failed send is not said\n{}",
         read_log()
     );
+    took
 }
